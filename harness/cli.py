@@ -1,0 +1,62 @@
+"""``python -m harness``: sweep a study spec, or list what is registered."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.errors import HarnessError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sweep = commands.add_parser("sweep", help="run a hyperparameter study from a YAML spec")
+    sweep.add_argument("spec", help="the study spec, e.g. search_spaces/kd.yaml")
+    sweep.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+    sweep.add_argument("--storage", help="results folder (default: the spec's storage, 'studies')")
+    sweep.add_argument("--num-samples", type=int, help="trials per seed (overrides search.num_samples)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a spec field, e.g. --set budget.epochs=5 (repeatable)")
+    commands.add_parser("list", help="list the registered methods, models and datasets")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return list_registered()
+        return sweep(args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the results written so far stay in the study folder", file=sys.stderr)
+        return 130
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from harness.spec import load_spec
+
+    overrides = list(args.overrides)
+    if args.num_samples is not None:
+        overrides.append(f"search.num_samples={args.num_samples}")
+    spec = load_spec(args.spec, overrides)  # validated before anything starts
+    from harness.sweep import run_sweep
+
+    run_sweep(spec, storage=args.storage, address=args.address)
+    return 0
+
+
+def list_registered() -> int:
+    import methods
+    from harness.data import DATASETS
+    from harness.zoo import MODELS
+
+    for cls_name in methods.METHODS.names():
+        cls = methods.METHODS.get(cls_name)
+        flag = " (data-free)" if cls.data_free else ""
+        print(f"method   {cls_name}{flag}: knobs {', '.join(cls.param_names())}")
+    print(f"models   {', '.join(MODELS.names())}")
+    print(f"datasets {', '.join(DATASETS.names())}")
+    return 0

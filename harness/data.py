@@ -1,0 +1,203 @@
+"""Datasets: one registry, one in-memory format, seeded train/validation/test splits.
+
+A loader returns uint8 images in NCHW layout with integer labels. ``load_splits``
+carves the validation split from the training data with its own seed, so that
+search and early stopping never see the test split. The result is plain NumPy,
+cheap to put once in Ray's object store and share with every trial.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.errors import DataError
+from harness.registry import Registry
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (uint8, N x C x H x W), labels (int64) and their indices in ``source``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: str  # the loader's split the samples come from: "train", "test" or "all"
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """What a loader returns: the data set's own train and test splits."""
+
+    train: Split
+    test: Split
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str  # default batch augmentation: "none", "crop" or "crop_flip"
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str
+    fingerprint: str  # identifies the exact samples in each split (teacher cache key)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+
+
+Loader = Callable[[Path, bool], RawDataset]
+DATASETS: Registry[Loader] = Registry("dataset")
+AUGMENTATIONS = ("none", "crop", "crop_flip")
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    return DATASETS.register(name)
+
+
+def data_root(root: str | None) -> Path:
+    """The spec's root, else $HARNESS_DATA, else ./data."""
+    return Path(root or os.environ.get("HARNESS_DATA") or "data").expanduser()
+
+
+def load_splits(
+    name: str,
+    root: str | None = None,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    download: bool = True,
+    augment: str | None = None,
+) -> DatasetSplits:
+    raw = DATASETS.get(name, field="dataset.name")(data_root(root), download)
+    n = len(raw.train)
+    order = np.random.default_rng(split_seed).permutation(n)
+    n_val = int(round(n * val_fraction))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    train, val = _subset(raw.train, train_idx), _subset(raw.train, val_idx)
+    digest = hashlib.sha256()
+    for part in (train, val, raw.test):
+        digest.update(part.source.encode())
+        digest.update(np.ascontiguousarray(part.index).tobytes())
+        digest.update(np.ascontiguousarray(part.y).tobytes())
+    return DatasetSplits(
+        name=name, train=train, val=val, test=raw.test, num_classes=raw.num_classes,
+        mean=raw.mean, std=raw.std, augment=augment or raw.augment,
+        fingerprint=f"{name}-{digest.hexdigest()[:16]}",
+    )
+
+
+def _subset(split: Split, idx: np.ndarray) -> Split:
+    return Split(split.x[idx], split.y[idx], split.source, split.index[idx])
+
+
+def _split(x: np.ndarray, y: np.ndarray, source: str, index: np.ndarray | None = None) -> Split:
+    x = np.ascontiguousarray(x, dtype=np.uint8)
+    if x.ndim == 3:
+        x = x[:, None]
+    index = np.arange(len(y)) if index is None else index
+    return Split(x, np.asarray(y, dtype=np.int64), source, index)
+
+
+# --- the embedded default -------------------------------------------------------
+
+@register_dataset("digits")
+def load_digits(root: Path, download: bool) -> RawDataset:
+    """scikit-learn's bundled 8x8 digits, upsampled to 28x28 so MNIST models fit.
+
+    The set has no official test split: a fixed 20% (seed 0, independent of the
+    study) is held out as test, the same on every machine.
+    """
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    images = torch.from_numpy(bunch.images).float()[:, None] / 16.0
+    images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False)
+    x = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    y = bunch.target
+    order = np.random.default_rng(0).permutation(len(y))
+    n_test = len(y) // 5
+    test_idx, train_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
+    return RawDataset(
+        train=_split(x[train_idx], y[train_idx], "all", train_idx),
+        test=_split(x[test_idx], y[test_idx], "all", test_idx),
+        num_classes=10, mean=(0.2,), std=(0.33,), augment="none",
+    )
+
+
+# --- torchvision data sets ----------------------------------------------------------
+
+def _torchvision(name: str, root: Path, download: bool, **kwargs):
+    import torchvision.datasets as tvd
+
+    try:
+        return getattr(tvd, name)(root=str(root), download=download, **kwargs)
+    except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
+        how = "and the download failed" if download else "and dataset.download is false"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"dataset {name}: no usable files under '{root}' {how} ({reason}); "
+            f"put the data there or set dataset.root / HARNESS_DATA to the folder that holds it"
+        ) from None
+
+
+def _grey(name: str, mean: float, std: float) -> Loader:
+    def load(root: Path, download: bool) -> RawDataset:
+        train = _torchvision(name, root, download, train=True)
+        test = _torchvision(name, root, download, train=False)
+        return RawDataset(
+            train=_split(train.data.numpy(), train.targets.numpy(), "train"),
+            test=_split(test.data.numpy(), test.targets.numpy(), "test"),
+            num_classes=len(train.classes), mean=(mean,), std=(std,), augment="none",
+        )
+
+    return load
+
+
+register_dataset("mnist")(_grey("MNIST", 0.1307, 0.3081))
+register_dataset("fashion_mnist")(_grey("FashionMNIST", 0.2860, 0.3530))
+
+
+def _cifar(name: str, num_classes: int, mean, std) -> Loader:
+    def load(root: Path, download: bool) -> RawDataset:
+        train = _torchvision(name, root, download, train=True)
+        test = _torchvision(name, root, download, train=False)
+        return RawDataset(
+            train=_split(train.data.transpose(0, 3, 1, 2), train.targets, "train"),
+            test=_split(test.data.transpose(0, 3, 1, 2), test.targets, "test"),
+            num_classes=num_classes, mean=mean, std=std, augment="crop_flip",
+        )
+
+    return load
+
+
+register_dataset("cifar10")(_cifar("CIFAR10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)))
+register_dataset("cifar100")(_cifar("CIFAR100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)))
+
+
+@register_dataset("svhn")
+def load_svhn(root: Path, download: bool) -> RawDataset:
+    """SVHN's train and test splits (no 'extra'); crops only: flipped digits change meaning."""
+    train = _torchvision("SVHN", root, download, split="train")
+    test = _torchvision("SVHN", root, download, split="test")
+    return RawDataset(
+        train=_split(train.data, train.labels, "train"),
+        test=_split(test.data, test.labels, "test"),
+        num_classes=10, mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), augment="crop",
+    )

@@ -1,0 +1,102 @@
+"""Measurement of a deployed student: size, MACs and latency on the trial's device.
+
+MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and
+convolutions, the operations that dominate; FLOPs / 2). Latency is wall time of
+a forward pass in inference mode: warm-up, then the median over ``repeats``
+timed runs, each run looping enough forward passes to last about 2 ms so that
+timer resolution does not dominate tiny models.
+"""
+from __future__ import annotations
+
+import io
+import platform
+import statistics
+import time
+from functools import lru_cache
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def serialized_size(model: nn.Module) -> int:
+    """Bytes of ``torch.save(model.state_dict())``: the file a user would ship."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
+    """Multiply-accumulates of one forward pass for one image."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape, device=device))
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def latency_ms(model: nn.Module, x: torch.Tensor, warmup: int = 5, repeats: int = 20,
+               min_run_s: float = 0.002) -> float:
+    """Median milliseconds per forward pass of ``model`` on the batch ``x``."""
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        _sync(x.device)
+        start = time.perf_counter()
+        model(x)
+        _sync(x.device)
+        single = max(time.perf_counter() - start, 1e-6)
+        loops = max(1, int(min_run_s / single))
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(loops):
+                model(x)
+            _sync(x.device)
+            runs.append((time.perf_counter() - start) / loops)
+    model.train(was_training)
+    return 1000 * statistics.median(runs)
+
+
+@lru_cache(maxsize=None)
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{_cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+def measure_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
+                  batch_size: int = 64, warmup: int = 5, repeats: int = 20) -> dict[str, float | int | str]:
+    """Everything the results record about a model's cost."""
+    return {
+        "params": count_params(model),
+        "size_bytes": serialized_size(model),
+        "macs": count_macs(model, input_shape, device),
+        "latency_b1_ms": latency_ms(model, torch.randn(1, *input_shape, device=device), warmup, repeats),
+        "latency_ms": latency_ms(model, torch.randn(batch_size, *input_shape, device=device), warmup, repeats),
+        "latency_batch": batch_size,
+        "device": device_name(device),
+    }

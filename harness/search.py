@@ -1,0 +1,85 @@
+"""Search and early stopping: Optuna through Ray Tune's OptunaSearch, and ASHA."""
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
+                                  IntDistribution)
+from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from harness.spec import Distribution, StudySpec
+
+
+def stopped_early(result: dict[str, Any] | None, budget: int) -> bool:
+    """A trial that ended without error before its last epoch was stopped by the scheduler."""
+    return bool(result) and result.get(TRAINING_ITERATION, budget) < budget
+
+
+class StudySearch(OptunaSearch):
+    """OptunaSearch that tells Optuna the truth about trials ASHA stopped.
+
+    Ray's OptunaSearch records a stopped trial as COMPLETE with the metric of
+    its last rung, which lets a half-trained trial compete with finished ones.
+    Here it is PRUNED: for one objective Optuna keeps its last intermediate
+    value (TPE treats it as pruned), for several it counts only finished trials.
+    """
+
+    def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.budget = budget
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if error or not stopped_early(result, self.budget) or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+    @property
+    def optuna_study(self) -> optuna.Study:
+        return self._ot_study
+
+
+def optuna_space(spec: StudySpec) -> dict[str, BaseDistribution]:
+    def convert(d: Distribution) -> BaseDistribution:
+        if d.kind == "categorical":
+            return CategoricalDistribution(d.args)
+        if d.kind == "int":
+            return IntDistribution(*d.args)
+        return FloatDistribution(*d.args, log=d.kind == "loguniform")
+
+    return {name: convert(d) for name, d in spec.searched_params().items()}
+
+
+def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
+    kind = spec.sampler
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "nsga2":
+        # A population well below num_samples, so small studies still evolve.
+        population = max(4, min(50, spec.search.num_samples // 4))
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_searcher(spec: StudySpec, seed: int) -> StudySearch:
+    objectives = spec.search.objectives
+    metric: str | list[str] = [o.metric for o in objectives]
+    mode: str | list[str] = [o.mode for o in objectives]
+    if not spec.multi_objective:
+        metric, mode = metric[0], mode[0]
+    return StudySearch(space=optuna_space(spec) or None, metric=metric, mode=mode,
+                       sampler=make_sampler(spec, seed), budget=spec.budget.epochs)
+
+
+def make_scheduler(spec: StudySpec) -> ASHAScheduler:
+    """ASHA on the first objective, one rung unit per epoch report."""
+    first = spec.search.objectives[0]
+    return ASHAScheduler(
+        time_attr=TRAINING_ITERATION, metric=first.metric, mode=first.mode,
+        max_t=spec.budget.epochs, grace_period=spec.asha.grace_period,
+        reduction_factor=spec.asha.reduction_factor,
+    )

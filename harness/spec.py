@@ -1,0 +1,361 @@
+"""The study spec: a YAML file, validated completely before anything runs.
+
+Every mapping is read into a dataclass below; an unknown key, a value of the
+wrong type or a malformed distribution raises :class:`SpecError` with the
+dotted path of the field and, for names, the closest valid one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from harness.errors import SpecError, did_you_mean
+
+# Metrics every trial reports at each epoch, and those measured once at its end.
+EPOCH_METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
+FINAL_METRICS = {"params": "min", "size_bytes": "min", "macs": "min",
+                 "latency_b1_ms": "min", "latency_ms": "min"}
+TEST_METRICS = ("test_acc", "test_loss")
+
+
+@dataclass
+class DatasetSpec:
+    name: str = "digits"
+    root: str | None = None  # default: $HARNESS_DATA, else ./data
+    download: bool = True
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    augment: str | None = None  # none | crop | crop_flip; default: the data set's own
+
+
+@dataclass
+class ModelSpec:
+    model: str
+    width: float = 1.0
+
+
+@dataclass
+class TeacherSpec(ModelSpec):
+    checkpoint: str | None = None  # a state_dict file; otherwise trained once and cached
+    seed: int = 0
+    recipe: dict[str, Any] = field(default_factory=dict)  # scratch knobs and ``epochs``
+
+
+@dataclass
+class Objective:
+    metric: str
+    mode: str  # max | min
+
+
+@dataclass
+class Distribution:
+    kind: str  # uniform | loguniform | int | categorical
+    args: list[Any]
+
+
+@dataclass
+class SearchSpec:
+    space: dict[str, Any] = field(default_factory=dict)  # name -> Distribution or a fixed value
+    objectives: list[Objective] = field(default_factory=lambda: [Objective("val_acc", "max")])
+    searcher: str = "auto"  # auto | tpe | nsga2 | random
+    num_samples: int = 8
+    max_concurrent: int | None = None  # default: as many trials as the resources fit
+
+
+@dataclass
+class AshaSpec:
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+
+
+@dataclass
+class ResourcesSpec:
+    cpu: float = 1.0
+    gpu: float = 0.0  # fractions share one GPU between trials
+
+
+@dataclass
+class MeasureSpec:
+    batch_size: int = 64  # the larger of the two latency batch sizes (the other is 1)
+    warmup: int = 5
+    repeats: int = 20
+
+
+@dataclass
+class BudgetSpec:
+    epochs: int = 10  # reports per trial, and ASHA's maximum budget
+
+
+@dataclass
+class StudySpec:
+    study: str
+    method: str
+    student: ModelSpec
+    teacher: TeacherSpec | None = None
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    search: SearchSpec = field(default_factory=SearchSpec)
+    asha: AshaSpec = field(default_factory=AshaSpec)
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    storage: str = "studies"
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.search.objectives) > 1
+
+    @property
+    def sampler(self) -> str:
+        if self.search.searcher != "auto":
+            return self.search.searcher
+        return "nsga2" if self.multi_objective else "tpe"
+
+    def fixed_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.search.space.items() if not isinstance(v, Distribution)}
+
+    def searched_params(self) -> dict[str, Distribution]:
+        return {k: v for k, v in self.search.space.items() if isinstance(v, Distribution)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- loading -------------------------------------------------------------------------
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
+    """Read a YAML spec, apply ``key=value`` overrides, validate everything."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file '{path}' does not exist") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec is a YAML mapping (study:, method:, ...)")
+    for override in overrides:
+        apply_override(raw, override)
+    return parse_spec(raw)
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """``search.num_samples=4``: set a dotted key; the value is read as YAML."""
+    key, sep, value = override.partition("=")
+    if not sep or not key:
+        raise SpecError(f"--set '{override}': expected KEY=VALUE, e.g. search.num_samples=4")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise SpecError(f"--set {key}: '{part}' is not a mapping")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def parse_spec(raw: dict[str, Any]) -> StudySpec:
+    spec = _build(StudySpec, raw, "")
+    _check_semantics(spec)
+    return spec
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise SpecError(f"{path or 'spec'}: expected a mapping, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise SpecError(f"{_join(path, key)}: unknown key{did_you_mean(key, names)}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        where = _join(path, f.name)
+        if f.name in data:
+            values[f.name] = _coerce(hints[f.name], data[f.name], where)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SpecError(f"{where}: required field is missing")
+    return cls(**values)
+
+
+def _coerce(kind: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        return _coerce(next(o for o in options if o is not type(None)), value, path)
+    if dataclasses.is_dataclass(kind):
+        if kind is Objective and isinstance(value, dict):
+            return _objective(value, path)
+        return _build(kind, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise SpecError(f"{path}: expected a list, got {_show(value)}")
+        (item,) = typing.get_args(kind)
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{path}: expected a mapping, got {_show(value)}")
+        if path.endswith("search.space"):
+            return {name: _space_entry(v, _join(path, name)) for name, v in value.items()}
+        return dict(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{path}: expected true or false, got {_show(value)}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{path}: expected an integer, got {_show(value)}")
+        return value
+    if kind is float:
+        return _number(value, path)
+    if kind is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{path}: expected a string, got {_show(value)}")
+        return value
+    return value
+
+
+def _number(value: Any, path: str) -> float:
+    # YAML 1.1 reads ``1e-3`` (no dot) as a string; accept it as the number it means.
+    if isinstance(value, bool):
+        raise SpecError(f"{path}: expected a number, got {_show(value)}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{path}: expected a number, got {_show(value)}") from None
+
+
+def _objective(value: dict[str, Any], path: str) -> Objective:
+    objective = _build(Objective, value, path)
+    if objective.mode not in ("max", "min"):
+        raise SpecError(f"{path}.mode: must be 'max' or 'min', got {_show(objective.mode)}")
+    return objective
+
+
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "categorical")
+
+
+def _space_entry(value: Any, path: str) -> Any:
+    """A fixed value, or a one-key mapping ``{kind: [args]}``."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        raise SpecError(f"{path}: a distribution is one key of {', '.join(DISTRIBUTIONS)}, "
+                        f"e.g. {{loguniform: [1.0e-3, 0.1]}}; got {_show(value)}")
+    (kind, args), = value.items()
+    if kind not in DISTRIBUTIONS:
+        raise SpecError(f"{path}: unknown distribution '{kind}'{did_you_mean(kind, DISTRIBUTIONS)}")
+    if not isinstance(args, list) or not args:
+        raise SpecError(f"{path}.{kind}: expected a list, e.g. [low, high]; got {_show(args)}")
+    if kind == "categorical":
+        return Distribution(kind, list(args))
+    if len(args) != 2:
+        raise SpecError(f"{path}.{kind}: expected [low, high], got {_show(args)}")
+    if kind == "int":
+        low, high = (_coerce(int, a, f"{path}.{kind}") for a in args)
+    else:
+        low, high = (_number(a, f"{path}.{kind}") for a in args)
+    if not low < high:
+        raise SpecError(f"{path}.{kind}: low must be below high, got [{low}, {high}]")
+    if kind == "loguniform" and low <= 0:
+        raise SpecError(f"{path}.loguniform: bounds must be positive, got [{low}, {high}]")
+    return Distribution(kind, [low, high])
+
+
+def _check_semantics(spec: StudySpec) -> None:
+    """Cross-field checks: registry names, knobs of the method, objectives."""
+    import methods
+    from harness.data import AUGMENTATIONS, DATASETS
+    from harness.zoo import MODELS
+
+    method = methods.METHODS.get(spec.method, field="method")
+    DATASETS.get(spec.dataset.name, field="dataset.name")
+    MODELS.get(spec.student.model, field="student.model")
+    if spec.dataset.augment is not None and spec.dataset.augment not in AUGMENTATIONS:
+        raise SpecError(f"dataset.augment: unknown augmentation '{spec.dataset.augment}'"
+                        f"{did_you_mean(spec.dataset.augment, AUGMENTATIONS)}")
+    if not 0 < spec.dataset.val_fraction < 1:
+        raise SpecError(f"dataset.val_fraction: must be between 0 and 1, got {spec.dataset.val_fraction}")
+    if method.needs_teacher and spec.teacher is None:
+        raise SpecError(f"teacher: method '{spec.method}' needs a teacher (teacher: {{model: ...}})")
+    if spec.teacher is not None:
+        MODELS.get(spec.teacher.model, field="teacher.model")
+        _check_recipe(spec.teacher.recipe)
+        if spec.teacher.checkpoint and not Path(spec.teacher.checkpoint).expanduser().is_file():
+            raise SpecError(f"teacher.checkpoint: file '{spec.teacher.checkpoint}' does not exist")
+    knobs = method.param_names()
+    for name in spec.search.space:
+        if name not in knobs:
+            raise SpecError(f"search.space.{name}: '{spec.method}' has no knob '{name}'"
+                            f"{did_you_mean(name, knobs)}")
+    searchers = ("auto", "tpe", "nsga2", "random")
+    if spec.search.searcher not in searchers:
+        raise SpecError(f"search.searcher: unknown searcher '{spec.search.searcher}'"
+                        f"{did_you_mean(spec.search.searcher, searchers)}")
+    _check_objectives(spec.search.objectives)
+    for path, value, low in (("budget.epochs", spec.budget.epochs, 1),
+                             ("search.num_samples", spec.search.num_samples, 1),
+                             ("asha.grace_period", spec.asha.grace_period, 1),
+                             ("measure.batch_size", spec.measure.batch_size, 1),
+                             ("measure.repeats", spec.measure.repeats, 1)):
+        if value < low:
+            raise SpecError(f"{path}: must be at least {low}, got {value}")
+    if spec.asha.grace_period > spec.budget.epochs:
+        raise SpecError(f"asha.grace_period: {spec.asha.grace_period} exceeds budget.epochs "
+                        f"({spec.budget.epochs}); lower it or raise the budget")
+    if spec.asha.reduction_factor <= 1:
+        raise SpecError(f"asha.reduction_factor: must be above 1, got {spec.asha.reduction_factor}")
+    if spec.resources.cpu <= 0 or spec.resources.gpu < 0:
+        raise SpecError("resources: cpu must be positive and gpu not negative")
+    if not spec.seeds:
+        raise SpecError("seeds: give at least one seed, e.g. [0]")
+    if not spec.study.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise SpecError(f"study: '{spec.study}' must be letters, digits, '-', '_' or '.' (it names a folder)")
+
+
+def _check_recipe(recipe: dict[str, Any]) -> None:
+    from methods.scratch import Scratch
+
+    knobs = Scratch.param_names() + ["epochs"]
+    for key, value in recipe.items():
+        if key not in knobs:
+            raise SpecError(f"teacher.recipe.{key}: unknown knob{did_you_mean(key, knobs)}")
+        if isinstance(value, dict):
+            raise SpecError(f"teacher.recipe.{key}: the teacher's recipe takes fixed values, not distributions")
+
+
+def _check_objectives(objectives: list[Objective]) -> None:
+    if not objectives:
+        raise SpecError("search.objectives: give at least one, e.g. [{metric: val_acc, mode: max}]")
+    known = {**EPOCH_METRICS, **FINAL_METRICS}
+    for i, objective in enumerate(objectives):
+        where = f"search.objectives[{i}].metric"
+        if objective.metric in TEST_METRICS:
+            raise SpecError(f"{where}: '{objective.metric}' is the test split, reported only; "
+                            f"search on 'val_{objective.metric[5:]}' instead")
+        if objective.metric not in known:
+            raise SpecError(f"{where}: unknown metric '{objective.metric}'{did_you_mean(objective.metric, known)}")
+    if objectives[0].metric not in EPOCH_METRICS:
+        raise SpecError(f"search.objectives[0].metric: the first objective drives ASHA and must be "
+                        f"reported every epoch ({', '.join(EPOCH_METRICS)}), got '{objectives[0].metric}'")
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,145 @@
+"""A study from spec to Parquet: data and teacher once, then one Ray Tune run per seed.
+
+Each seed is an independent search (its own Optuna sampler seed and torch
+seed) over ``num_samples`` trials, so a method's best result can be compared
+across seeds with its spread. The data set and the teacher's weights are put
+in Ray's object store once and shared by every trial.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from harness.data import DatasetSplits, load_splits
+from harness.progress import ProgressPrinter
+from harness.results import ResultsWriter, versions
+from harness.search import make_scheduler, make_searcher
+from harness.spec import StudySpec
+from harness.teachers import Teacher, obtain_teacher, train_teacher
+from harness.trial import run_trial
+
+
+def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: dict[str, Any]) -> None:
+    """The Ray Tune function trainable."""
+    data = ray.get(shared["data"])
+    teacher_state = ray.get(shared["teacher"]) if shared["teacher"] is not None else None
+    run_trial(config, spec, seed, data, teacher_state, report=tune.report)
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at ``address`` (or $RAY_ADDRESS), else start Ray on this machine."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+
+
+def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None,
+              out=sys.stdout) -> Path:
+    """Run every seed of the study; return the study's results folder."""
+    root = Path(storage or spec.storage).expanduser().resolve()
+    folder = root / spec.study
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    archived = archive_previous(folder)
+    if archived:
+        say(f"previous results of '{spec.study}' moved to {archived}")
+    data = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction,
+                       spec.dataset.split_seed, spec.dataset.download, spec.dataset.augment)
+    say(f"study '{spec.study}': {spec.method} on {data.name} "
+        f"(train {len(data.train)}, val {len(data.val)}, test {len(data.test)}), "
+        f"student {spec.student.model}, {spec.search.num_samples} trials x {len(spec.seeds)} seed(s), "
+        f"budget {spec.budget.epochs} epochs, searcher {spec.sampler} + ASHA")
+    connect(address)
+    teacher = prepare_teacher(spec, data, root, say)
+    write_study_file(folder, spec, data, teacher, started=_now())
+    shared = {"data": ray.put(data), "teacher": ray.put(teacher.state) if teacher else None}
+    writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None)
+    printer = ProgressPrinter(writer, out)
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    for seed in spec.seeds:
+        writer.start_seed(seed)
+        say(f"seed {seed}: searching")
+        trainable = tune.with_resources(
+            tune.with_parameters(tune_trial, spec=spec, seed=seed, shared=shared), resources)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec),
+                num_samples=spec.search.num_samples, reuse_actors=True,
+                max_concurrent_trials=spec.search.max_concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=f"seed{seed}", storage_path=str(folder / "tune"),
+                callbacks=[writer, printer], verbose=0,
+            ),
+        )
+        tuner.fit()
+    writer.flush()
+    write_study_file(folder, spec, data, teacher, started=None, ended=_now())
+    counts = writer.counts()
+    say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
+        f"results in {folder}/trials.parquet and epochs.parquet")
+    return folder
+
+
+def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Path, say) -> Teacher | None:
+    if spec.teacher is None:
+        return None
+    started = time.monotonic()
+    remote = ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)(train_teacher)
+
+    def train_on_cluster(study_spec: StudySpec, splits: DatasetSplits) -> Teacher:
+        say(f"training teacher {spec.teacher.model} (cached for later studies)")
+        return ray.get(remote.remote(study_spec, splits))
+
+    teacher = obtain_teacher(spec, data, root, train=train_on_cluster)
+    m = teacher.metrics
+    say(f"teacher {spec.teacher.model} ({m['source']}): val_acc {m['val_acc']:.4f}, "
+        f"test_acc {m['test_acc']:.4f} [{time.monotonic() - started:.0f}s]")
+    return teacher
+
+
+def archive_previous(folder: Path) -> Path | None:
+    """Move an earlier run's results aside rather than mixing or deleting them."""
+    if not (folder / "trials.parquet").exists():
+        return None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = folder / "previous" / stamp
+    target.mkdir(parents=True)
+    for name in ("trials.parquet", "epochs.parquet", "study.json", "tune"):
+        if (folder / name).exists():
+            shutil.move(str(folder / name), str(target / name))
+    return target
+
+
+def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher: Teacher | None,
+                     started: str | None, ended: str | None = None) -> None:
+    """``study.json``: the protocol behind the results (spec, splits, teacher, versions)."""
+    path = folder / "study.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {
+        "study": spec.study, "spec": spec.to_dict(),
+        "dataset": {"name": data.name, "fingerprint": data.fingerprint, "train": len(data.train),
+                    "val": len(data.val), "test": len(data.test), "augment": data.augment},
+        "teacher": teacher.metrics if teacher else None,
+        "versions": json.loads(versions()),
+        "started_at": started or previous.get("started_at"), "ended_at": ended,
+    }
+    path.write_text(json.dumps(info, indent=2, default=str))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

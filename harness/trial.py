@@ -1,0 +1,91 @@
+"""One trial: a method trained for the budget, a report per epoch, measured at the end.
+
+:func:`run_trial` is plain PyTorch with a ``report`` callback, so it runs the
+same under Ray Tune (``report=ray.tune.report``), in a test or in a notebook.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Callable
+
+import torch
+
+import methods
+from harness.batches import DeviceData
+from harness.data import DatasetSplits
+from harness.measure import measure_model
+from harness.spec import StudySpec
+from harness.zoo import create_model
+from methods.base import MethodContext
+from methods.training import evaluate, freeze
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def trial_device(gpu_share: float) -> torch.device:
+    return torch.device("cuda") if gpu_share > 0 and torch.cuda.is_available() else torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def set_threads(cpu_share: float) -> None:
+    """One intra-op thread per CPU the trial holds, so parallel trials don't oversubscribe."""
+    torch.set_num_threads(max(1, math.floor(cpu_share)))
+
+
+def load_teacher(spec: StudySpec, data: DatasetSplits, state: dict[str, torch.Tensor] | None,
+                 device: torch.device) -> torch.nn.Module | None:
+    if spec.teacher is None or state is None:
+        return None
+    teacher = create_model(spec.teacher.model, data.num_classes, spec.teacher.width, data.input_shape)
+    teacher.load_state_dict(state)
+    return freeze(teacher.to(device))
+
+
+def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetSplits,
+              teacher_state: dict[str, torch.Tensor] | None, report: Report) -> torch.nn.Module:
+    """Train ``spec.method`` with the knobs in ``config``, report each epoch, return the student."""
+    set_threads(spec.resources.cpu)
+    seed_everything(seed)
+    device = trial_device(spec.resources.gpu)
+    method_cls = methods.METHODS.get(spec.method)
+    params = method_cls.make_params({**spec.fixed_params(), **config})
+    device_data = DeviceData(data, device)
+    student = create_model(spec.student.model, data.num_classes, spec.student.width, data.input_shape).to(device)
+    ctx = MethodContext(
+        student=student,
+        teacher=load_teacher(spec, data, teacher_state, device),
+        train=device_data.train, val=device_data.val,
+        epochs=spec.budget.epochs, device=device,
+        generator=torch.Generator(device=device).manual_seed(seed),
+    )
+    method = method_cls(ctx, params)
+    started = time.perf_counter()
+    for epoch in range(spec.budget.epochs):
+        epoch_start = time.perf_counter()
+        metrics: dict[str, Any] = dict(method.train_step(epoch))
+        val = evaluate(method.export(), device_data.val)
+        metrics.update(epoch=epoch + 1, val_acc=val["acc"], val_loss=val["loss"],
+                       epoch_s=time.perf_counter() - epoch_start, train_s=time.perf_counter() - started,
+                       seed=seed, pid=os.getpid())
+        if epoch + 1 == spec.budget.epochs:
+            metrics.update(final_measurement(method.export(), device_data, spec, device))
+        report(metrics)
+    return method.export()
+
+
+def final_measurement(student: torch.nn.Module, data: DeviceData, spec: StudySpec,
+                      device: torch.device) -> dict[str, Any]:
+    """Test accuracy (reported, never searched on) and the student's measured cost."""
+    start = time.perf_counter()
+    test = evaluate(student, data.test)
+    cost = measure_model(student, data.input_shape, device, spec.measure.batch_size,
+                         spec.measure.warmup, spec.measure.repeats)
+    return {"test_acc": test["acc"], "test_loss": test["loss"], **cost,
+            "measure_s": time.perf_counter() - start}

@@ -1,0 +1,116 @@
+"""What a compression method is: a class with typed knobs and a per-report step.
+
+A method never imports Ray: the harness hands it a :class:`MethodContext` and
+calls :meth:`Method.train_step` once per report. Anything a study can search is
+a field of the method's ``Params`` dataclass.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Callable, ClassVar, get_type_hints
+
+import torch
+from torch import nn
+
+from harness.registry import Registry
+from methods.training import BatchSource, sgd, warmup_cosine
+
+
+@dataclass
+class TrainParams:
+    """Knobs of the student's optimiser, common to every method."""
+
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    warmup_epochs: float = 0.5
+
+
+@dataclass
+class MethodContext:
+    """What a trial gives a method."""
+
+    student: nn.Module
+    teacher: nn.Module | None  # frozen, in eval mode
+    train: BatchSource
+    val: BatchSource
+    epochs: int  # the trial's full budget in reports
+    device: torch.device
+    generator: torch.Generator  # seeded; use it for every random draw
+    make_model: Callable[..., nn.Module] | None = None
+
+
+class Method:
+    """Base class: subclasses set ``Params`` and implement :meth:`train_step`."""
+
+    Params: ClassVar[type] = TrainParams
+    needs_teacher: ClassVar[bool] = True
+    data_free: ClassVar[bool] = False  # data-free methods get no train/val images
+
+    def __init__(self, ctx: MethodContext, params: Any) -> None:
+        self.ctx = ctx
+        self.params = params
+
+    def train_step(self, epoch: int) -> dict[str, float]:
+        """Train for one report's worth (an epoch); return training metrics."""
+        raise NotImplementedError
+
+    def export(self) -> nn.Module:
+        """The student as it is deployed: what is evaluated and measured."""
+        return self.ctx.student
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return [f.name for f in fields(cls.Params)]
+
+    @classmethod
+    def make_params(cls, values: dict[str, Any]) -> Any:
+        """Build ``Params`` from a trial config, casting to each field's type."""
+        types = get_type_hints(cls.Params)
+        return cls.Params(**{
+            key: types[key](value) if types[key] in (int, float, bool) else value
+            for key, value in values.items()
+        })
+
+
+class SupervisedMethod(Method):
+    """A method that trains the student by SGD on a per-batch loss over the training split."""
+
+    def __init__(self, ctx: MethodContext, params: TrainParams) -> None:
+        super().__init__(ctx, params)
+        steps_per_epoch = math.ceil(len(ctx.train) / params.batch_size)
+        self.optimizer = sgd(ctx.student.parameters(), params.lr, params.momentum, params.weight_decay)
+        self.scheduler = warmup_cosine(
+            self.optimizer, ctx.epochs * steps_per_epoch, int(params.warmup_epochs * steps_per_epoch)
+        )
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train_step(self, epoch: int) -> dict[str, float]:
+        self.ctx.student.train()
+        total = torch.zeros((), device=self.ctx.device)
+        seen = 0
+        for x, y in self.ctx.train.batches(self.params.batch_size, shuffle=True, augment=True,
+                                            generator=self.ctx.generator):
+            loss = self.loss(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total += loss.detach() * len(y)  # stays on the device: no sync per batch
+            seen += len(y)
+        return {"train_loss": total.item() / max(1, seen)}
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    def add(cls: type[Method]) -> type[Method]:
+        cls.name = name  # type: ignore[attr-defined]
+        return METHODS.register(name)(cls)
+
+    return add

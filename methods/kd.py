@@ -1,0 +1,34 @@
+"""``kd``: Hinton et al. (2015), "Distilling the Knowledge in a Neural Network".
+
+Loss: ``(1 - alpha) * CE(z_S, y) + alpha * tau^2 * KL(softmax(z_T/tau) || softmax(z_S/tau))``.
+The teacher sees the same augmented batch as the student and runs without
+gradients; ``tau^2`` keeps the soft-target gradients on the scale of the
+hard-label ones as ``tau`` varies (section 2 of the paper).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from methods.base import SupervisedMethod, TrainParams, register_method
+from methods.training import kd_loss
+
+
+@dataclass
+class KDParams(TrainParams):
+    tau: float = 4.0
+    alpha: float = 0.9
+
+
+@register_method("kd")
+class HintonKD(SupervisedMethod):
+    Params = KDParams
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = self.ctx.teacher(x)
+        logits = self.ctx.student(x)
+        p = self.params
+        return (1 - p.alpha) * F.cross_entropy(logits, y) + p.alpha * kd_loss(logits, teacher_logits, p.tau)

@@ -1,0 +1,74 @@
+"""The compact training loop pieces every method shares (plain PyTorch)."""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class BatchSource(Protocol):
+    """A split that yields (images, labels) batches on the trial's device."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, batch_size: int, shuffle: bool = False, augment: bool = False,
+                generator: torch.Generator | None = None) -> Iterable[Batch]: ...
+
+
+def sgd(params, lr: float, momentum: float, weight_decay: float, nesterov: bool = True) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                           nesterov=nesterov and momentum > 0)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to zero at ``total_steps``.
+
+    The schedule always spans the trial's full budget, so that ASHA compares
+    trials at a rung under the learning rate they would have had anyway.
+    """
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """Hinton's soft-target term, ``tau^2 * KL(softmax(z_T/tau) || softmax(z_S/tau))``."""
+    return F.kl_div(
+        F.log_softmax(student_logits / tau, dim=1),
+        F.log_softmax(teacher_logits / tau, dim=1),
+        reduction="batchmean", log_target=True,
+    ) * tau * tau
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: BatchSource, batch_size: int = 1024) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on a split."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long)
+    loss = torch.zeros(())
+    n = 0
+    for x, y in split.batches(batch_size):
+        logits = model(x)
+        correct = correct + (logits.argmax(1) == y).sum().cpu()
+        loss = loss + F.cross_entropy(logits, y, reduction="sum").float().cpu()
+        n += len(y)
+    model.train(was_training)
+    return {"acc": correct.item() / max(1, n), "loss": loss.item() / max(1, n)}
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode and no gradients: the form in which teachers are used."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
