@@ -20,7 +20,7 @@ from harness.search import stopped_early
 from harness.spec import EPOCH_METRICS, FINAL_METRICS, StudySpec
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "device", "measure_s")
-EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "val_loss", "epoch_s", "train_s")
+EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "epoch_s", "train_s")
 
 
 def versions() -> str:

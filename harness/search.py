@@ -13,6 +13,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from harness.spec import Distribution, StudySpec
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 
 def stopped_early(result: dict[str, Any] | None, budget: int) -> bool:
     """A trial that ended without error before its last epoch was stopped by the scheduler."""

@@ -61,6 +61,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
         f"(train {len(data.train)}, val {len(data.val)}, test {len(data.test)}), "
         f"student {spec.student.model}, {spec.search.num_samples} trials x {len(spec.seeds)} seed(s), "
         f"budget {spec.budget.epochs} epochs, searcher {spec.sampler} + ASHA")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     connect(address)
     teacher = prepare_teacher(spec, data, root, say)
     write_study_file(folder, spec, data, teacher, started=_now())
@@ -78,7 +79,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
             tune_config=tune.TuneConfig(
                 search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec),
                 num_samples=spec.search.num_samples, reuse_actors=True,
-                max_concurrent_trials=spec.search.max_concurrent,
+                max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
             ),
             run_config=tune.RunConfig(
                 name=f"seed{seed}", storage_path=str(folder / "tune"),
@@ -92,6 +93,19 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
         f"results in {folder}/trials.parquet and epochs.parquet")
     return folder
+
+
+def trials_that_fit(spec: StudySpec) -> int:
+    """How many trials the cluster's CPUs and GPUs hold at once.
+
+    Tune lets a custom searcher have a single pending trial unless a
+    concurrency limit is set, which would run the study one trial at a time.
+    """
+    total = ray.cluster_resources()
+    fit = int(total.get("CPU", 1) // spec.resources.cpu)
+    if spec.resources.gpu > 0:
+        fit = min(fit, int(total.get("GPU", 0) // spec.resources.gpu))
+    return max(1, fit)
 
 
 def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Path, say) -> Teacher | None:

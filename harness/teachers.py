@@ -50,7 +50,7 @@ def cache_key(spec: StudySpec, data: DatasetSplits) -> str:
     study = teacher_study(spec)
     material = {
         "model": study.student.model, "width": study.student.width,
-        "data": data.fingerprint, "augment": data.augment,
+        "data": data.fingerprint, "augment": data.augment, "norm": [data.mean, data.std],
         "recipe": dataclasses.asdict(Scratch.make_params(study.search.space)),
         "epochs": study.budget.epochs, "seed": spec.teacher.seed, "version": CACHE_VERSION,
     }

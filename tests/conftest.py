@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from harness.data import load_splits
+
+    return load_splits("digits")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (starting Ray costs seconds)."""
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def mnist_root() -> Path:
+    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        pytest.skip("real MNIST is not available under ../shared/datasets")
+    return SHARED_DATA
+
+
+def small_spec(**changes):
+    """A valid spec for fast tests; ``changes`` are dotted overrides."""
+    from harness.spec import apply_override, parse_spec
+
+    raw = {
+        "study": "test", "method": "kd",
+        "teacher": {"model": "lenet5_half", "recipe": {"epochs": 2, "batch_size": 64}},
+        "student": {"model": "lenet5_half", "width": 0.5},
+        "budget": {"epochs": 2},
+        "search": {"num_samples": 2, "space": {"lr": {"loguniform": [0.01, 0.05]}}},
+    }
+    for key, value in changes.items():
+        apply_override(raw, f"{key}={value}")
+    return parse_spec(raw)

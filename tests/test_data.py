@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from harness.batches import DeviceData, augment_batch
+from harness.data import load_splits
+from harness.errors import DataError
+
+
+def _keys(split):
+    return set(zip([split.source] * len(split), split.index.tolist()))
+
+
+def test_train_val_test_do_not_overlap_and_cover_the_data(digits):
+    train, val, test = _keys(digits.train), _keys(digits.val), _keys(digits.test)
+    assert not train & val and not train & test and not val & test
+    assert len(train | val | test) == 1797  # every digit used exactly once
+    assert len(val) == round(0.1 * (len(train) + len(val)))
+
+
+def test_split_is_seeded(digits):
+    again = load_splits("digits")
+    other = load_splits("digits", split_seed=1)
+    assert np.array_equal(again.val.index, digits.val.index)
+    assert not np.array_equal(other.val.index, digits.val.index)
+    assert np.array_equal(other.test.index, digits.test.index)  # the test split never moves
+    assert other.fingerprint != digits.fingerprint
+
+
+def test_digits_are_mnist_shaped_uint8(digits):
+    assert digits.train.x.dtype == np.uint8 and digits.input_shape == (1, 28, 28)
+    assert digits.num_classes == 10 and digits.train.x.max() > 200
+
+
+def test_device_batches_are_normalised_shuffled_and_complete(digits):
+    data = DeviceData(digits, torch.device("cpu"))
+    assert abs(data.train.x.mean().item()) < 0.3
+    g = torch.Generator().manual_seed(0)
+    labels = torch.cat([y for _, y in data.train.batches(100, shuffle=True, generator=g)])
+    assert len(labels) == len(digits.train)
+    assert not torch.equal(labels, data.train.y)
+    assert torch.equal(labels.sort().values, data.train.y.sort().values)
+
+
+def test_batched_crop_and_flip_move_pixels_not_values():
+    x = torch.arange(4 * 3 * 8 * 8, dtype=torch.float32).view(4, 3, 8, 8) + 1
+    g = torch.Generator().manual_seed(3)
+    out = augment_batch(x, "crop_flip", g)
+    assert out.shape == x.shape
+    for i in range(4):  # every output pixel is an input pixel of the same image or padding
+        assert set(out[i].unique().tolist()) <= set(x[i].unique().tolist()) | {0.0}
+    crops = [augment_batch(x, "crop", torch.Generator().manual_seed(s)) for s in range(5)]
+    assert any(not torch.equal(c, x) for c in crops)
+
+
+def _write_cifar10(root, n_train=20, n_test=10):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [*[(f"data_batch_{i}", n_train // 5) for i in range(1, 6)], ("test_batch", n_test)]:
+        batch = {"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, n).tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+
+
+def test_cifar10_loads_through_torchvision_from_files_in_its_format(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+    import torchvision.datasets.cifar  # noqa: F401
+
+    _write_cifar10(tmp_path)
+    monkeypatch.setattr(tvd.cifar, "check_integrity", lambda *a, **k: True)  # our files, not the real md5s
+    splits = load_splits("cifar10", root=str(tmp_path), download=False, val_fraction=0.25)
+    assert splits.input_shape == (3, 32, 32) and splits.augment == "crop_flip"
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (15, 5, 10)
+
+
+def _write_idx(path, array, magic):
+    with open(path, "wb") as f:
+        f.write(magic.to_bytes(4, "big"))
+        for d in array.shape:
+            f.write(int(d).to_bytes(4, "big"))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def test_mnist_loads_from_idx_files(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 255, (n, 28, 28)), 2051)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n), 2049)
+    splits = load_splits("mnist", root=str(tmp_path), download=False)
+    assert (len(splits.train) + len(splits.val), len(splits.test)) == (30, 10)
+    assert splits.input_shape == (1, 28, 28)
+
+
+def test_missing_data_is_one_clear_error(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_splits("cifar100", root=str(tmp_path / "nowhere"), download=False)
+    message = str(info.value)
+    assert "cifar100" in message.lower() and "nowhere" in message and "HARNESS_DATA" in message
+    assert "\n" not in message

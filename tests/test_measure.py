@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from harness.measure import count_macs, count_params, latency_ms, measure_model, serialized_size
+from harness.zoo import create_model
+
+CPU = torch.device("cpu")
+
+
+def test_macs_of_known_layers():
+    assert count_macs(nn.Linear(10, 5), (10,), CPU) == 50
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    assert count_macs(conv, (3, 16, 16), CPU) == 8 * 16 * 16 * 3 * 9
+    lenet = create_model("lenet5", 10)
+    # conv1 28x28x6x25 + conv2 10x10x16x150 + c5 120x400 + fc 120x84 + 84x10
+    assert count_macs(lenet, (1, 28, 28), CPU) == 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 120 * 400 + 120 * 84 + 84 * 10
+
+
+def test_size_tracks_parameters():
+    small, large = nn.Linear(10, 10), nn.Linear(100, 100)
+    assert count_params(large) == 10_100
+    assert serialized_size(large) > 4 * 10_100 > serialized_size(small)
+
+
+def test_latency_grows_with_work_and_measure_reports_everything():
+    torch.set_num_threads(1)
+    small = nn.Sequential(nn.Linear(256, 256))
+    big = nn.Sequential(*[nn.Linear(256, 256) for _ in range(16)])
+    x = torch.randn(64, 256)
+    assert latency_ms(big, x, repeats=5) > 3 * latency_ms(small, x, repeats=5)
+    m = measure_model(create_model("lenet5_half", 10), (1, 28, 28), CPU, batch_size=8, repeats=3)
+    assert set(m) >= {"params", "size_bytes", "macs", "latency_b1_ms", "latency_ms", "latency_batch", "device"}
+    assert m["latency_ms"] > 0 and m["latency_batch"] == 8 and "threads" in m["device"]

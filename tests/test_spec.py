@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import SpecError
+from harness.spec import Distribution, load_spec, parse_spec
+from tests.conftest import small_spec
+
+
+def test_search_space_parses_every_distribution_kind_and_fixed_values():
+    spec = small_spec(**{
+        "search.space": "{lr: {loguniform: [1e-3, 0.1]}, alpha: {uniform: [0, 1]}, "
+                        "batch_size: {categorical: [32, 64]}, tau: {int: [1, 8]}, momentum: 0.8}",
+    })
+    searched = spec.searched_params()
+    assert searched["lr"] == Distribution("loguniform", [1e-3, 0.1])  # "1e-3" read as a number
+    assert searched["tau"] == Distribution("int", [1, 8])
+    assert searched["batch_size"].kind == "categorical"
+    assert spec.fixed_params() == {"momentum": 0.8}
+
+
+def test_defaults_fill_unspecified_sections():
+    spec = small_spec()
+    assert spec.asha.grace_period == 1 and spec.resources.cpu == 1.0
+    assert spec.sampler == "tpe"
+    assert small_spec(**{"search.objectives": "[{metric: val_acc, mode: max}, {metric: macs, mode: min}]"}).sampler == "nsga2"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"budgett": "3"}, "budgett: unknown key (did you mean 'budget'?)"),
+    ({"search.num_sample": "3"}, "search.num_sample: unknown key (did you mean 'num_samples'?)"),
+    ({"method": "kdd"}, "method: unknown method 'kdd' (did you mean 'kd'?)"),
+    ({"student.model": "lenet"}, "student.model: unknown model 'lenet' (did you mean 'lenet5'?)"),
+    ({"dataset.name": "mnits"}, "dataset.name: unknown dataset 'mnits' (did you mean 'mnist'?)"),
+    ({"search.space.lr": "{loguniform: [0.1]}"}, "search.space.lr.loguniform: expected [low, high]"),
+    ({"search.space.lr": "{loguniform: [0, 0.1]}"}, "bounds must be positive"),
+    ({"search.space.lr": "{uniform: [0.5, 0.1]}"}, "low must be below high"),
+    ({"search.space.lr": "{normal: [0, 1]}"}, "unknown distribution 'normal'"),
+    ({"search.space.lr": "{uniform: [0, 1], int: [1, 2]}"}, "a distribution is one key"),
+    ({"search.space.temperature": "2"}, "'kd' has no knob 'temperature'"),
+    ({"search.objectives": "[{metric: test_acc, mode: max}]"}, "is the test split, reported only"),
+    ({"search.objectives": "[{metric: macs, mode: min}]"}, "first objective drives ASHA"),
+    ({"search.objectives": "[{metric: val_acc, mode: up}]"}, "mode: must be 'max' or 'min'"),
+    ({"budget.epochs": "two"}, "budget.epochs: expected an integer"),
+    ({"asha.grace_period": "5"}, "asha.grace_period: 5 exceeds budget.epochs"),
+    ({"teacher.recipe.epoch": "3"}, "teacher.recipe.epoch: unknown knob (did you mean 'epochs'?)"),
+    ({"teacher.checkpoint": "/nonexistent.pt"}, "teacher.checkpoint: file '/nonexistent.pt' does not exist"),
+])
+def test_invalid_specs_name_the_field_and_the_fix(change, message):
+    with pytest.raises(SpecError) as info:
+        small_spec(**change)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_required_fields_and_teacher_requirement():
+    with pytest.raises(SpecError, match="student: required field is missing"):
+        parse_spec({"study": "x", "method": "scratch"})
+    with pytest.raises(SpecError, match="needs a teacher"):
+        parse_spec({"study": "x", "method": "kd", "student": {"model": "lenet5"}})
+    assert parse_spec({"study": "x", "method": "scratch", "student": {"model": "lenet5"}}).teacher is None
+
+
+def test_overrides_from_the_command_line_reach_nested_fields(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("study: s\nmethod: scratch\nstudent: {model: lenet5}\n")
+    spec = load_spec(path, ["search.num_samples=3", "search.space.lr={uniform: [0.01, 0.1]}", "seeds=[1, 2]"])
+    assert spec.search.num_samples == 3
+    assert spec.searched_params()["lr"] == Distribution("uniform", [0.01, 0.1])
+    assert spec.seeds == [1, 2]
+    with pytest.raises(SpecError, match="expected KEY=VALUE"):
+        load_spec(path, ["search.num_samples"])
+
+
+def test_unreadable_files_are_spec_errors(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML at line"):
+        load_spec(bad)
+
+
+def test_shipped_search_spaces_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "search_spaces"
+    specs = sorted(root.rglob("*.yaml"))
+    assert specs
+    for path in specs:
+        load_spec(path)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from harness.errors import CheckpointError
+from harness.teachers import Teacher, cache_key, obtain_teacher, train_teacher
+from harness.zoo import create_model
+from tests.conftest import small_spec
+
+
+class CountingTrainer:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, spec, data):
+        self.calls += 1
+        return train_teacher(spec, data)
+
+
+def test_teacher_is_trained_once_and_reused_from_the_cache(tmp_path, digits):
+    spec = small_spec()
+    trainer = CountingTrainer()
+    first = obtain_teacher(spec, digits, tmp_path, train=trainer)
+    second = obtain_teacher(small_spec(study="another-study"), digits, tmp_path, train=trainer)
+    assert trainer.calls == 1
+    assert (first.metrics["source"], second.metrics["source"]) == ("trained", "cache")
+    assert second.metrics["test_acc"] == first.metrics["test_acc"]
+    assert all(torch.equal(first.state[k], second.state[k]) for k in first.state)
+    assert len(list((tmp_path / "teachers").glob("*.pt"))) == 1
+
+
+def test_cache_key_changes_with_recipe_seed_architecture_and_split(digits):
+    from harness.data import load_splits
+
+    base = cache_key(small_spec(), digits)
+    assert cache_key(small_spec(**{"teacher.recipe.lr": "0.01"}), digits) != base
+    assert cache_key(small_spec(**{"teacher.seed": "1"}), digits) != base
+    assert cache_key(small_spec(**{"teacher.model": "lenet5"}), digits) != base
+    assert cache_key(small_spec(), load_splits("digits", split_seed=3)) != base
+    # explicit defaults and study-level fields do not split the cache
+    assert cache_key(small_spec(**{"teacher.recipe.momentum": "0.9", "study": "x"}), digits) == base
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path, digits):
+    model = create_model("lenet5_half", 10)
+    good = tmp_path / "good.pt"
+    torch.save(model.state_dict(), good)
+    teacher = obtain_teacher(small_spec(**{"teacher.checkpoint": str(good)}), digits, tmp_path)
+    assert teacher.metrics["source"] == "checkpoint" and 0 <= teacher.metrics["test_acc"] <= 1
+
+    wrong = tmp_path / "wrong.pt"
+    torch.save(create_model("lenet5", 10).state_dict(), wrong)
+    with pytest.raises(CheckpointError, match="does not fit: feature_extractor.0.weight has shape"):
+        obtain_teacher(small_spec(**{"teacher.checkpoint": str(wrong)}), digits, tmp_path)
+
+    other = tmp_path / "other.pt"
+    partial = dict(model.state_dict())
+    partial.pop("head.3.bias")
+    partial["extra.weight"] = torch.zeros(1)
+    torch.save(partial, other)
+    with pytest.raises(CheckpointError, match="does not fit lenet5_half .*missing .*unexpected"):
+        obtain_teacher(small_spec(**{"teacher.checkpoint": str(other)}), digits, tmp_path)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path, digits):
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"weight": Exploit()}, f)
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        obtain_teacher(small_spec(**{"teacher.checkpoint": str(evil)}), digits, tmp_path)
