@@ -11,16 +11,15 @@ from harness.search import stopped_early
 
 
 class ProgressPrinter(Callback):
-    def __init__(self, writer: ResultsWriter, stream=sys.stdout) -> None:
-        self.writer = writer
-        self.stream = stream
+    def __init__(self, writer: ResultsWriter) -> None:
+        self.writer = writer  # Tune pickles callbacks with its state: hold no stream
         self.start = time.monotonic()
         objective = writer.spec.search.objectives[0]
         self.metric, self.mode = objective.metric, objective.mode
 
     def _say(self, text: str) -> None:
         elapsed = time.monotonic() - self.start
-        print(f"[{elapsed:6.0f}s] {text}", file=self.stream, flush=True)
+        print(f"[{elapsed:6.0f}s] {text}", file=sys.stdout, flush=True)
 
     def _tally(self) -> str:
         counts = self.writer.counts()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,12 +45,10 @@ def connect(address: str | None) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
 
 
-def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None,
-              out=sys.stdout) -> Path:
+def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None) -> Path:
     """Run every seed of the study; return the study's results folder."""
     root = Path(storage or spec.storage).expanduser().resolve()
     folder = root / spec.study
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
     archived = archive_previous(folder)
     if archived:
         say(f"previous results of '{spec.study}' moved to {archived}")
@@ -63,11 +60,11 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
         f"budget {spec.budget.epochs} epochs, searcher {spec.sampler} + ASHA")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     connect(address)
-    teacher = prepare_teacher(spec, data, root, say)
+    teacher = prepare_teacher(spec, data, root)
     write_study_file(folder, spec, data, teacher, started=_now())
     shared = {"data": ray.put(data), "teacher": ray.put(teacher.state) if teacher else None}
     writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None)
-    printer = ProgressPrinter(writer, out)
+    printer = ProgressPrinter(writer)
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     for seed in spec.seeds:
         writer.start_seed(seed)
@@ -108,7 +105,7 @@ def trials_that_fit(spec: StudySpec) -> int:
     return max(1, fit)
 
 
-def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Path, say) -> Teacher | None:
+def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Path) -> Teacher | None:
     if spec.teacher is None:
         return None
     started = time.monotonic()
@@ -153,6 +150,10 @@ def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher
         "started_at": started or previous.get("started_at"), "ended_at": ended,
     }
     path.write_text(json.dumps(info, indent=2, default=str))
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
 def _now() -> str:

@@ -1,0 +1,59 @@
+"""Bad input ends with exit status 2 and one line naming the cause."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import main
+
+SPEC = """\
+study: cli
+method: kd
+dataset: {name: digits}
+teacher: {model: lenet5}
+student: {model: lenet5_half}
+search:
+  space:
+    lr: {loguniform: [0.01, 0.1]}
+"""
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.mark.parametrize("overrides, cause", [
+    (["searh.num_samples=2"], "searh: unknown key (did you mean 'search'?)"),
+    (["method=dafll"], "method: unknown method 'dafll'"),
+    (["student.model=lenet5_halff"], "did you mean 'lenet5_half'?"),
+    (["dataset.name=cifar"], "did you mean 'cifar10'?"),
+    (["search.space.lr={loguniform: [0.1, 0.01]}"], "search.space.lr.loguniform: low must be below high"),
+    (["dataset.name=mnist", "dataset.root=/nonexistent/data", "dataset.download=false"],
+     "dataset MNIST: no usable files under '/nonexistent/data'"),
+])
+def test_bad_input_exits_2_with_one_line(spec_file, capsys, overrides, cause):
+    args = ["sweep", str(spec_file)]
+    for override in overrides:
+        args += ["--set", override]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and cause in err
+    assert len(err.splitlines()) == 1
+
+
+def test_module_entry_point_exits_2_without_traceback(spec_file):
+    run = subprocess.run([sys.executable, "-m", "harness", "sweep", str(spec_file), "--set", "method=kdd"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: method: unknown method 'kdd' (did you mean 'kd'?)"
+
+
+def test_list_shows_registered_names(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "method   kd" in out and "alpha" in out and "lenet5_half" in out and "cifar100" in out

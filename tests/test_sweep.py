@@ -1,0 +1,92 @@
+"""A small real study through Ray Tune, Optuna and ASHA."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from harness.search import make_searcher
+from tests.conftest import small_spec
+
+
+def test_optuna_is_told_stopped_trials_were_pruned():
+    spec = small_spec(**{"budget.epochs": "4"})
+    searcher = make_searcher(spec, seed=0)
+    searcher.set_search_properties(None, None, {})
+    for trial_id, last_epoch in (("stopped", 2), ("finished", 4)):
+        searcher.suggest(trial_id)
+        for epoch in range(1, last_epoch + 1):
+            searcher.on_trial_result(trial_id, {"val_acc": 0.1 * epoch, "training_iteration": epoch})
+        searcher.on_trial_complete(trial_id, {"val_acc": 0.1 * last_epoch, "training_iteration": last_epoch})
+    searcher.suggest("failed")
+    searcher.on_trial_complete("failed", None, error=True)
+    states = [t.state for t in searcher.optuna_study.trials]
+    assert states == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL]
+    assert searcher.optuna_study.best_value == pytest.approx(0.4)
+
+
+@pytest.fixture(scope="module")
+def study(ray_session, tmp_path_factory):
+    from harness.sweep import run_sweep
+
+    spec = small_spec(**{
+        "search.searcher": "random", "search.num_samples": "4", "seeds": "[0, 1]",
+        "budget.epochs": "3", "asha.reduction_factor": "2",
+        # momentum -1 is refused by torch.optim.SGD: those trials fail at start
+        "search.space.momentum": "{categorical: [0.9, -1.0]}",
+        "measure.repeats": "3",
+    })
+    folder = run_sweep(spec, storage=str(tmp_path_factory.mktemp("storage")))
+    return spec, folder
+
+
+def test_study_writes_one_row_per_trial_with_the_documented_columns(study):
+    spec, folder = study
+    trials = pd.read_parquet(folder / "trials.parquet")
+    assert len(trials) == 8 and trials.trial_id.is_unique
+    assert sorted(trials.seed.unique()) == [0, 1]
+    expected = {"study", "method", "pair", "dataset", "config", "status", "seed", "epochs_done", "budget_epochs",
+                "val_acc", "test_acc", "params", "size_bytes", "macs", "latency_b1_ms", "latency_ms",
+                "device", "duration_s", "started_at", "ended_at", "versions", "teacher_test_acc", "node", "error"}
+    assert expected <= set(trials.columns)
+    assert set(trials.status) <= {"completed", "stopped", "error"}
+    assert json.loads(trials.versions.iloc[0]).keys() >= {"torch", "ray", "optuna"}
+
+
+def test_a_failing_trial_is_recorded_and_the_others_survive(study):
+    _, folder = study
+    trials = pd.read_parquet(folder / "trials.parquet")
+    errored = trials[trials.status == "error"]
+    assert len(errored) >= 1 and (errored.param_momentum == -1.0).all()
+    assert errored.error.str.contains("momentum").all()
+    finished = trials[trials.status != "error"]
+    assert len(finished) >= 1 and (finished.param_momentum == 0.9).all()
+
+
+def test_completed_and_stopped_trials_are_told_apart(study):
+    spec, folder = study
+    trials = pd.read_parquet(folder / "trials.parquet")
+    completed = trials[trials.status == "completed"]
+    stopped = trials[trials.status == "stopped"]
+    assert (completed.epochs_done == spec.budget.epochs).all()
+    assert completed[["test_acc", "params", "macs", "latency_ms"]].notna().all().all()
+    assert (stopped.epochs_done < spec.budget.epochs).all()
+
+
+def test_every_report_is_an_epoch_row(study):
+    _, folder = study
+    trials = pd.read_parquet(folder / "trials.parquet")
+    epochs = pd.read_parquet(folder / "epochs.parquet")
+    ran = trials[trials.status != "error"]
+    assert len(epochs) == ran.epochs_done.sum()
+    assert set(epochs.trial_id) == set(ran.trial_id)
+    assert epochs.val_acc.between(0, 1).all()
+
+
+def test_study_file_records_the_protocol_and_teacher(study):
+    _, folder = study
+    info = json.loads((folder / "study.json").read_text())
+    assert info["dataset"]["val"] > 0 and info["teacher"]["test_acc"] > 0
+    assert info["ended_at"] and info["spec"]["method"] == "kd"
