@@ -42,6 +42,9 @@ def sweep(args: argparse.Namespace) -> int:
     if args.num_samples is not None:
         overrides.append(f"search.num_samples={args.num_samples}")
     spec = load_spec(args.spec, overrides)  # validated before anything starts
+    from harness.cluster import configure_auth
+
+    configure_auth(args.address)  # before Ray is imported
     from harness.sweep import run_sweep
 
     run_sweep(spec, storage=args.storage, address=args.address)

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from harness.cluster import connect
 from harness.data import DatasetSplits, load_splits
 from harness.progress import ProgressPrinter
 from harness.results import ResultsWriter, versions
@@ -32,17 +33,6 @@ def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: di
     data = ray.get(shared["data"])
     teacher_state = ray.get(shared["teacher"]) if shared["teacher"] is not None else None
     run_trial(config, spec, seed, data, teacher_state, report=tune.report)
-
-
-def connect(address: str | None) -> None:
-    """Join the cluster at ``address`` (or $RAY_ADDRESS), else start Ray on this machine."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level="WARNING")
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
 
 
 def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None) -> Path:

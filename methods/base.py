@@ -39,7 +39,6 @@ class MethodContext:
     epochs: int  # the trial's full budget in reports
     device: torch.device
     generator: torch.Generator  # seeded; use it for every random draw
-    make_model: Callable[..., nn.Module] | None = None
 
 
 class Method:
