@@ -37,8 +37,14 @@ def connect(address: str | None) -> None:
     if not address:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         return
+    import methods
+
+    import harness
+
+    # Ship our packages with the job so worker nodes need only the dependencies.
+    code = [str(Path(harness.__file__).parent), str(Path(methods.__file__).parent)]
     try:
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, logging_level="WARNING", runtime_env={"py_modules": code})
     except (ConnectionError, RuntimeError) as exc:
         cause = exc.__cause__ or exc
         reason = ("authentication token missing or incorrect" if "AuthenticationError" in repr(cause)

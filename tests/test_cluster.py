@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from harness.cluster import configure_auth
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "auth_token"))
+    return tmp_path / "auth_token"
+
+
+def test_token_auth_is_used_when_joining_a_cluster_with_a_token(clean_env, monkeypatch):
+    clean_env.write_text("secret")
+    configure_auth("10.0.0.1:6379")
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_no_change_for_a_local_ray_or_without_a_token(clean_env, monkeypatch):
+    clean_env.write_text("secret")
+    configure_auth(None)
+    assert "RAY_AUTH_MODE" not in os.environ
+    clean_env.unlink()
+    configure_auth("10.0.0.1:6379")
+    assert "RAY_AUTH_MODE" not in os.environ
+
+
+def test_an_explicit_auth_mode_is_never_overridden(clean_env, monkeypatch):
+    clean_env.write_text("secret")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    configure_auth(None)
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"
