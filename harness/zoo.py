@@ -165,3 +165,150 @@ def resnet18(num_classes: int, width: float = 1.0, input_shape: Shape = (3, 32, 
 @register_model("resnet34")
 def resnet34(num_classes: int, width: float = 1.0, input_shape: Shape = (3, 32, 32)) -> ZooModel:
     return resnet((3, 4, 6, 3), (64, 128, 256, 512), num_classes, width, input_shape)
+
+
+# --- VGG-16 (CIFAR-style) -------------------------------------------------------
+
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+@register_model("vgg16")
+def vgg16(num_classes: int, width: float = 1.0, input_shape: Shape = (3, 32, 32)) -> ZooModel:
+    """VGG-16 with BatchNorm for 32x32 inputs (as pruned by C2S2 and network slimming)."""
+    layers: list[nn.Module] = []
+    channels = input_shape[0]
+    for item in VGG16:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        out = scaled(item, width)
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        channels = out
+    classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+    return ZooModel(nn.Sequential(*layers), classifier)
+
+
+# --- MobileNets (CIFAR-style: stride-1 stem) --------------------------------------
+
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+MOBILENET_V1 = (64, (128, 2), 128, (256, 2), 256, (512, 2), 512, 512, 512, 512, 512, (1024, 2), 1024)
+
+
+@register_model("mobilenet_v1")
+def mobilenet_v1(num_classes: int, width: float = 1.0, input_shape: Shape = (3, 32, 32)) -> ZooModel:
+    """MobileNet (Howard et al. 2017): depth-wise separable convolutions; ``width`` is alpha."""
+    channels = scaled(32, width)
+    layers: list[nn.Module] = [conv_bn(input_shape[0], channels, 3)]
+    for item in MOBILENET_V1:
+        out, stride = item if isinstance(item, tuple) else (item, 1)
+        out = scaled(out, width)
+        layers += [conv_bn(channels, channels, 3, stride, groups=channels), conv_bn(channels, out, 1)]
+        channels = out
+    classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+    return ZooModel(nn.Sequential(*layers), classifier)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int) -> None:
+        super().__init__()
+        hidden = cin * expansion
+        layers = [conv_bn(cin, hidden, 1)] if expansion != 1 else []
+        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden), conv_bn(hidden, cout, 1, act=False)]
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x) if self.residual else self.block(x)
+
+
+MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+@register_model("mobilenet_v2")
+def mobilenet_v2(num_classes: int, width: float = 1.0, input_shape: Shape = (3, 32, 32)) -> ZooModel:
+    """MobileNetV2 (Sandler et al. 2018) with CIFAR strides (first two stages at stride 1)."""
+    channels = scaled(32, width)
+    layers: list[nn.Module] = [conv_bn(input_shape[0], channels, 3)]
+    for expansion, out, count, stride in MOBILENET_V2:
+        out = scaled(out, width)
+        for i in range(count):
+            layers.append(InvertedResidual(channels, out, stride if i == 0 else 1, expansion))
+            channels = out
+    last = scaled(1280, max(1.0, width))
+    layers.append(conv_bn(channels, last, 1))
+    classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(last, num_classes))
+    return ZooModel(nn.Sequential(*layers), classifier)
+
+
+# --- DenseNets ------------------------------------------------------------------
+
+class DenseLayer(nn.Module):
+    """BN-ReLU-Conv3x3 (or the bottleneck BN-ReLU-Conv1x1-BN-ReLU-Conv3x3); output concatenated."""
+
+    def __init__(self, cin: int, growth: int, bottleneck: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        if bottleneck:
+            layers += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, 4 * growth, 1, bias=False)]
+            cin = 4 * growth
+        layers += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, growth, 3, padding=1, bias=False)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.layers(x)], 1)
+
+
+def densenet(depth: int, growth: int, bottleneck: bool, compression: float, num_classes: int,
+             width: float, input_shape: Shape) -> ZooModel:
+    """CIFAR DenseNet (Huang et al. 2017): three dense blocks, transitions between them."""
+    growth = scaled(growth, width)
+    per_block = (depth - 4) // (6 if bottleneck else 3)
+    channels = 2 * growth if bottleneck else 16 if width == 1.0 else scaled(16, width)
+    layers: list[nn.Module] = [nn.Conv2d(input_shape[0], channels, 3, padding=1, bias=False)]
+    for block in range(3):
+        for _ in range(per_block):
+            layers.append(DenseLayer(channels, growth, bottleneck))
+            channels += growth
+        if block < 2:
+            out = int(channels * compression)
+            layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.Conv2d(channels, out, 1, bias=False),
+                       nn.AvgPool2d(2)]
+            channels = out
+    layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+    classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+    return ZooModel(nn.Sequential(*layers), classifier)
+
+
+@register_model("densenet40")
+def densenet40(num_classes: int, width: float = 1.0, input_shape: Shape = (3, 32, 32)) -> ZooModel:
+    """DenseNet-40, growth rate 12, no bottleneck (1.0M parameters on CIFAR)."""
+    return densenet(40, 12, False, 1.0, num_classes, width, input_shape)
+
+
+@register_model("densenet100")
+def densenet100(num_classes: int, width: float = 1.0, input_shape: Shape = (3, 32, 32)) -> ZooModel:
+    """DenseNet-BC-100, growth rate 12 (0.8M parameters on CIFAR)."""
+    return densenet(100, 12, True, 0.5, num_classes, width, input_shape)
+
+
+# --- a small plain CNN ---------------------------------------------------------------
+
+@register_model("cnn4")
+def cnn4(num_classes: int, width: float = 1.0, input_shape: Shape = (3, 32, 32)) -> ZooModel:
+    """Four Conv-BN-ReLU-MaxPool layers (32-64-128-256 channels): KDGAN's small student."""
+    layers: list[nn.Module] = []
+    channels = input_shape[0]
+    for out in (32, 64, 128, 256):
+        out = scaled(out, width)
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
+                   nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        channels = out
+    classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+    return ZooModel(nn.Sequential(*layers), classifier)

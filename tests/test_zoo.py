@@ -7,12 +7,12 @@ from harness.errors import SpecError
 from harness.zoo import MODELS, create_model
 from harness.measure import count_params
 
-SHAPES = {"resnet": (3, 32, 32)}
+MNIST_MODELS = {"lenet5", "lenet5_half", "mlp_1200_1200", "mlp_800_800"}
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_forward_is_classifier_of_features(name):
-    shape = (3, 32, 32) if name.startswith("resnet") else (1, 28, 28)
+    shape = (1, 28, 28) if name in MNIST_MODELS else (3, 32, 32)
     model = create_model(name, num_classes=7, input_shape=shape).eval()
     x = torch.randn(2, *shape)
     with torch.no_grad():
@@ -30,6 +30,13 @@ def test_reference_sizes():
     assert 0.26e6 < count_params(create_model("resnet20", 10, input_shape=(3, 32, 32))) < 0.28e6
     assert 0.85e6 < count_params(create_model("resnet56", 10, input_shape=(3, 32, 32))) < 0.87e6
     assert 11.1e6 < count_params(create_model("resnet18", 10, input_shape=(3, 32, 32))) < 11.2e6
+    cifar100 = {"input_shape": (3, 32, 32), "num_classes": 100}
+    # DenseNet-40 (k=12) 1.0M and DenseNet-BC-100 0.8M (Huang et al. 2017, table 2)
+    assert 1.0e6 < count_params(create_model("densenet40", **cifar100)) < 1.1e6
+    assert 0.75e6 < count_params(create_model("densenet100", **cifar100)) < 0.85e6
+    assert 14.7e6 < count_params(create_model("vgg16", **cifar100)) < 14.8e6
+    assert 3.2e6 < count_params(create_model("mobilenet_v1", **cifar100)) < 3.4e6
+    assert 2.2e6 < count_params(create_model("mobilenet_v2", **cifar100)) < 2.5e6
 
 
 def test_half_and_width_scale_channels():
