@@ -88,13 +88,17 @@ def device_name(device: torch.device) -> str:
     return f"{_cpu_name()} ({torch.get_num_threads()} threads)"
 
 
+def measure_structure(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> dict[str, int]:
+    """The cheap, deterministic costs: reported every epoch (pruning changes them)."""
+    return {"params": count_params(model), "size_bytes": serialized_size(model),
+            "macs": count_macs(model, input_shape, device)}
+
+
 def measure_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
                   batch_size: int = 64, warmup: int = 5, repeats: int = 20) -> dict[str, float | int | str]:
     """Everything the results record about a model's cost."""
     return {
-        "params": count_params(model),
-        "size_bytes": serialized_size(model),
-        "macs": count_macs(model, input_shape, device),
+        **measure_structure(model, input_shape, device),
         "latency_b1_ms": latency_ms(model, torch.randn(1, *input_shape, device=device), warmup, repeats),
         "latency_ms": latency_ms(model, torch.randn(batch_size, *input_shape, device=device), warmup, repeats),
         "latency_batch": batch_size,

@@ -20,7 +20,9 @@ from harness.search import stopped_early
 from harness.spec import EPOCH_METRICS, FINAL_METRICS, StudySpec
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "device", "measure_s")
-EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "epoch_s", "train_s")
+SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms")  # measured beside the student
+TEACHER_COLUMNS = ("val_acc", "test_acc", "params", "size_bytes", "macs")
+EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s")
 
 
 def versions() -> str:
@@ -95,8 +97,7 @@ class ResultsWriter(Callback):
                 "budget_epochs": spec.budget.epochs, "epochs_done": 0,
                 "config": json.dumps(params, sort_keys=True, default=str),
                 **{f"param_{k}": v for k, v in params.items()},
-                "teacher_val_acc": self.teacher.get("val_acc"),
-                "teacher_test_acc": self.teacher.get("test_acc"),
+                **{f"teacher_{k}": self.teacher.get(k) for k in TEACHER_COLUMNS},
                 "error": None, "versions": self._versions,
             }
         return self.trials[key]
@@ -107,7 +108,8 @@ class ResultsWriter(Callback):
                    epochs_done=result.get("training_iteration", row.get("epochs_done", 0)),
                    duration_s=result.get("time_total_s"),
                    node=result.get("hostname"), node_ip=result.get("node_ip"),
-                   **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)})
+                   **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
+                   **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
         self.flush()
 
     def _flush_if_due(self) -> None:

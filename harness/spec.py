@@ -290,6 +290,7 @@ def _check_semantics(spec: StudySpec) -> None:
         raise SpecError(f"dataset.val_fraction: must be between 0 and 1, got {spec.dataset.val_fraction}")
     if method.needs_teacher and spec.teacher is None:
         raise SpecError(f"teacher: method '{spec.method}' needs a teacher (teacher: {{model: ...}})")
+    method.check_spec(spec)
     if spec.teacher is not None:
         MODELS.get(spec.teacher.model, field="teacher.model")
         _check_recipe(spec.teacher.recipe)

@@ -15,7 +15,7 @@ import torch
 import methods
 from harness.batches import DeviceData
 from harness.data import DatasetSplits
-from harness.measure import measure_model
+from harness.measure import latency_ms, measure_model, measure_structure
 from harness.spec import StudySpec
 from harness.zoo import create_model
 from methods.base import MethodContext
@@ -75,17 +75,30 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
                        epoch_s=time.perf_counter() - epoch_start, train_s=time.perf_counter() - started,
                        seed=seed, pid=os.getpid())
         if epoch + 1 == spec.budget.epochs:
-            metrics.update(final_measurement(method.export(), device_data, spec, device))
+            metrics.update(final_measurement(method.export(), device_data, spec, device, ctx.teacher))
+        else:
+            # Every report carries every objective (Tune checks); latency is measured once, at the end.
+            metrics.update(measure_structure(method.export(), data.input_shape, device),
+                           latency_b1_ms=math.nan, latency_ms=math.nan)
         report(metrics)
     return method.export()
 
 
 def final_measurement(student: torch.nn.Module, data: DeviceData, spec: StudySpec,
-                      device: torch.device) -> dict[str, Any]:
-    """Test accuracy (reported, never searched on) and the student's measured cost."""
+                      device: torch.device, teacher: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Test accuracy (reported, never searched on) and the student's measured cost.
+
+    The teacher's latency is measured here too, right after the student's on the
+    same device under the same load, so that speed-ups compare like with like.
+    """
     start = time.perf_counter()
     test = evaluate(student, data.test)
-    cost = measure_model(student, data.input_shape, device, spec.measure.batch_size,
-                         spec.measure.warmup, spec.measure.repeats)
+    m = spec.measure
+    cost = measure_model(student, data.input_shape, device, m.batch_size, m.warmup, m.repeats)
+    if teacher is not None:
+        shape = data.input_shape
+        cost["teacher_latency_b1_ms"] = latency_ms(teacher, torch.randn(1, *shape, device=device), m.warmup, m.repeats)
+        cost["teacher_latency_ms"] = latency_ms(teacher, torch.randn(m.batch_size, *shape, device=device),
+                                                m.warmup, m.repeats)
     return {"test_acc": test["acc"], "test_loss": test["loss"], **cost,
             "measure_s": time.perf_counter() - start}

@@ -1,6 +1,7 @@
 """Compression methods. Each module in this package registers one method with
-``@register_method``; importing the package imports them all, so a new method
-is one new module here (plus its YAML in ``search_spaces/``)."""
+``@register_method`` (shared helpers register none); importing the package
+imports them all, so a new method is one new module here (plus its YAML in
+``search_spaces/``)."""
 from __future__ import annotations
 
 import importlib
@@ -8,9 +9,8 @@ import pkgutil
 
 from methods.base import METHODS, Method, MethodContext, SupervisedMethod, TrainParams, register_method
 
-_INFRASTRUCTURE = {"base", "training"}
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _INFRASTRUCTURE and not _module.name.startswith("_"):
+    if not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["METHODS", "Method", "MethodContext", "SupervisedMethod", "TrainParams", "register_method"]

@@ -56,6 +56,10 @@ class Method:
         """Train for one report's worth (an epoch); return training metrics."""
         raise NotImplementedError
 
+    @classmethod
+    def check_spec(cls, spec: Any) -> None:
+        """Raise ``SpecError`` if the study spec cannot work with this method."""
+
     def export(self) -> nn.Module:
         """The student as it is deployed: what is evaluated and measured."""
         return self.ctx.student

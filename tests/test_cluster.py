@@ -9,9 +9,11 @@ from harness.cluster import configure_auth
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "auth_token"))
+    # configure_auth writes os.environ; give it a copy so nothing leaks into the
+    # Ray that later tests start (Ray reads RAY_AUTH_MODE when it starts).
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+    env["RAY_AUTH_TOKEN_PATH"] = str(tmp_path / "auth_token")
+    monkeypatch.setattr(os, "environ", env)
     return tmp_path / "auth_token"
 
 

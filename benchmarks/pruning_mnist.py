@@ -1,0 +1,107 @@
+"""Pruning figures on real MNIST, LeNet-5 (issue 3's checks), in one process.
+
+1. C2S2 at a 50% MAC target: test accuracy against the unpruned network, and
+   latency at batch 64 (and 1) of both, measured here under the same conditions.
+2. L1 filter pruning fine-tuned with KD from the unpruned network against the
+   same pruning fine-tuned without KD, over three seeds.
+
+    HARNESS_DATA=../shared/datasets uv run python benchmarks/pruning_mnist.py [--epochs 3] [--ratio 0.7]
+
+The unpruned LeNet-5 is the harness's cached teacher for search_spaces/mnist/kd.yaml
+(trained on first use). Search and early stopping play no part: the knobs are fixed,
+so the test split is read once per run, for the report.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import methods
+from harness.batches import DeviceData
+from harness.data import load_splits
+from harness.measure import count_macs, count_params, latency_ms, serialized_size
+from harness.spec import load_spec
+from harness.teachers import obtain_teacher
+from harness.trial import seed_everything
+from harness.zoo import create_model
+from methods.base import MethodContext
+from methods.training import evaluate, freeze
+
+CPU = torch.device("cpu")
+SHAPE = (1, 28, 28)
+
+
+def prune(name: str, knobs: dict, teacher, data: DeviceData, epochs: int, seed: int):
+    seed_everything(seed)
+    cls = methods.METHODS.get(name)
+    ctx = MethodContext(student=create_model("lenet5", 10), teacher=teacher, train=data.train, val=data.val,
+                        epochs=epochs, device=CPU, generator=torch.Generator().manual_seed(seed))
+    method = cls(ctx, cls.make_params(knobs))
+    for epoch in range(epochs):
+        method.train_step(epoch)
+    return method.export()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (C2S2: plus one pruning report)")
+    parser.add_argument("--ratio", type=float, default=0.7, help="L1: fraction of filters removed per layer")
+    parser.add_argument("--reg", type=float, default=0.5, help="C2S2 sparsity regulariser")
+    parser.add_argument("--max-damage", type=float, default=0.03, help="C2S2 tolerated damage per fair-share step")
+    parser.add_argument("--target", type=float, default=0.5, help="C2S2 MAC target")
+    parser.add_argument("--skip-l1", action="store_true", help="only the C2S2 part")
+    parser.add_argument("--storage", default="studies")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    spec = load_spec("search_spaces/mnist/kd.yaml", ["dataset.download=false"])
+    splits = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction, spec.dataset.split_seed, False)
+    from pathlib import Path
+    record = obtain_teacher(spec, splits, Path(args.storage).resolve())
+    teacher = create_model("lenet5", 10)
+    teacher.load_state_dict(record.state)
+    teacher = freeze(teacher)
+    data = DeviceData(splits, CPU)
+    base_acc = evaluate(teacher, data.test)["acc"]
+    x64, x1 = torch.randn(64, *SHAPE), torch.randn(1, *SHAPE)
+    print(f"machine: {torch.get_num_threads()} thread(s); unpruned LeNet-5: test {base_acc:.4f}, "
+          f"{count_params(teacher)} params, {count_macs(teacher, SHAPE, CPU)} MACs")
+
+    print(f"\n== C2S2, target {args.target:.0%} of the MACs, then KD fine-tuning ==")
+    start = time.perf_counter()
+    student = prune("c2s2", {"target_ratio": args.target, "reg": args.reg, "max_damage": args.max_damage, "alpha": 0.9, "lr": 0.01,
+                             "batch_size": 128, "gate_iters": 100, "step_iters": 100}, teacher, data, args.epochs + 1, 0)
+    acc = evaluate(student, data.test)["acc"]
+    convs = [m.out_channels for m in student.modules() if isinstance(m, torch.nn.Conv2d)]
+    ratios = {k: f(student) / f(teacher) for k, f in (("params", count_params), ("size", serialized_size),
+                                                       ("MACs", lambda m: count_macs(m, SHAPE, CPU)))}
+    for _ in range(3):  # alternate, so drift in machine load hits both alike
+        t64, s64 = latency_ms(teacher, x64, repeats=30), latency_ms(student, x64, repeats=30)
+        t1, s1 = latency_ms(teacher, x1, repeats=30), latency_ms(student, x1, repeats=30)
+    print(f"channels {convs} (unpruned [6, 16, 120]); " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    print(f"test acc {acc:.4f} vs unpruned {base_acc:.4f} ({100 * (acc - base_acc):+.2f} points)")
+    print(f"latency batch 64: {t64:.3f} ms -> {s64:.3f} ms ({t64 / s64:.2f}x faster); "
+          f"batch 1: {t1:.4f} ms -> {s1:.4f} ms ({t1 / s1:.2f}x) [{time.perf_counter() - start:.0f}s]")
+
+    if args.skip_l1:
+        return
+    print(f"\n== L1 filter pruning ({args.ratio:.0%} of the filters per layer), {args.epochs} fine-tuning epochs ==")
+    results: dict[str, list[float]] = {"plain fine-tuning": [], "KD fine-tuning": []}
+    for seed in range(3):
+        for label, alpha in (("plain fine-tuning", 0.0), ("KD fine-tuning", 0.9)):
+            student = prune("filter_pruning_kd", {"ratio": args.ratio, "alpha": alpha, "tau": 4.0, "lr": 0.01,
+                                                  "batch_size": 128}, teacher, data, args.epochs, seed)
+            results[label].append(evaluate(student, data.test)["acc"])
+            print(f"seed {seed} {label:17s} test {results[label][-1]:.4f} "
+                  f"(params {count_params(student) / count_params(teacher):.2f}x)", flush=True)
+    for label, accs in results.items():
+        print(f"{label:17s} mean {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f} over 3 seeds")
+    gain = statistics.mean(results["KD fine-tuning"]) - statistics.mean(results["plain fine-tuning"])
+    print(f"KD gain: {100 * gain:+.2f} points")
+
+
+if __name__ == "__main__":
+    main()

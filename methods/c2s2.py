@@ -1,0 +1,241 @@
+"""``c2s2``: cost-aware channel sparse selection (METHODS.md section 3).
+
+How this implementation reads the specification:
+
+- **Pruning layers.** For one pruning unit at a time (a convolution, or every
+  convolution that writes the same residual stream), a per-channel gate with a
+  real-valued weight ``w >= 0`` multiplies the output of each unit member's
+  BatchNorm (or of the convolution itself when no BatchNorm follows). Dual
+  format: the forward pass uses the binary mask ``w > gate_threshold`` and the
+  gradient reaches ``w`` straight through.
+- **Phase (a).** Only the gates train (Adam, ``gate_lr``), for ``gate_iters``
+  batches, on the task loss (cross-entropy, or KD from the unpruned network
+  when ``alpha > 0``) plus ``reg * mean(w)``, the sparsity regulariser that
+  favours dropping channels. The rest of the network is frozen.
+- **Cost-aware limit.** The channels under the threshold, weakest first, are
+  the proposal. Candidate cuts of that size and of 3/4, 1/2, 1/4 and 1/8 of it
+  are tried on a copy of the network, *physically* pruned; the largest cut whose validation-accuracy damage is
+  within ``max_damage * min(1, cost it saves / fair share)`` is taken, the fair
+  share being the cost (MACs or parameters) still to save divided by the number
+  of units.
+  So a layer that hurts accuracy, or saves few MACs for its damage, is pruned
+  less, and pruning stops once ``target_ratio`` of the unpruned network's
+  ``target_metric`` (MACs or parameters) is met (no over-pruning).
+- **Phase (b).** The taken cut is the new network (a smaller dense one), then
+  ``step_iters`` batches of SGD fine-tuning before the next unit.
+- **Progressive.** Units are visited in network order, spread over the first
+  ``prune_epochs`` reports; further passes run while the target is not met
+  (at most ``max_passes``). The remaining reports fine-tune the pruned network.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from itertools import cycle
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.base import register_method
+from methods.pruning import PruneParams, PruningMethod
+from methods.surgery import ChannelSurgeon, keep_count
+from methods.training import evaluate
+from harness.measure import count_macs, count_params
+
+COST_METRICS = {"macs", "params"}
+
+
+@dataclass
+class C2S2Params(PruneParams):
+    target_ratio: float = 0.5  # the pruned network's cost as a fraction of the unpruned one's
+    target_metric: str = "macs"  # macs | params
+    reg: float = 0.1  # sparsity regulariser weight on sum(w): each gate's steady downward pull
+    gate_threshold: float = 0.5
+    gate_lr: float = 0.1
+    gate_iters: int = 50
+    max_damage: float = 0.01  # tolerated validation-accuracy drop for a step that saves its fair share of MACs
+    step_iters: int = 50
+    prune_epochs: int = 1
+    max_passes: int = 3
+
+
+class Gates:
+    """Per-channel gates in C2S2's dual format, applied by forward hooks at a unit's sites.
+
+    The forward pass multiplies by the binary mask ``w > threshold``; the
+    gradient reaches the real weight ``w`` straight through. Kept channels are
+    therefore untouched, and the gated network is exactly the pruned one.
+    """
+
+    def __init__(self, sites: list[nn.Module], channels: int, threshold: float, device: torch.device) -> None:
+        self.weight = nn.Parameter(torch.ones(channels, device=device))
+        self.threshold = threshold
+        self._handles = [m.register_forward_hook(self._apply) for m in sites]
+
+    def mask(self) -> torch.Tensor:
+        hard = (self.weight > self.threshold).float()
+        return hard + self.weight - self.weight.detach()  # straight-through estimator
+
+    def _apply(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        return output * self.mask().view(1, -1, *([1] * (output.dim() - 2)))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def gate_sites(surgeon: ChannelSurgeon, unit: nn.Conv2d) -> list[nn.Module]:
+    """Where a unit's channels are produced: each member's BatchNorm, else the conv itself."""
+    sites = []
+    for conv in surgeon.coupled(unit):
+        node = surgeon.graph.module2node[conv]
+        bns = [n.module for n in node.outputs if isinstance(n.module, nn.BatchNorm2d)
+               and n.module.num_features == conv.out_channels]
+        sites.append(bns[0] if bns else conv)
+    return sites
+
+
+def choose_cut(candidates: list[int], trial: Callable[[int], tuple[float, int, object]],
+               fair_share: float, max_damage: float) -> tuple[int, object | None]:
+    """The largest candidate cut whose damage fits its cost-weighted tolerance.
+
+    ``trial(k)`` prunes ``k`` channels on a copy and returns (damage, cost_saved, copy).
+    A cut may cost ``max_damage`` if it saves at least ``fair_share`` (what
+    each unit would save if all shared the remaining reduction), proportionally less
+    if it saves less: sensitive or cheap layers are pruned less.
+    """
+    for k in sorted(set(candidates), reverse=True):
+        if k <= 0:
+            continue
+        damage, saved, pruned = trial(k)
+        if damage <= max_damage * min(1.0, saved / max(1.0, fair_share)):
+            return k, pruned
+    return 0, None
+
+
+@register_method("c2s2")
+class C2S2(PruningMethod):
+    Params = C2S2Params
+
+    def __init__(self, ctx, params: C2S2Params) -> None:
+        super().__init__(ctx, params)
+        if ctx.epochs <= params.prune_epochs:
+            raise ValueError(f"budget.epochs ({ctx.epochs}) must exceed prune_epochs ({params.prune_epochs})")
+        self.prune_reports = params.prune_epochs
+        if params.target_metric not in COST_METRICS:
+            raise ValueError(f"target_metric must be one of {sorted(COST_METRICS)}, got {params.target_metric!r}")
+        self.shape = tuple(self.example.shape[1:])
+        self.cost_original = self.cost(ctx.student)
+        self.batches = self._endless_batches()
+        self.queue: list[int] = []  # unit indices still to visit in this pass
+        self.passes = 0
+        self.log: list[dict] = []  # one entry per unit step: what was proposed, tried and taken
+
+    # --- the schedule ------------------------------------------------------------------
+    def train_step(self, epoch: int) -> dict[str, float]:
+        if epoch >= self.prune_reports:
+            return self.finetune_epoch(epoch)
+        units = len(ChannelSurgeon(self.ctx.student, self.example).units())
+        share = -(-units // self.prune_reports)  # units per pruning report, first pass
+        last = epoch == self.prune_reports - 1
+        steps = 0
+        while not self.target_met() and (last or steps < share):
+            if not self.queue:
+                if self.passes >= self.params.max_passes:
+                    break
+                self.passes += 1
+                self.queue = list(range(len(ChannelSurgeon(self.ctx.student, self.example).units())))
+            self.prune_unit(self.queue.pop(0))
+            steps += 1
+        return {"cost_ratio": self.cost(self.ctx.student) / self.cost_original, "pruned_units": len(self.log)}
+
+    def cost(self, model: nn.Module) -> int:
+        """What the target is measured in: MACs of one image, or parameters."""
+        if self.params.target_metric == "params":
+            return count_params(model)
+        return count_macs(model, self.shape, self.ctx.device)
+
+    def target_met(self) -> bool:
+        return self.cost_needed() <= 0
+
+    def cost_needed(self) -> int:
+        return int(self.cost(self.ctx.student) - self.params.target_ratio * self.cost_original)
+
+    # --- one progressive step ------------------------------------------------------------
+    def prune_unit(self, index: int) -> None:
+        p = self.params
+        student = self.ctx.student
+        surgeon = ChannelSurgeon(student, self.example)
+        unit = surgeon.units()[index]
+        sites = gate_sites(surgeon, unit)
+        gates = Gates(sites, unit.out_channels, p.gate_threshold, self.ctx.device)
+        self.train_gates(gates)
+        gates.remove()
+        weight = gates.weight.detach()
+        order = weight.argsort().tolist()  # weakest first
+        proposal = int((weight < p.gate_threshold).sum())
+        channels = unit.out_channels
+        candidates = {channels - keep_count(channels, int(proposal * f), p.round_to)
+                      for f in (1.0, 0.75, 0.5, 0.25, 0.125)}
+        baseline = evaluate(student, self.ctx.val)["acc"]
+        cost_now = self.cost(student)
+
+        def trial(k: int):
+            pruned = copy.deepcopy(student)
+            copy_surgeon = ChannelSurgeon(pruned, self.example)
+            copy_surgeon.remove(copy_surgeon.units()[index], order[:k])
+            damage = baseline - evaluate(pruned, self.ctx.val)["acc"]
+            return damage, cost_now - self.cost(pruned), pruned
+
+        fair_share = self.cost_needed() / max(1, len(surgeon.units()))
+        taken, pruned = choose_cut(sorted(candidates), trial, fair_share, p.max_damage)
+        self.log.append({"unit": index, "channels": channels, "proposed": proposal, "taken": taken})
+        if pruned is None:
+            return
+        self._adopt(pruned)
+        self.optimizer = None
+        self.step_finetune()
+
+    def _adopt(self, pruned: nn.Module) -> None:
+        """Make ``ctx.student`` the pruned copy: swap its submodules in place, so that
+        every holder of the student object sees the smaller network."""
+        for name, module in pruned.named_children():
+            setattr(self.ctx.student, name, module)
+
+    def train_gates(self, gates: Gates) -> None:
+        p = self.params
+        student = self.ctx.student
+        frozen = [q for q in student.parameters() if q.requires_grad]
+        for q in frozen:
+            q.requires_grad_(False)
+        # Plain SGD, not Adam: a gate must fall only where the task gradient is weaker
+        # than the regulariser's pull; Adam's normalised steps would move every gate alike.
+        optimizer = torch.optim.SGD([gates.weight], lr=p.gate_lr)
+        student.train()
+        for _ in range(p.gate_iters):
+            x, y = next(self.batches)
+            loss = self.task_loss(x, y) + p.reg * gates.weight.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()  # no clamp: below the threshold, w still orders channels by usefulness
+        for q in frozen:
+            q.requires_grad_(True)
+
+    def step_finetune(self) -> None:
+        p = self.params
+        optimizer = torch.optim.SGD(self.ctx.student.parameters(), lr=p.lr * 0.1, momentum=p.momentum,
+                                    weight_decay=p.weight_decay)
+        self.ctx.student.train()
+        for _ in range(p.step_iters):
+            x, y = next(self.batches)
+            loss = self.task_loss(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    def _endless_batches(self):
+        while True:
+            yield from self.ctx.train.batches(self.params.batch_size, shuffle=True, augment=True,
+                                              generator=self.ctx.generator)

@@ -1,0 +1,63 @@
+"""``filter_pruning_kd``: L1-norm filter pruning (Li et al. 2017), then fine-tuning
+with KD from the unpruned network (METHODS.md section 4).
+
+Each pruning unit (a convolution, or all convolutions writing one residual
+stream) loses its filters with the smallest L1 norm; for a residual stream the
+norm of a channel is summed over every convolution that writes it. ``scope``
+``layer`` removes ``ratio`` of every unit's filters; ``global`` ranks all
+filters together after dividing each unit's norms by their mean (so layers of
+different scale compare) and removes the lowest ``ratio`` of them. ``skip``
+lists unit indices left whole (e.g. ``"0"``, the first convolution).
+The baseline that measures the KD gain is the same method with ``alpha: 0``
+(plain fine-tuning): see ``search_spaces/filter_pruning.yaml``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from methods.base import register_method
+from methods.pruning import PruneParams, PruningMethod
+from methods.surgery import ChannelSurgeon, keep_count, l1_norms
+
+
+@dataclass
+class FilterPruneParams(PruneParams):
+    ratio: float = 0.5
+    scope: str = "layer"  # layer | global
+    skip: str = ""  # comma-separated unit indices not pruned
+    alpha: float = 0.9
+
+
+@register_method("filter_pruning_kd")
+class FilterPruningKD(PruningMethod):
+    Params = FilterPruneParams
+
+    def __init__(self, ctx, params: FilterPruneParams) -> None:
+        super().__init__(ctx, params)
+        if params.scope not in ("layer", "global"):
+            raise ValueError(f"scope must be 'layer' or 'global', got {params.scope!r}")
+        self.pruned = False
+
+    def prune(self) -> None:
+        p = self.params
+        surgeon = ChannelSurgeon(self.ctx.student, self.example)
+        skip = {int(i) for i in p.skip.split(",") if i.strip()}
+        units = [u for i, u in enumerate(surgeon.units()) if i not in skip]
+        norms = [sum(l1_norms(c) for c in surgeon.coupled(u)) for u in units]
+        if p.scope == "layer":
+            drops = [n.numel() - keep_count(n.numel(), int(p.ratio * n.numel()), p.round_to) for n in norms]
+        else:
+            scaled = torch.cat([n / n.mean() for n in norms])
+            cutoff = scaled.sort().values[int(p.ratio * len(scaled)) - 1] if p.ratio > 0 else -1.0
+            drops = [n.numel() - keep_count(n.numel(), int((n / n.mean() <= cutoff).sum()), p.round_to)
+                     for n in norms]
+        for unit, norm, drop in zip(units, norms, drops):
+            surgeon.remove(unit, norm.argsort()[:drop].tolist())
+
+    def train_step(self, epoch: int) -> dict[str, float]:
+        if not self.pruned:
+            self.prune()
+            self.pruned = True
+        return self.finetune_epoch(epoch)
