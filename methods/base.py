@@ -83,16 +83,25 @@ class SupervisedMethod(Method):
 
     def __init__(self, ctx: MethodContext, params: TrainParams) -> None:
         super().__init__(ctx, params)
-        steps_per_epoch = math.ceil(len(ctx.train) / params.batch_size)
-        self.optimizer = sgd(ctx.student.parameters(), params.lr, params.momentum, params.weight_decay)
-        self.scheduler = warmup_cosine(
-            self.optimizer, ctx.epochs * steps_per_epoch, int(params.warmup_epochs * steps_per_epoch)
-        )
+        self.optimizer: torch.optim.Optimizer | None = None
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def start_optimizer(self, epochs: int) -> None:
+        """SGD over the student's current parameters, warm-up then cosine over ``epochs``.
+
+        Built lazily, and again by methods that replace the student's layers (pruning).
+        """
+        p = self.params
+        steps_per_epoch = math.ceil(len(self.ctx.train) / p.batch_size)
+        self.optimizer = sgd(self.ctx.student.parameters(), p.lr, p.momentum, p.weight_decay)
+        self.scheduler = warmup_cosine(self.optimizer, epochs * steps_per_epoch,
+                                       int(p.warmup_epochs * steps_per_epoch))
+
     def train_step(self, epoch: int) -> dict[str, float]:
+        if self.optimizer is None:
+            self.start_optimizer(self.ctx.epochs - epoch)
         self.ctx.student.train()
         total = torch.zeros((), device=self.ctx.device)
         seen = 0

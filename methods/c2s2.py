@@ -123,7 +123,6 @@ class C2S2(PruningMethod):
         super().__init__(ctx, params)
         if ctx.epochs <= params.prune_epochs:
             raise ValueError(f"budget.epochs ({ctx.epochs}) must exceed prune_epochs ({params.prune_epochs})")
-        self.prune_reports = params.prune_epochs
         if params.target_metric not in COST_METRICS:
             raise ValueError(f"target_metric must be one of {sorted(COST_METRICS)}, got {params.target_metric!r}")
         self.shape = tuple(self.example.shape[1:])
@@ -135,11 +134,12 @@ class C2S2(PruningMethod):
 
     # --- the schedule ------------------------------------------------------------------
     def train_step(self, epoch: int) -> dict[str, float]:
-        if epoch >= self.prune_reports:
-            return self.finetune_epoch(epoch)
+        prune_reports = self.params.prune_epochs
+        if epoch >= prune_reports:
+            return super().train_step(epoch)  # fine-tuning, scheduled over the remaining epochs
         units = len(ChannelSurgeon(self.ctx.student, self.example).units())
-        share = -(-units // self.prune_reports)  # units per pruning report, first pass
-        last = epoch == self.prune_reports - 1
+        share = -(-units // prune_reports)  # units per pruning report, first pass
+        last = epoch == prune_reports - 1
         steps = 0
         while not self.target_met() and (last or steps < share):
             if not self.queue:
@@ -195,7 +195,6 @@ class C2S2(PruningMethod):
         if pruned is None:
             return
         self._adopt(pruned)
-        self.optimizer = None
         self.step_finetune()
 
     def _adopt(self, pruned: nn.Module) -> None:
@@ -213,10 +212,10 @@ class C2S2(PruningMethod):
         # Plain SGD, not Adam: a gate must fall only where the task gradient is weaker
         # than the regulariser's pull; Adam's normalised steps would move every gate alike.
         optimizer = torch.optim.SGD([gates.weight], lr=p.gate_lr)
-        student.train()
+        student.eval()  # frozen means frozen: BatchNorm statistics stay as they are
         for _ in range(p.gate_iters):
             x, y = next(self.batches)
-            loss = self.task_loss(x, y) + p.reg * gates.weight.sum()
+            loss = self.loss(x, y) + p.reg * gates.weight.sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()  # no clamp: below the threshold, w still orders channels by usefulness
@@ -230,7 +229,7 @@ class C2S2(PruningMethod):
         self.ctx.student.train()
         for _ in range(p.step_iters):
             x, y = next(self.batches)
-            loss = self.task_loss(x, y)
+            loss = self.loss(x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -60,4 +60,4 @@ class FilterPruningKD(PruningMethod):
         if not self.pruned:
             self.prune()
             self.pruned = True
-        return self.finetune_epoch(epoch)
+        return super().train_step(epoch)
