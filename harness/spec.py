@@ -297,10 +297,15 @@ def _check_semantics(spec: StudySpec) -> None:
         if spec.teacher.checkpoint and not Path(spec.teacher.checkpoint).expanduser().is_file():
             raise SpecError(f"teacher.checkpoint: file '{spec.teacher.checkpoint}' does not exist")
     knobs = method.param_names()
-    for name in spec.search.space:
+    choices = method.param_choices()
+    for name, value in spec.search.space.items():
         if name not in knobs:
             raise SpecError(f"search.space.{name}: '{spec.method}' has no knob '{name}'"
                             f"{did_you_mean(name, knobs)}")
+        values = value.args if isinstance(value, Distribution) and value.kind == "categorical" else [value]
+        for v in values if name in choices else ():
+            if v not in choices[name]:
+                raise SpecError(f"search.space.{name}: unknown value '{v}'{did_you_mean(v, choices[name])}")
     searchers = ("auto", "tpe", "nsga2", "random")
     if spec.search.searcher not in searchers:
         raise SpecError(f"search.searcher: unknown searcher '{spec.search.searcher}'"

@@ -69,6 +69,11 @@ class Method:
         return [f.name for f in fields(cls.Params)]
 
     @classmethod
+    def param_choices(cls) -> dict[str, tuple[Any, ...]]:
+        """Knobs restricted to named values: ``field(metadata={"choices": (...)})``."""
+        return {f.name: f.metadata["choices"] for f in fields(cls.Params) if "choices" in f.metadata}
+
+    @classmethod
     def make_params(cls, values: dict[str, Any]) -> Any:
         """Build ``Params`` from a trial config, casting to each field's type."""
         types = get_type_hints(cls.Params)

@@ -13,7 +13,7 @@ The baseline that measures the KD gain is the same method with ``alpha: 0``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,7 +25,7 @@ from methods.surgery import ChannelSurgeon, keep_count, l1_norms
 @dataclass
 class FilterPruneParams(PruneParams):
     ratio: float = 0.5
-    scope: str = "layer"  # layer | global
+    scope: str = field(default="layer", metadata={"choices": ("layer", "global")})
     skip: str = ""  # comma-separated unit indices not pruned
     alpha: float = 0.9
 
@@ -36,8 +36,6 @@ class FilterPruningKD(PruningMethod):
 
     def __init__(self, ctx, params: FilterPruneParams) -> None:
         super().__init__(ctx, params)
-        if params.scope not in ("layer", "global"):
-            raise ValueError(f"scope must be 'layer' or 'global', got {params.scope!r}")
         self.pruned = False
 
     def prune(self) -> None:

@@ -53,6 +53,15 @@ def test_invalid_specs_name_the_field_and_the_fix(change, message):
     assert "\n" not in str(info.value)
 
 
+def test_knobs_with_named_values_are_checked_before_running():
+    base = {"method": "c2s2", "student.width": "1.0", "student.model": "lenet5_half"}
+    with pytest.raises(SpecError, match="search.space.target_metric: unknown value 'flops'"):
+        small_spec(**base, **{"search.space": "{target_metric: flops}"})
+    with pytest.raises(SpecError, match="search.space.scope: unknown value 'globl' \\(did you mean 'global'\\?\\)"):
+        small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{scope: {categorical: [layer, globl]}}"})
+    assert small_spec(**base, **{"search.space": "{target_metric: params}"}).fixed_params() == {"target_metric": "params"}
+
+
 def test_required_fields_and_teacher_requirement():
     with pytest.raises(SpecError, match="student: required field is missing"):
         parse_spec({"study": "x", "method": "scratch"})
