@@ -48,7 +48,8 @@ class FilterPruningKD(PruningMethod):
             drops = [n.numel() - keep_count(n.numel(), int(p.ratio * n.numel()), p.round_to) for n in norms]
         else:
             scaled = torch.cat([n / n.mean() for n in norms])
-            cutoff = scaled.sort().values[int(p.ratio * len(scaled)) - 1] if p.ratio > 0 else -1.0
+            count = int(p.ratio * len(scaled))  # filters to drop across the network
+            cutoff = scaled.sort().values[count - 1] if count > 0 else float("-inf")
             drops = [n.numel() - keep_count(n.numel(), int((n / n.mean() <= cutoff).sum()), p.round_to)
                      for n in norms]
         for unit, norm, drop in zip(units, norms, drops):

@@ -175,6 +175,15 @@ def test_pruned_students_are_smaller_dense_networks_that_still_work(name, knobs,
     assert evaluate(student, data.test)["acc"] > evaluate(teacher, data.test)["acc"] - 0.05
 
 
+def test_global_l1_removes_the_requested_share_of_filters(trained_lenet):
+    teacher, _ = trained_lenet
+    total = sum(c.out_channels for c in teacher.modules() if isinstance(c, nn.Conv2d))  # 6 + 16 + 120
+    for ratio, expected in ((0.001, 0), (0.25, int(0.25 * total))):
+        method, _, _ = _run("filter_pruning_kd", {"ratio": ratio, "scope": "global", "batch_size": 32}, trained_lenet, 1)
+        kept = sum(c.out_channels for c in method.export().modules() if isinstance(c, nn.Conv2d))
+        assert total - kept == expected
+
+
 def test_c2s2_stops_at_the_target_and_logs_its_steps(trained_lenet):
     method, teacher, _ = _run("c2s2", {"target_ratio": 0.7, "reg": 0.5, "max_damage": 0.05,
                                        "batch_size": 32, "lr": 0.02}, trained_lenet, epochs=2)
