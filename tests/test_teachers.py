@@ -73,6 +73,6 @@ class Exploit:
 def test_checkpoint_that_runs_code_is_refused(tmp_path, digits):
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as f:
-        pickle.dump({"weight": Exploit()}, f)
+        pickle.dump({"weight": Exploit()}, f, protocol=2)
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         obtain_teacher(small_spec(**{"teacher.checkpoint": str(evil)}), digits, tmp_path)
