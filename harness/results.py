@@ -112,6 +112,13 @@ class ResultsWriter(Callback):
                    **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
         self.flush()
 
+    def mark_unfinished(self, status: str) -> None:
+        """Give trials that never ended (an interrupted run) a final status, and write."""
+        for row in self.trials.values():
+            if row["status"] in ("pending", "running"):
+                row.update(status=status, ended_at=_now())
+        self.flush()
+
     def _flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()

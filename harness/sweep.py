@@ -73,7 +73,11 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
                 callbacks=[writer, printer], verbose=0,
             ),
         )
-        tuner.fit()
+        results = tuner.fit()
+        if results.num_terminated + results.num_errors < spec.search.num_samples:
+            # Tune ends a run on Ctrl-C and returns normally: stop here, not at the next seed.
+            writer.mark_unfinished("interrupted")
+            raise KeyboardInterrupt
     writer.flush()
     write_study_file(folder, spec, data, teacher, started=None, ended=_now())
     counts = writer.counts()
