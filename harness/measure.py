@@ -94,13 +94,21 @@ def measure_structure(model: nn.Module, input_shape: tuple[int, ...], device: to
             "macs": count_macs(model, input_shape, device)}
 
 
+def measure_latency(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
+                    batch_size: int = 64, warmup: int = 5, repeats: int = 20) -> dict[str, float]:
+    """Latency at batch 1 and at ``batch_size``, in milliseconds."""
+    return {
+        "latency_b1_ms": latency_ms(model, torch.randn(1, *input_shape, device=device), warmup, repeats),
+        "latency_ms": latency_ms(model, torch.randn(batch_size, *input_shape, device=device), warmup, repeats),
+    }
+
+
 def measure_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
                   batch_size: int = 64, warmup: int = 5, repeats: int = 20) -> dict[str, float | int | str]:
     """Everything the results record about a model's cost."""
     return {
         **measure_structure(model, input_shape, device),
-        "latency_b1_ms": latency_ms(model, torch.randn(1, *input_shape, device=device), warmup, repeats),
-        "latency_ms": latency_ms(model, torch.randn(batch_size, *input_shape, device=device), warmup, repeats),
+        **measure_latency(model, input_shape, device, batch_size, warmup, repeats),
         "latency_batch": batch_size,
         "device": device_name(device),
     }

@@ -15,7 +15,7 @@ import torch
 import methods
 from harness.batches import DeviceData
 from harness.data import DatasetSplits
-from harness.measure import latency_ms, measure_model, measure_structure
+from harness.measure import measure_latency, measure_model, measure_structure
 from harness.spec import StudySpec
 from harness.zoo import create_model
 from methods.base import MethodContext
@@ -96,9 +96,7 @@ def final_measurement(student: torch.nn.Module, data: DeviceData, spec: StudySpe
     m = spec.measure
     cost = measure_model(student, data.input_shape, device, m.batch_size, m.warmup, m.repeats)
     if teacher is not None:
-        shape = data.input_shape
-        cost["teacher_latency_b1_ms"] = latency_ms(teacher, torch.randn(1, *shape, device=device), m.warmup, m.repeats)
-        cost["teacher_latency_ms"] = latency_ms(teacher, torch.randn(m.batch_size, *shape, device=device),
-                                                m.warmup, m.repeats)
+        latency = measure_latency(teacher, data.input_shape, device, m.batch_size, m.warmup, m.repeats)
+        cost.update({f"teacher_{k}": v for k, v in latency.items()})
     return {"test_acc": test["acc"], "test_loss": test["loss"], **cost,
             "measure_s": time.perf_counter() - start}

@@ -133,8 +133,7 @@ class C2S2(PruningMethod):
         prune_reports = self.params.prune_epochs
         if epoch >= prune_reports:
             return super().train_step(epoch)  # fine-tuning, scheduled over the remaining epochs
-        units = len(ChannelSurgeon(self.ctx.student, self.example).units())
-        share = -(-units // prune_reports)  # units per pruning report, first pass
+        share = -(-self.unit_count() // prune_reports)  # units per pruning report, first pass
         last = epoch == prune_reports - 1
         steps = 0
         while not self.target_met() and (last or steps < share):
@@ -142,10 +141,13 @@ class C2S2(PruningMethod):
                 if self.passes >= self.params.max_passes:
                     break
                 self.passes += 1
-                self.queue = list(range(len(ChannelSurgeon(self.ctx.student, self.example).units())))
+                self.queue = list(range(self.unit_count()))
             self.prune_unit(self.queue.pop(0))
             steps += 1
         return {"cost_ratio": self.cost(self.ctx.student) / self.cost_original, "pruned_units": len(self.log)}
+
+    def unit_count(self) -> int:
+        return len(ChannelSurgeon(self.ctx.student, self.example).units())
 
     def cost(self, model: nn.Module) -> int:
         """What the target is measured in: MACs of one image, or parameters."""

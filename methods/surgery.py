@@ -31,7 +31,7 @@ class ChannelSurgeon:
 
     def prunable(self) -> list[nn.Conv2d]:
         """Convolutions whose output channels can go: not depth-wise (those follow
-        their input) and not feeding the logits directly."""
+        their input channels) and with more than one channel."""
         convs = [m for m in self.model.modules() if isinstance(m, nn.Conv2d)
                  and not (m.groups > 1 and m.groups == m.in_channels)]
         return [c for c in convs if c.out_channels > 1]
