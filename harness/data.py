@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -55,10 +55,19 @@ class DatasetSplits:
     std: tuple[float, ...]
     augment: str
     fingerprint: str  # identifies the exact samples in each split (teacher cache key)
+    substitute: Split | None = None  # another data set's images, for substitute-data baselines
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+        return tuple(self.test.x.shape[1:])  # type: ignore[return-value]
+
+    def without_training_images(self) -> "DatasetSplits":
+        """The splits as a data-free trial receives them: the training images are gone.
+
+        Validation and test stay: the harness (never the method) evaluates on them.
+        """
+        empty = Split(self.train.x[:0], self.train.y[:0], self.train.source, self.train.index[:0])
+        return replace(self, train=empty)
 
 
 Loader = Callable[[Path, bool], RawDataset]
@@ -99,6 +108,28 @@ def load_splits(
         mean=raw.mean, std=raw.std, augment=augment or raw.augment,
         fingerprint=f"{name}-{digest.hexdigest()[:16]}",
     )
+
+
+def load_substitute(name: str, root: str | None, download: bool,
+                    input_shape: tuple[int, int, int]) -> Split:
+    """Another data set's training images resized to ``input_shape``: a substitute
+    for the real training data (the DAFL paper's USPS row). Labels are kept but
+    a method distilling on them never needs them."""
+    import torch
+    import torch.nn.functional as F
+
+    raw = DATASETS.get(name, field="dataset.substitute")(data_root(root), download)
+    channels, height, width = input_shape
+    x = torch.from_numpy(raw.train.x).float()
+    if x.shape[2:] != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+    if x.shape[1] != channels:  # grey <-> colour
+        x = x.mean(1, keepdim=True).expand(-1, channels, -1, -1) if channels in (1, 3) else x
+    if x.shape[1] != channels:
+        raise DataError(f"dataset.substitute: cannot turn {name}'s {raw.train.x.shape[1]}-channel "
+                        f"images into {channels}-channel ones")
+    x = x.clamp(0, 255).round().to(torch.uint8).numpy()
+    return Split(np.ascontiguousarray(x), raw.train.y, f"{name}:{raw.train.source}", raw.train.index)
 
 
 def _subset(split: Split, idx: np.ndarray) -> Split:
@@ -200,4 +231,20 @@ def load_svhn(root: Path, download: bool) -> RawDataset:
         train=_split(train.data, train.labels, "train"),
         test=_split(test.data, test.labels, "test"),
         num_classes=10, mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), augment="crop",
+    )
+
+
+@register_dataset("usps")
+def load_usps(root: Path, download: bool) -> RawDataset:
+    """USPS handwritten digits (16x16), from ``<root>/USPS/usps.bz2`` and ``usps.t.bz2``.
+
+    The DAFL paper's substitute data for MNIST; as a substitute it is resized to
+    the target's image size (``load_substitute``).
+    """
+    train = _torchvision("USPS", root / "USPS", download, train=True)
+    test = _torchvision("USPS", root / "USPS", download, train=False)
+    return RawDataset(
+        train=_split(train.data, train.targets, "train"),
+        test=_split(test.data, test.targets, "test"),
+        num_classes=10, mean=(0.2469,), std=(0.2989,), augment="none",
     )

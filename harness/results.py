@@ -23,6 +23,8 @@ FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "devi
 SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms")  # measured beside the student
 TEACHER_COLUMNS = ("val_acc", "test_acc", "params", "size_bytes", "macs")
 EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s")
+# Reported by some methods only: data-free methods count generator iterations and save image grids.
+OPTIONAL_EPOCH_COLUMNS = ("iterations", "samples")
 
 
 def versions() -> str:
@@ -61,11 +63,13 @@ class ResultsWriter(Callback):
         self.epochs.append({
             "study": self.spec.study, "seed": self.seed, "trial_id": self._id(trial),
             **{k: result.get(k) for k in EPOCH_COLUMNS},
+            **{k: result[k] for k in OPTIONAL_EPOCH_COLUMNS if k in result},
             "training_iteration": result.get("training_iteration"),
             "time_total_s": result.get("time_total_s"), "timestamp": result.get("timestamp"),
         })
         self._row(trial).update(epochs_done=result.get("training_iteration"),
-                                **{k: result.get(k) for k in EPOCH_METRICS})
+                                **{k: result.get(k) for k in EPOCH_METRICS},
+                                **{k: result[k] for k in OPTIONAL_EPOCH_COLUMNS if k in result})
         self._flush_if_due()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

@@ -32,6 +32,7 @@ class DatasetSpec:
     val_fraction: float = 0.1
     split_seed: int = 0
     augment: str | None = None  # none | crop | crop_flip; default: the data set's own
+    substitute: str | None = None  # another data set's images for substitute-data baselines
 
 
 @dataclass
@@ -282,6 +283,8 @@ def _check_semantics(spec: StudySpec) -> None:
 
     method = methods.METHODS.get(spec.method, field="method")
     DATASETS.get(spec.dataset.name, field="dataset.name")
+    if spec.dataset.substitute is not None:
+        DATASETS.get(spec.dataset.substitute, field="dataset.substitute")
     MODELS.get(spec.student.model, field="student.model")
     if spec.dataset.augment is not None and spec.dataset.augment not in AUGMENTATIONS:
         raise SpecError(f"dataset.augment: unknown augmentation '{spec.dataset.augment}'"

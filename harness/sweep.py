@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from typing import Any
 import ray
 from ray import tune
 
+import methods
 from harness.cluster import connect
-from harness.data import DatasetSplits, load_splits
+from harness.data import DatasetSplits, load_splits, load_substitute
 from harness.progress import ProgressPrinter
 from harness.results import ResultsWriter, versions
 from harness.search import make_scheduler, make_searcher
@@ -28,11 +30,14 @@ from harness.teachers import Teacher, obtain_teacher, train_teacher
 from harness.trial import run_trial
 
 
-def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: dict[str, Any]) -> None:
+def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: dict[str, Any],
+               folder: str) -> None:
     """The Ray Tune function trainable."""
     data = ray.get(shared["data"])
     teacher_state = ray.get(shared["teacher"]) if shared["teacher"] is not None else None
-    run_trial(config, spec, seed, data, teacher_state, report=tune.report)
+    # Same id as the trial's row in trials.parquet (ResultsWriter._id).
+    samples_dir = Path(folder) / "samples" / f"s{seed}-{tune.get_context().get_trial_id()}"
+    run_trial(config, spec, seed, data, teacher_state, report=tune.report, samples_dir=samples_dir)
 
 
 def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None) -> Path:
@@ -48,11 +53,13 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
         f"(train {len(data.train)}, val {len(data.val)}, test {len(data.test)}), "
         f"student {spec.student.model}, {spec.search.num_samples} trials x {len(spec.seeds)} seed(s), "
         f"budget {spec.budget.epochs} epochs, searcher {spec.sampler} + ASHA")
+    shipped = trial_splits(spec, data)  # before Ray starts: a missing substitute set fails fast
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     connect(address)
     teacher = prepare_teacher(spec, data, root)
     write_study_file(folder, spec, data, teacher, started=_now())
-    shared = {"data": ray.put(data), "teacher": ray.put(teacher.state) if teacher else None}
+    shared = {"data": ray.put(shipped),
+              "teacher": ray.put(teacher.state) if teacher else None}
     writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None)
     printer = ProgressPrinter(writer)
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
@@ -60,7 +67,8 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
         writer.start_seed(seed)
         say(f"seed {seed}: searching")
         trainable = tune.with_resources(
-            tune.with_parameters(tune_trial, spec=spec, seed=seed, shared=shared), resources)
+            tune.with_parameters(tune_trial, spec=spec, seed=seed, shared=shared, folder=str(folder)),
+            resources)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -84,6 +92,23 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
         f"results in {folder}/trials.parquet and epochs.parquet")
     return folder
+
+
+def trial_splits(spec: StudySpec, data: DatasetSplits) -> DatasetSplits:
+    """What the study's trials receive: no training images for a data-free method
+    (its teacher was built from them above, as in the papers), plus the substitute
+    data set's images when the spec names one."""
+    if methods.METHODS.get(spec.method).data_free:
+        data = data.without_training_images()
+        say(f"'{spec.method}' is data-free: its trials receive no training images "
+            f"(validation and test are for the harness's evaluation only)")
+    if spec.dataset.substitute:
+        substitute = load_substitute(spec.dataset.substitute, spec.dataset.root, spec.dataset.download,
+                                     data.input_shape)
+        say(f"substitute data: {len(substitute)} {spec.dataset.substitute} training images "
+            f"resized to {data.input_shape}")
+        data = replace(data, substitute=substitute)
+    return data
 
 
 def trials_that_fit(spec: StudySpec) -> int:
@@ -123,7 +148,7 @@ def archive_previous(folder: Path) -> Path | None:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target = folder / "previous" / stamp
     target.mkdir(parents=True)
-    for name in ("trials.parquet", "epochs.parquet", "study.json", "tune"):
+    for name in ("trials.parquet", "epochs.parquet", "study.json", "tune", "samples"):
         if (folder / name).exists():
             shutil.move(str(folder / name), str(target / name))
     return target

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -16,9 +17,10 @@ import methods
 from harness.batches import DeviceData
 from harness.data import DatasetSplits
 from harness.measure import measure_latency, measure_model, measure_structure
+from harness.samples import save_sample_grid
 from harness.spec import StudySpec
 from harness.zoo import create_model
-from methods.base import MethodContext
+from methods.base import MethodContext, WithheldSplit
 from methods.training import evaluate, freeze
 
 Report = Callable[[dict[str, Any]], None]
@@ -48,22 +50,40 @@ def load_teacher(spec: StudySpec, data: DatasetSplits, state: dict[str, torch.Te
     return freeze(teacher.to(device))
 
 
+def trial_data(method_cls: type, data: DatasetSplits, device: torch.device) -> DeviceData:
+    """The splits moved to the trial's device: a data-free method's trial never holds
+    training images (``data`` should already come without them, see the sweep)."""
+    parts = ("val", "test") if method_cls.data_free else ("train", "val", "test")
+    if data.substitute is not None:
+        parts += ("substitute",)
+    return DeviceData(data, device, parts)
+
+
 def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetSplits,
-              teacher_state: dict[str, torch.Tensor] | None, report: Report) -> torch.nn.Module:
-    """Train ``spec.method`` with the knobs in ``config``, report each epoch, return the student."""
+              teacher_state: dict[str, torch.Tensor] | None, report: Report,
+              samples_dir: Path | None = None) -> torch.nn.Module:
+    """Train ``spec.method`` with the knobs in ``config``, report each epoch, return the student.
+
+    Methods that expose :meth:`~methods.base.Method.samples` get an image grid
+    per report in ``samples_dir`` (when given), its path in the report.
+    """
     set_threads(spec.resources.cpu)
     seed_everything(seed)
     device = trial_device(spec.resources.gpu)
     method_cls = methods.METHODS.get(spec.method)
     params = method_cls.make_params({**spec.fixed_params(), **config})
-    device_data = DeviceData(data, device)
+    device_data = trial_data(method_cls, data, device)
     student = create_model(spec.student.model, data.num_classes, spec.student.width, data.input_shape).to(device)
+    withheld = method_cls.data_free
     ctx = MethodContext(
         student=student,
         teacher=load_teacher(spec, data, teacher_state, device),
-        train=device_data.train, val=device_data.val,
+        train=WithheldSplit("training", spec.method) if withheld else device_data.train,
+        val=WithheldSplit("validation", spec.method) if withheld else device_data.val,
         epochs=spec.budget.epochs, device=device,
         generator=torch.Generator(device=device).manual_seed(seed),
+        input_shape=data.input_shape, num_classes=data.num_classes,
+        substitute=device_data.substitute if data.substitute is not None else None,
     )
     method = method_cls(ctx, params)
     started = time.perf_counter()
@@ -74,6 +94,11 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
         metrics.update(epoch=epoch + 1, val_acc=val["acc"], val_loss=val["loss"],
                        epoch_s=time.perf_counter() - epoch_start, train_s=time.perf_counter() - started,
                        seed=seed, pid=os.getpid())
+        images = method.samples() if samples_dir is not None else None
+        if images is not None:
+            path = save_sample_grid(images, ctx.teacher, data.mean, data.std,
+                                    samples_dir / f"report{epoch + 1:03d}.png")
+            metrics["samples"] = str(path)
         if epoch + 1 == spec.budget.epochs:
             metrics.update(final_measurement(method.export(), device_data, spec, device, ctx.teacher))
         else:

@@ -28,17 +28,41 @@ class TrainParams:
     warmup_epochs: float = 0.5
 
 
+class DataWithheld(PermissionError):
+    """A data-free method asked for images it may not see."""
+
+
+class WithheldSplit:
+    """Stands in for a split a data-free method must not read: any use raises."""
+
+    def __init__(self, part: str, method: str) -> None:
+        self.part = part
+        self.method = method
+
+    def _refuse(self) -> DataWithheld:
+        return DataWithheld(f"method '{self.method}' is data-free: the {self.part} split is withheld")
+
+    def __len__(self) -> int:
+        raise self._refuse()
+
+    def batches(self, *args: Any, **kwargs: Any):
+        raise self._refuse()
+
+
 @dataclass
 class MethodContext:
     """What a trial gives a method."""
 
     student: nn.Module
     teacher: nn.Module | None  # frozen, in eval mode
-    train: BatchSource
-    val: BatchSource
+    train: BatchSource  # a WithheldSplit for data-free methods
+    val: BatchSource  # a WithheldSplit for data-free methods
     epochs: int  # the trial's full budget in reports
     device: torch.device
     generator: torch.Generator  # seeded; use it for every random draw
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
+    substitute: BatchSource | None = None  # another data set's images, if the study names one
 
 
 class Method:
@@ -46,7 +70,9 @@ class Method:
 
     Params: ClassVar[type] = TrainParams
     needs_teacher: ClassVar[bool] = True
-    data_free: ClassVar[bool] = False  # data-free methods get no train/val images
+    # Data-free methods get no training or validation images: the trial hands
+    # them WithheldSplits, and the training images never reach the trial at all.
+    data_free: ClassVar[bool] = False
 
     def __init__(self, ctx: MethodContext, params: Any) -> None:
         self.ctx = ctx
@@ -63,6 +89,10 @@ class Method:
     def export(self) -> nn.Module:
         """The student as it is deployed: what is evaluated and measured."""
         return self.ctx.student
+
+    def samples(self) -> torch.Tensor | None:
+        """Images the method trains on now (normalised), if they are worth looking at."""
+        return None
 
     @classmethod
     def param_names(cls) -> list[str]:
