@@ -4,10 +4,11 @@ LeNet-5 (the harness's cached teacher, trained on MNIST before anything else
 runs) teaches LeNet-5-half through ``dafl`` with the paper's loss coefficients
 and learning rates, a slim generator and batch 256 so that it fits 15 minutes
 of a 2-core CPU (``--lr-schedule cosine`` decays the student's rate over the
-budget; it did worse here, 96.52% against 97.51%, as the generator keeps moving); then the baselines under the same number of iterations:
-``noise_kd`` (normal-noise inputs) and ``substitute_kd`` on scikit-learn's
-digits (an embedded stand-in for the paper's USPS; both are small handwritten
-digit sets). The trials receive the splits without their training images
+budget; it did worse here, 96.52% against 97.51%, as the generator keeps
+moving); then the baselines under the same number of iterations: ``noise_kd``
+(normal-noise inputs) and ``substitute_kd`` on scikit-learn's digits (an
+embedded stand-in for the paper's USPS; both are small handwritten digit
+sets). The trials receive the splits without their training images
 (``without_training_images``); the method gets no images at all, the harness
 evaluates the student on the validation split after each report and on the
 test split once at the end.

@@ -124,10 +124,10 @@ def load_substitute(name: str, root: str | None, download: bool,
     if x.shape[2:] != (height, width):
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
     if x.shape[1] != channels:  # grey <-> colour
-        x = x.mean(1, keepdim=True).expand(-1, channels, -1, -1) if channels in (1, 3) else x
-    if x.shape[1] != channels:
-        raise DataError(f"dataset.substitute: cannot turn {name}'s {raw.train.x.shape[1]}-channel "
-                        f"images into {channels}-channel ones")
+        if {x.shape[1], channels} != {1, 3}:
+            raise DataError(f"dataset.substitute: cannot turn {name}'s {x.shape[1]}-channel "
+                            f"images into {channels}-channel ones")
+        x = x.mean(1, keepdim=True).expand(-1, channels, -1, -1)
     x = x.clamp(0, 255).round().to(torch.uint8).numpy()
     return Split(np.ascontiguousarray(x), raw.train.y, f"{name}:{raw.train.source}", raw.train.index)
 

@@ -221,8 +221,8 @@ def test_a_dafl_study_records_iterations_and_image_grids(ray_session, tmp_path):
 
     from harness.sweep import run_sweep
 
-    spec = _dafl_spec(**{"search.num_samples": "2", "search.space.iterations_per_report": "3", "asha.grace_period": "2",
-                         "search.space.beta": "{uniform: [1.0, 10.0]}"})
+    spec = _dafl_spec(**{"search.num_samples": "2", "search.space.iterations_per_report": "3",
+                         "search.space.beta": "{uniform: [1.0, 10.0]}", "asha.grace_period": "2"})
     folder = run_sweep(spec, storage=str(tmp_path))
     trials = pd.read_parquet(folder / "trials.parquet")
     epochs = pd.read_parquet(folder / "epochs.parquet")
