@@ -17,7 +17,7 @@ import pandas as pd
 from ray.tune import Callback
 
 from harness.search import stopped_early
-from harness.spec import EPOCH_METRICS, FINAL_METRICS, StudySpec
+from harness.spec import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "device", "measure_s")
 SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms")  # measured beside the student
@@ -25,6 +25,13 @@ TEACHER_COLUMNS = ("val_acc", "test_acc", "params", "size_bytes", "macs")
 EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s")
 # Reported by some methods only: data-free methods count generator iterations and save image grids.
 OPTIONAL_EPOCH_COLUMNS = ("iterations", "samples")
+
+
+def method_columns(result: dict[str, Any]) -> dict[str, Any]:
+    """The optional columns in a report, and every loss term a method reports (``*_loss``)."""
+    fixed = (*EPOCH_COLUMNS, *TEST_METRICS)
+    return {k: v for k, v in result.items()
+            if k in OPTIONAL_EPOCH_COLUMNS or (k.endswith("_loss") and k not in fixed)}
 
 
 def versions() -> str:
@@ -63,7 +70,7 @@ class ResultsWriter(Callback):
         self.epochs.append({
             "study": self.spec.study, "seed": self.seed, "trial_id": self._id(trial),
             **{k: result.get(k) for k in EPOCH_COLUMNS},
-            **{k: result[k] for k in OPTIONAL_EPOCH_COLUMNS if k in result},
+            **method_columns(result),
             "training_iteration": result.get("training_iteration"),
             "time_total_s": result.get("time_total_s"), "timestamp": result.get("timestamp"),
         })

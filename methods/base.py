@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ClassVar, get_type_hints
+from typing import Any, Callable, ClassVar, Iterator, get_type_hints
 
 import torch
 from torch import nn
@@ -123,14 +123,18 @@ class SupervisedMethod(Method):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """What the student's optimiser updates: the student, plus any training-only modules."""
+        return self.ctx.student.parameters()
+
     def start_optimizer(self, epochs: int) -> None:
-        """SGD over the student's current parameters, warm-up then cosine over ``epochs``.
+        """SGD over :meth:`trainable_parameters`, warm-up then cosine over ``epochs``.
 
         Built lazily, and again by methods that replace the student's layers (pruning).
         """
         p = self.params
         steps_per_epoch = math.ceil(len(self.ctx.train) / p.batch_size)
-        self.optimizer = sgd(self.ctx.student.parameters(), p.lr, p.momentum, p.weight_decay)
+        self.optimizer = sgd(self.trainable_parameters(), p.lr, p.momentum, p.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, epochs * steps_per_epoch,
                                        int(p.warmup_epochs * steps_per_epoch))
 

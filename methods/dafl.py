@@ -70,9 +70,9 @@ def generator_losses(logits: torch.Tensor, features: torch.Tensor) -> dict[str, 
     """DAFL's three generator terms, each to be minimised."""
     mean_prob = F.softmax(logits, dim=1).mean(0)
     return {
-        "loss_one_hot": F.cross_entropy(logits, logits.argmax(1)),
-        "loss_activation": -features.abs().mean(),
-        "loss_entropy": (mean_prob * torch.log10(mean_prob.clamp_min(1e-12))).sum(),  # = -H
+        "one_hot_loss": F.cross_entropy(logits, logits.argmax(1)),
+        "activation_loss": -features.abs().mean(),
+        "entropy_loss": (mean_prob * torch.log10(mean_prob.clamp_min(1e-12))).sum(),  # = -H
     }
 
 
@@ -93,6 +93,6 @@ class DAFL(DataFreeDistillation):
         features = teacher.features(images)
         logits = teacher.classifier(features)
         terms = generator_losses(logits, features)
-        own = (p.one_hot * terms["loss_one_hot"] + p.alpha * terms["loss_activation"]
-               + p.beta * terms["loss_entropy"])
+        own = (p.one_hot * terms["one_hot_loss"] + p.alpha * terms["activation_loss"]
+               + p.beta * terms["entropy_loss"])
         return Draw(images, logits, own, terms)

@@ -112,11 +112,11 @@ def test_generator_losses_follow_the_paper():
     confident[:, 3] = 10.0  # all four images predicted as class 3
     features = torch.tensor([[1.0, -3.0], [0.0, 2.0]])
     terms = generator_losses(uniform, features)
-    assert terms["loss_entropy"].item() == pytest.approx(-1.0)
-    assert terms["loss_one_hot"].item() == pytest.approx(np.log(10), rel=1e-5)
-    assert terms["loss_activation"].item() == pytest.approx(-1.5)
+    assert terms["entropy_loss"].item() == pytest.approx(-1.0)
+    assert terms["one_hot_loss"].item() == pytest.approx(np.log(10), rel=1e-5)
+    assert terms["activation_loss"].item() == pytest.approx(-1.5)
     sure = generator_losses(confident, features)
-    assert sure["loss_one_hot"].item() < 1e-6 and sure["loss_entropy"].item() == pytest.approx(0.0, abs=1e-6)
+    assert sure["one_hot_loss"].item() < 1e-6 and sure["entropy_loss"].item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_dafl_steps_generator_and_student_and_leaves_the_teacher(digits):
@@ -127,7 +127,7 @@ def test_dafl_steps_generator_and_student_and_leaves_the_teacher(digits):
     gen_before = [p.clone() for p in method.generator.parameters()]
     student_before = [p.clone() for p in ctx.student.parameters()]
     metrics = method.train_step(0)
-    assert metrics["iterations"] == 3 and {"kd_loss", "loss_one_hot", "loss_activation", "loss_entropy"} <= set(metrics)
+    assert metrics["iterations"] == 3 and {"kd_loss", "one_hot_loss", "activation_loss", "entropy_loss"} <= set(metrics)
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in frozen.items())
     assert any(not torch.equal(a, b) for a, b in zip(gen_before, method.generator.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(student_before, ctx.student.parameters()))
@@ -228,6 +228,8 @@ def test_a_dafl_study_records_iterations_and_image_grids(ray_session, tmp_path):
     epochs = pd.read_parquet(folder / "epochs.parquet")
     assert list(trials.status) == ["completed", "completed"]
     assert sorted(epochs.iterations) == [3, 3, 6, 6]
+    terms = ["kd_loss", "one_hot_loss", "activation_loss", "entropy_loss"]  # the method's own loss terms
+    assert epochs[terms].notna().all().all() and "test_loss" not in epochs.columns
     for row in trials.itertuples():
         grid = folder / "samples" / row.trial_id / "report002.png"
         assert row.samples == str(grid) and grid.stat().st_size > 0

@@ -1,0 +1,172 @@
+"""``kdgan``: knowledge distillation through feature maps (Chen, NTHU 2018; published
+as KDFM), METHODS.md section 2.
+
+Both networks are split as ``classifier(features(x))``. The student's loss is
+
+    w_ce * CE(z_S, y) + w_kd * KD(z_S, z_T, tau)
+      + w_adv * adv(D(a(f_S))) + w_shared * CE(classifier_T(a(f_S)), y) + w_l2 * mean((a(f_S) - f_T)^2)
+
+where ``a`` is the adapter: identity when the feature shapes agree, otherwise a
+1x1 convolution to the teacher's channels and a resize to its spatial size
+(average pooling down, bilinear up; vectors are treated as 1x1 maps). The
+teacher's classifier is frozen; the adapter trains with the student and is not
+part of :meth:`export`, so measured size and latency are the student's alone.
+
+GAN formulation: least squares (Mao et al. 2017, which the thesis cites). The
+discriminator ``D`` (two 3x3 convolutions, LeakyReLU, global pooling, a linear
+score) minimises ``((D(f_T) - 1)^2 + D(a(f_S))^2) / 2`` for ``d_steps`` Adam
+steps at ``d_lr`` per student batch, on that batch's features; the student
+minimises ``(D(a(f_S)) - 1)^2 / 2``. Least squares keeps the student's gradient
+from vanishing when ``D`` wins, which the original log loss does not.
+
+Terms whose weight is zero are not computed (nor is ``D`` trained when
+``w_adv = 0``), so ``w_adv = w_shared = w_l2 = 0`` with ``w_ce = 1 - alpha``,
+``w_kd = alpha`` is Hinton KD exactly, step for step: the study measures what
+the feature-map terms add.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.base import MethodContext, SupervisedMethod, TrainParams, register_method
+from methods.training import kd_loss
+
+
+@dataclass
+class KDGANParams(TrainParams):
+    tau: float = 4.0
+    w_ce: float = 0.1
+    w_kd: float = 0.9
+    w_adv: float = 0.05
+    w_shared: float = 0.5
+    w_l2: float = 0.0
+    d_lr: float = 2e-4
+    d_steps: int = 1
+    d_width: int = 64  # the discriminator's channels
+
+
+def as_maps(f: torch.Tensor) -> torch.Tensor:
+    """Feature vectors (N, C) as 1x1 maps (N, C, 1, 1); maps unchanged."""
+    return f[:, :, None, None] if f.dim() == 2 else f
+
+
+class FeatureAdapter(nn.Module):
+    """Maps student features onto the teacher's feature shape (training only)."""
+
+    def __init__(self, student_shape: torch.Size, teacher_shape: torch.Size) -> None:
+        super().__init__()
+        s, t = as_maps(torch.empty(1, *student_shape)).shape[1:], as_maps(torch.empty(1, *teacher_shape)).shape[1:]
+        self.project = nn.Conv2d(s[0], t[0], 1) if s[0] != t[0] else nn.Identity()
+        self.size = tuple(t[1:])
+        self.vector_out = len(teacher_shape) == 1
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        f = self.project(as_maps(f))
+        if f.shape[-2:] != self.size:
+            larger = f.shape[-2] >= self.size[0] and f.shape[-1] >= self.size[1]
+            f = (F.adaptive_avg_pool2d(f, self.size) if larger
+                 else F.interpolate(f, size=self.size, mode="bilinear", align_corners=False))
+        return f.flatten(1) if self.vector_out else f
+
+
+class FeatureDiscriminator(nn.Module):
+    """Scores teacher-shaped feature maps: high for the teacher's, low for the student's."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 1),
+        )
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net(as_maps(f)).squeeze(1)
+
+
+@register_method("kdgan")
+class KDGAN(SupervisedMethod):
+    Params = KDGANParams
+
+    def __init__(self, ctx: MethodContext, params: KDGANParams) -> None:
+        super().__init__(ctx, params)
+        student_shape, teacher_shape = self._feature_shapes()
+        self.adapter = FeatureAdapter(student_shape, teacher_shape).to(ctx.device)
+        self.discriminator = FeatureDiscriminator(as_maps(torch.empty(1, *teacher_shape)).shape[1],
+                                                  params.d_width).to(ctx.device)
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=params.d_lr, betas=(0.5, 0.999))
+        self.sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=ctx.device))
+        self.batches = 0
+
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        from harness.errors import SpecError
+        from harness.spec import Distribution
+
+        d_steps = spec.search.space.get("d_steps", 1)
+        if min(d_steps.args if isinstance(d_steps, Distribution) else [d_steps]) < 1:
+            raise SpecError("search.space.d_steps: the discriminator needs at least 1 step per student step "
+                            "(set w_adv: 0 to train without it)")
+
+    @torch.no_grad()
+    def _feature_shapes(self) -> tuple[torch.Size, torch.Size]:
+        """Per-sample feature shapes of student and teacher, from one all-zero probe image."""
+        probe = torch.zeros(1, *self.ctx.input_shape, device=self.ctx.device)
+        student = self.ctx.student
+        was_training = student.training
+        student.eval()  # the probe must not touch BatchNorm statistics
+        shapes = student.features(probe).shape[1:], self.ctx.teacher.features(probe).shape[1:]
+        student.train(was_training)
+        return shapes
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.ctx.student.parameters()
+        yield from self.adapter.parameters()
+
+    def train_discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """``d_steps`` least-squares steps on one batch's features; returns the last loss."""
+        for _ in range(self.params.d_steps):
+            loss = 0.5 * ((self.discriminator(real) - 1).pow(2).mean() + self.discriminator(fake).pow(2).mean())
+            self.d_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.d_optimizer.step()
+        return loss.detach()
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        p, teacher, student = self.params, self.ctx.teacher, self.ctx.student
+        with torch.no_grad():
+            teacher_features = teacher.features(x)
+            teacher_logits = teacher.classifier(teacher_features)
+        features = student.features(x)
+        logits = student.classifier(features)
+        loss = p.w_ce * F.cross_entropy(logits, y) + p.w_kd * kd_loss(logits, teacher_logits, p.tau)
+        terms: dict[str, torch.Tensor] = {}
+        if p.w_adv or p.w_shared or p.w_l2:
+            adapted = self.adapter(features)
+            if p.w_adv:
+                terms["d_loss"] = self.train_discriminator(teacher_features, adapted.detach())
+                terms["adv_loss"] = 0.5 * (self.discriminator(adapted) - 1).pow(2).mean()
+                loss = loss + p.w_adv * terms["adv_loss"]
+            if p.w_shared:
+                terms["shared_loss"] = F.cross_entropy(teacher.classifier(adapted), y)
+                loss = loss + p.w_shared * terms["shared_loss"]
+            if p.w_l2:
+                terms["l2_loss"] = F.mse_loss(adapted, teacher_features)
+                loss = loss + p.w_l2 * terms["l2_loss"]
+        for name, value in terms.items():
+            self.sums[name] += value.detach()
+        self.batches += 1
+        return loss
+
+    def train_step(self, epoch: int) -> dict[str, float]:
+        metrics = super().train_step(epoch)
+        metrics.update({name: (total / max(1, self.batches)).item() for name, total in self.sums.items()})
+        self.sums.clear()
+        self.batches = 0
+        return metrics
