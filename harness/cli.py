@@ -1,4 +1,4 @@
-"""``python -m harness``: sweep a study spec, or list what is registered."""
+"""``python -m harness``: sweep a study spec, report on studies, rank them, or list what is registered."""
 from __future__ import annotations
 
 import argparse
@@ -17,17 +17,31 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--num-samples", type=int, help="trials per seed (overrides search.num_samples)")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a spec field, e.g. --set budget.epochs=5 (repeatable)")
+    report = commands.add_parser("report", help="one offline HTML report for one or more study folders")
+    report.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study folders, e.g. studies/kd-digits")
+    report.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default: report.html)")
+    report.add_argument("--no-images", action="store_true", help="skip the static PNG/SVG export")
+    board = commands.add_parser("leaderboard", help="rank every study under a storage folder")
+    board.add_argument("storage", nargs="?", default="studies", help="the storage folder (default: studies)")
+    board.add_argument("--budgets", default="0.5,1", help="latency and size budgets as fractions of the "
+                       "teacher's, comma-separated (default: 0.5,1)")
     commands.add_parser("list", help="list the registered methods, models and datasets")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from reports.load import ReportError
+
     try:
         if args.command == "list":
             return list_registered()
+        if args.command == "report":
+            return report(args)
+        if args.command == "leaderboard":
+            return leaderboard(args)
         return sweep(args)
-    except HarnessError as exc:
+    except (HarnessError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -48,6 +62,31 @@ def sweep(args: argparse.Namespace) -> int:
     from harness.sweep import run_sweep
 
     run_sweep(spec, storage=args.storage, address=args.address)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from reports.study_report import build_report
+
+    path, notes = build_report(args.studies, args.output, images=not args.no_images)
+    for note in notes:
+        print(note)
+    print(f"report: {path}")
+    return 0
+
+
+def leaderboard(args: argparse.Namespace) -> int:
+    from reports.leaderboard import build_leaderboard
+
+    try:
+        budgets = tuple(float(b) for b in args.budgets.split(",") if b.strip())
+    except ValueError:
+        raise HarnessError(f"--budgets: expected fractions like 0.5,1, got '{args.budgets}'") from None
+    board, paths = build_leaderboard(args.storage, budgets)
+    print(f"leaderboard: {board.table['study'].nunique()} studies ({board.read} read, {board.cached} unchanged), "
+          f"{len(board.trials)} trials")
+    for path in paths:
+        print(f"  {path}")
     return 0
 
 

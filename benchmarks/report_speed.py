@@ -1,0 +1,62 @@
+"""How long reports take for a large study: HTML report and leaderboard over N trials.
+
+Writes study folders in the harness's format (tests/fake_studies.py: completed,
+stopped, errored and running trials with learning curves), then times each step
+in this process and prints the figures.
+
+    uv run python benchmarks/report_speed.py --trials 1000
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reports.leaderboard import build_leaderboard  # noqa: E402
+from reports.study_report import build_report  # noqa: E402
+from tests.fake_studies import STATUSES, write_study  # noqa: E402
+
+
+def timed(label: str, action):
+    start = time.perf_counter()
+    result = action()
+    seconds = time.perf_counter() - start
+    print(f"{label:<48} {seconds:6.2f} s")
+    return result, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=1000, help="trials in all (default 1000)")
+    parser.add_argument("--studies", type=int, default=4, help="studies they are split over (default 4)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20, help="reports per completed trial")
+    args = parser.parse_args()
+    per_study = args.trials // (args.studies * args.seeds)
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = Path(tmp)
+        rng = np.random.default_rng(0)
+        folders = [write_study(storage, f"study{i}", ("kd", "kdgan", "c2s2", "dafl")[i % 4], per_study,
+                               seeds=tuple(range(args.seeds)), statuses=STATUSES[:2] * 3 + STATUSES,
+                               epochs=args.epochs, rng=rng)
+                   for i in range(args.studies)]
+        total = per_study * args.studies * args.seeds
+        print(f"{total} trials in {args.studies} studies x {args.seeds} seeds, up to {args.epochs} reports each")
+        timed("report (HTML, no static images)", lambda: build_report(folders, storage / "report.html", images=False))
+        timed("leaderboard, first run (reads every study)", lambda: build_leaderboard(storage))
+        timed("leaderboard, again (nothing changed)", lambda: build_leaderboard(storage))
+        write_study(storage, "study_new", "kd", per_study, seeds=tuple(range(args.seeds)), rng=rng)
+        (board, _), _ = timed("leaderboard after one new study", lambda: build_leaderboard(storage))
+        print(f"  read {board.read} study, {board.cached} unchanged")
+        size = (storage / "report.html").stat().st_size
+        print(f"report file: {size / 1e6:.1f} MB (plotly.js embedded once)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""``python -m harness leaderboard STORAGE``: every study under a folder, ranked.
+
+Outputs, in STORAGE: ``leaderboard.parquet`` (one row per study: dataset, pair,
+method, seeds, spread, budgets, gaps, Pareto membership), ``leaderboard_trials.parquet``
+(every trial with its Pareto flags), ``leaderboard.html`` and ``leaderboard.md``.
+
+Each study's trials are read once and kept in ``STORAGE/.leaderboard/`` with the
+size and modification time of its files; a re-run reads only studies that are
+new or changed. Rankings and fronts span studies, so they are recomputed (cheap).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports import figures
+from reports.html import Page, slug
+from reports.load import find_studies, load_study
+from reports.summary import LATENCY, SIZE, FRONTS, selected_trials, seed_spread, with_fronts
+
+FRONT_SCOPE = ["dataset"]  # every method on a data set competes on the same cost axes
+RANK_SCOPE = ["dataset", "pair"]
+
+
+@dataclass
+class Leaderboard:
+    table: pd.DataFrame
+    trials: pd.DataFrame
+    read: int  # studies read from their folders this time
+    cached: int  # studies taken from the cache unchanged
+
+
+def collect(storage: Path) -> tuple[pd.DataFrame, int, int]:
+    """All studies' trials, reading only those whose files changed since the last run."""
+    folders = find_studies(storage)  # first: a missing storage folder is an error, not a cache to create
+    cache = storage / ".leaderboard"
+    cache.mkdir(exist_ok=True)
+    index_path = cache / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    frames, read, cached, fresh_index = [], 0, 0, {}
+    for folder in folders:
+        key = _fingerprint(folder)
+        name = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
+        path = cache / f"{name}.parquet"
+        if index.get(name) == key and path.is_file():
+            frames.append(pd.read_parquet(path))
+            cached += 1
+        else:
+            study = load_study(folder)
+            trials = study.trials.assign(study_folder=str(folder), study_running=study.running)
+            trials.to_parquet(path, index=False)
+            frames.append(trials)
+            read += 1
+        fresh_index[name] = key
+    index_path.write_text(json.dumps(fresh_index, indent=1))
+    trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return trials, read, cached
+
+
+def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ranked table (one row per study) and the trials with their Pareto flags."""
+    trials = with_fronts(trials, by=FRONT_SCOPE)
+    keys = [*RANK_SCOPE, "teacher", "student", "method", "study"]
+    counts = trials.groupby(keys, dropna=False)["status"].value_counts().unstack(fill_value=0)
+    table = counts.reindex(columns=["completed", "stopped", "error", "running"], fill_value=0)
+    table["trials"] = counts.sum(axis=1)
+    spread = seed_spread(trials, keys).set_index(keys)
+    table = table.join(spread, how="left").reset_index()
+    teacher = trials.groupby("study")[["teacher_test_acc", "teacher_latency_ms", "teacher_size_bytes"]].median()
+    table = table.join(teacher, on="study")
+    table["gap_to_teacher"] = table["test_acc_mean"] - table["teacher_test_acc"]
+    scratch = table[table["method"].eq("scratch")].groupby(["dataset", "student"])["test_acc_mean"].max()
+    table["gap_to_scratch"] = table["test_acc_mean"] - pd.Series(
+        [scratch.get((d, s), np.nan) for d, s in zip(table["dataset"], table["student"])], index=table.index)
+    for fraction in budgets:
+        for cost, column in ((LATENCY, "teacher_latency_ms"), (SIZE, "teacher_size_bytes")):
+            limit = trials[column] * fraction
+            within = trials[~(trials[cost] <= limit)].index  # NaN cost or over budget
+            best = seed_spread(trials.drop(index=within), ["study"]).set_index("study")["test_acc_mean"]
+            table[f"acc_{'latency' if cost == LATENCY else 'size'}_le_{fraction:g}x_teacher"] = table["study"].map(best)
+    chosen = selected_trials(trials)
+    for column in FRONTS:
+        on = trials[trials[column]].groupby("study").size()
+        table[f"{column}_trials"] = table["study"].map(on).fillna(0).astype(int)
+    table["selected_on_front"] = table["study"].map(chosen.groupby("study")["pareto"].any()).fillna(False).astype(bool)
+    table = table.sort_values([*RANK_SCOPE, "test_acc_mean"], ascending=[True, True, False], na_position="last")
+    table["rank"] = table.groupby(RANK_SCOPE, dropna=False).cumcount() + 1
+    return table.reset_index(drop=True), trials
+
+
+def build_leaderboard(storage: str | Path, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple[Leaderboard, list[Path]]:
+    storage = Path(storage)
+    trials, read, cached = collect(storage)
+    if trials.empty:
+        from reports.load import ReportError
+
+        raise ReportError(f"{storage}: no study folders (study.json) found")
+    table, trials = rank(trials, budgets)
+    board = Leaderboard(table, trials, read, cached)
+    paths = [storage / "leaderboard.parquet", storage / "leaderboard_trials.parquet",
+             storage / "leaderboard.md", storage / "leaderboard.html"]
+    table.to_parquet(paths[0], index=False)
+    trials.to_parquet(paths[1], index=False)
+    paths[2].write_text(markdown(table), encoding="utf-8")
+    html_page(board).write(paths[3])
+    return board, paths
+
+
+SHOWN = {"rank": "{}", "method": "{}", "study": "{}", "seeds": "{:.0f}", "test_acc_mean": "{:.2%}",
+         "test_acc_std": "{:.2%}", "gap_to_teacher": "{:+.2%}", "gap_to_scratch": "{:+.2%}",
+         LATENCY: "{:.3g}", SIZE: "{:,.0f}", "pareto_trials": "{}", "selected_on_front": "{}",
+         "completed": "{}", "stopped": "{}", "error": "{}", "running": "{}"}
+
+
+def _shown(table: pd.DataFrame) -> list[str]:
+    return [c for c in SHOWN if c in table] + [c for c in table if c.startswith("acc_")]
+
+
+def markdown(table: pd.DataFrame) -> str:
+    out = ["# Leaderboard", "",
+           "Per data set and teacher->student pair, ranked by mean test accuracy of each seed's "
+           "best-on-validation trial. Gaps are in accuracy points; `acc_*_le_Nx_teacher` is the same figure "
+           "among trials within N times the teacher's latency or size; Pareto flags are on validation "
+           "accuracy, latency and size across every method on the data set.", ""]
+    columns = _shown(table)
+    for (dataset, pair), group in table.groupby(RANK_SCOPE, dropna=False):
+        out += [f"## {dataset}: {pair}", "", "| " + " | ".join(columns) + " |",
+                "|" + "---|" * len(columns)]
+        for row in group.to_dict("records"):
+            out.append("| " + " | ".join(_format(row.get(c), SHOWN.get(c, "{:.2%}")) for c in columns) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def html_page(board: Leaderboard) -> Page:
+    page = Page("Leaderboard")
+    page.paragraph(f"{board.table['study'].nunique()} studies, {len(board.trials)} trials. Ranked per data set "
+                   "and pair by the mean test accuracy of each seed's best-on-validation trial; Pareto fronts on "
+                   "validation accuracy and measured cost.", "note")
+    columns = _shown(board.table)
+    for (dataset, pair), group in board.table.groupby(RANK_SCOPE, dropna=False):
+        page.heading(f"{dataset}: {pair}")
+        page.table(group[columns], {c: SHOWN.get(c, "{:.2%}") for c in columns})
+    for dataset, group in board.trials.groupby("dataset"):
+        page.heading(f"{dataset}: accuracy against latency, every method")
+        page.figure(figures.pareto_chart(group, LATENCY, "pareto_latency", []), f"front_{slug(dataset)}")
+    return page
+
+
+def _format(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _fingerprint(folder: Path) -> str:
+    parts = []
+    for name in ("study.json", "trials.parquet", "epochs.parquet"):
+        path = folder / name
+        stat = path.stat() if path.is_file() else None
+        parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{name}:-")
+    return "|".join(parts)

@@ -1,0 +1,151 @@
+"""Reports and leaderboards from study folders (no torch or Ray involved)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reports.leaderboard import build_leaderboard
+from reports.load import ReportError, load_study
+from reports.pareto import pareto_mask
+from reports.study_report import build_report
+from reports.summary import selected_trials
+from tests.fake_studies import STATUSES, write_study
+
+
+def brute_force_front(frame: pd.DataFrame, objectives: dict[str, str]) -> list[bool]:
+    """The definition, one pair of rows at a time."""
+    signs = {c: (-1 if mode == "max" else 1) for c, mode in objectives.items()}
+    rows = [{c: r[c] * signs[c] for c in objectives} for r in frame.to_dict("records")]
+    out = []
+    for a in rows:
+        if any(np.isnan(v) for v in a.values()):
+            out.append(False)
+            continue
+        dominated = any(all(b[c] <= a[c] for c in a) and any(b[c] < a[c] for c in a)
+                        for b in rows if not any(np.isnan(v) for v in b.values()))
+        out.append(not dominated)
+    return out
+
+
+def test_pareto_mask_matches_the_definition_with_ties_and_missing_values():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"acc": rng.integers(0, 8, 300) / 8, "lat": rng.integers(1, 9, 300).astype(float),
+                          "size": rng.integers(1, 5, 300).astype(float)})
+    frame.loc[[3, 40, 77], "lat"] = np.nan
+    for objectives in ({"acc": "max", "lat": "min"}, {"acc": "max", "lat": "min", "size": "min"}):
+        assert pareto_mask(frame, objectives).tolist() == brute_force_front(frame, objectives)
+    assert not pareto_mask(frame, {"acc": "max", "lat": "min"})[[3, 40, 77]].any()
+
+
+@pytest.fixture
+def storage(tmp_path):
+    """Messy real-looking results: three methods, errors, stops, a running study, a one-trial study."""
+    rng = np.random.default_rng(0)
+    write_study(tmp_path, "kd-digits", "kd", 10, seeds=(0, 1, 2), statuses=STATUSES[:2] + ("completed",), rng=rng)
+    write_study(tmp_path, "scratch-digits", "scratch", 6, seeds=(0, 1), teacher=None, rng=rng)
+    write_study(tmp_path, "c2s2-digits", "c2s2", 8, student="lenet5", statuses=STATUSES, rng=rng, finished=False)
+    write_study(tmp_path, "dafl-digits", "dafl", 1, rng=rng)
+    kd = tmp_path / "kd-digits" / "trials.parquet"
+    trials = pd.read_parquet(kd)
+    trials.loc[0, ["latency_ms", "test_acc"]] = np.nan  # a completed trial whose measurement failed
+    trials.to_parquet(kd, index=False)
+    return tmp_path
+
+
+def test_selected_trial_per_seed_is_the_best_on_validation_never_on_test(storage):
+    trials = load_study(storage / "kd-digits").trials
+    chosen = selected_trials(trials)
+    assert sorted(chosen["seed"]) == [0, 1, 2]
+    for row in chosen.to_dict("records"):
+        seed_done = trials[(trials.seed == row["seed"]) & (trials.status == "completed")]
+        assert row["val_acc"] == seed_done["val_acc"].max()
+
+
+def test_leaderboard_ranks_every_study_and_its_pareto_flags_match_brute_force(storage):
+    board, paths = build_leaderboard(storage)
+    assert all(p.is_file() for p in paths)
+    table = pd.read_parquet(storage / "leaderboard.parquet")
+    assert set(table.study) == {"kd-digits", "scratch-digits", "c2s2-digits", "dafl-digits"}
+    c2s2 = table.set_index("study").loc["c2s2-digits"]
+    assert c2s2["error"] == 2 and c2s2["running"] == 2 and c2s2["stopped"] == 2  # labelled, not dropped
+    kd = table.set_index("study").loc["kd-digits"]
+    assert kd["seeds"] == 3 and kd["test_acc_std"] > 0
+    assert kd["gap_to_teacher"] == pytest.approx(kd["test_acc_mean"] - 0.99)
+    scratch_mean = table.set_index("study").loc["scratch-digits", "test_acc_mean"]
+    assert kd["gap_to_scratch"] == pytest.approx(kd["test_acc_mean"] - scratch_mean)
+    trials = pd.read_parquet(storage / "leaderboard_trials.parquet")
+    assert len(trials) == 30 + 12 + 8 + 1
+    measured = trials[(trials.status == "completed") & trials[["val_acc", "latency_ms", "size_bytes"]].notna().all(axis=1)]
+    expected = brute_force_front(measured, {"val_acc": "max", "latency_ms": "min", "size_bytes": "min"})
+    assert measured["pareto"].tolist() == expected and any(expected)
+    assert not trials.loc[~trials.index.isin(measured.index), "pareto"].any()
+    on_front = trials[trials.pareto].groupby("study").size()
+    assert table.set_index("study")["pareto_trials"].to_dict() == {s: int(on_front.get(s, 0)) for s in table.study}
+    markdown = (storage / "leaderboard.md").read_text()
+    assert "| 1 |" in markdown and "kd-digits" in markdown
+
+
+def test_leaderboard_reads_only_new_or_changed_studies(storage):
+    first, _ = build_leaderboard(storage)
+    assert (first.read, first.cached) == (4, 0)
+    write_study(storage, "kdgan-digits", "kdgan", 4)
+    second, _ = build_leaderboard(storage)
+    assert (second.read, second.cached) == (1, 4)
+    assert "kdgan-digits" in set(pd.read_parquet(storage / "leaderboard.parquet").study)
+
+
+def test_budgets_keep_only_trials_within_a_fraction_of_the_teacher(storage):
+    board, _ = build_leaderboard(storage, budgets=(0.5,))
+    trials = board.trials
+    kd = trials[(trials.study == "kd-digits")]
+    within = kd[kd.latency_ms <= 0.5 * kd.teacher_latency_ms]
+    expected = selected_trials(within).test_acc.mean()
+    row = board.table.set_index("study").loc["kd-digits"]
+    assert row["acc_latency_le_0.5x_teacher"] == pytest.approx(expected)
+
+
+def test_a_report_copes_with_messy_studies_and_labels_what_it_cannot_place(storage, tmp_path):
+    folders = [storage / s for s in ("kd-digits", "scratch-digits", "c2s2-digits", "dafl-digits")]
+    path, notes = build_report(folders, tmp_path / "out" / "report.html", images=False)
+    text = path.read_text()
+    assert text.count("Plotly.newPlot") >= 8 and text.count("plotly.js v") == 1  # the library embedded once
+    assert "still running" in text and "RuntimeError: boom" in text
+    assert any("2 error" in n and "2 running" in n and "stopped" in n for n in notes)
+    assert "scratch lenet5_half" in text and "teacher lenet5 99.00%" in text  # reference lines
+
+
+def test_report_and_leaderboard_errors_are_one_line_and_exit_2(tmp_path):
+    for argv in (["report", str(tmp_path / "missing")], ["leaderboard", str(tmp_path / "missing")],
+                 ["leaderboard", str(tmp_path)]):
+        result = subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    with pytest.raises(ReportError, match="study.json"):
+        load_study(tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                    reason="no Chromium installed (Debian: apt-get install chromium)")
+def test_the_report_renders_in_headless_chromium_without_javascript_errors(storage, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    path, _ = build_report([storage / "kd-digits", storage / "c2s2-digits"], tmp_path / "report.html", images=False)
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
+             "--virtual-time-budget=20000", "--hide-scrollbars"]
+    dom = subprocess.run([*flags, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-js-errors="0"' in dom, dom[-2000:]
+    charts = int(dom.split('data-charts-rendered="')[1].split('"')[0])
+    assert charts == path.read_text().count("Plotly.newPlot")  # every chart drew its SVG
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, "--window-size=1300,4000", f"--screenshot={shot}", path.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 50_000  # a blank page is a few kB
+
+
+def test_reports_import_neither_torch_nor_ray():
+    code = ("import sys, reports.study_report, reports.leaderboard; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'ray')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
