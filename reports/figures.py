@@ -12,7 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from reports.summary import LATENCY, SIZE, measured, selected_trials
+from reports.pareto import pareto_mask
+from reports.summary import LATENCY, SIZE, measured
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f")
@@ -44,7 +45,12 @@ def hover_text(trials: pd.DataFrame) -> list[str]:
 
 def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict[str, Any]],
                  log_x: bool = False) -> go.Figure:
-    """Test accuracy against a cost, every measured trial, the front of each method drawn."""
+    """Test accuracy against a cost for every measured trial.
+
+    Lines: each method's own front (on validation accuracy and ``x``), so methods
+    compare at every cost. Diamonds: trials on the front of all methods together
+    (the ``front`` column).
+    """
     fig = go.Figure()
     placed = trials[measured(trials)]
     palette = colours(trials["method"].dropna())
@@ -52,38 +58,40 @@ def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict
     for method, group in placed.groupby("method"):
         fig.add_trace(scatter(
             x=group[x], y=group["test_acc"], mode="markers", name=method, legendgroup=method,
-            marker=dict(color=palette[method], size=np.where(group[front], 10, 6),
-                        symbol=np.where(group[front], "diamond", "circle"), opacity=0.8),
+            marker=dict(color=palette[method], size=np.where(group[front], 12, 7),
+                        symbol=np.where(group[front], "diamond", "circle"), opacity=0.8,
+                        line=dict(width=np.where(group[front], 1, 0), color="black")),
             hovertext=hover_text(group), hoverinfo="text"))
-        on_front = group[group[front]].sort_values(x)
-        if len(on_front):
-            fig.add_trace(go.Scatter(
-                x=on_front[x], y=on_front["test_acc"], mode="lines", line=dict(color=palette[method], shape="hv"),
-                name=f"{method} front", legendgroup=method, hoverinfo="skip"))
-    for ref in references:
+        own = group[pareto_mask(group, {"val_acc": "max", x: "min"})].sort_values(x)
+        fig.add_trace(go.Scatter(
+            x=own[x], y=own["test_acc"], mode="lines", line=dict(color=palette[method], shape="hv", width=2),
+            name=f"{method} front", legendgroup=method, hoverinfo="skip"))
+    for i, ref in enumerate(references):
         fig.add_hline(y=ref["acc"], line=dict(color=ref.get("colour", "black"), dash=ref.get("dash", "dash")),
-                      annotation_text=ref["label"], annotation_position="bottom right")
-    fig.update_layout(title=f"Accuracy vs {AXIS_TITLES[x].split(' (')[0]} (fronts on validation accuracy)",
+                      annotation_text=ref["label"],
+                      annotation_position=("bottom right", "top left", "bottom left", "top right")[i % 4])
+    fig.update_layout(title=f"Accuracy vs {AXIS_TITLES[x].split(' (')[0]}: each method's front (lines), "
+                            f"the front of all (diamonds), on validation accuracy",
                       xaxis_title=AXIS_TITLES[x], yaxis_title="test accuracy", yaxis_tickformat=".1%",
                       template="plotly_white", height=480, legend=dict(groupclick="toggleitem"))
     if log_x:
         fig.update_xaxes(type="log")
-    focus_accuracy(fig, placed.loc[placed[front], "test_acc"], placed["test_acc"], references)
+    focus_accuracy(fig, placed["test_acc"], references)
     return fig
 
 
-def focus_accuracy(fig: go.Figure, interesting: pd.Series, everything: pd.Series,
-                   references: list[dict[str, Any]]) -> None:
-    """Zoom the accuracy axis onto the fronts and reference lines; say how many points lie below.
+def focus_accuracy(fig: go.Figure, accuracies: pd.Series, references: list[dict[str, Any]]) -> None:
+    """Zoom the accuracy axis onto the best point (and the reference lines); count what lies below.
 
-    A diverged trial at chance would otherwise squash every front into a line.
+    A diverged trial at chance would otherwise squash every front into a line;
+    double-clicking the chart shows everything.
     """
-    anchors = [*interesting.dropna(), *(r["acc"] for r in references)]
+    anchors = [*accuracies.dropna().nlargest(1), *(r["acc"] for r in references)]
     if not anchors:
         return
-    low = max(0.0, min(anchors) - 0.03)
-    below = int((everything < low).sum())
-    fig.update_yaxes(range=[low, min(1.0, max([*anchors, *everything.dropna()]) + 0.01)])
+    low = max(0.0, min(anchors) - 0.05)
+    below = int((accuracies < low).sum())
+    fig.update_yaxes(range=[low, min(1.0, max(anchors) + 0.01)])
     if below:
         fig.add_annotation(text=f"{below} trial(s) below this range: double-click to show all",
                            xref="paper", yref="paper", x=0, y=0, showarrow=False, xanchor="left", yanchor="bottom",
@@ -98,7 +106,7 @@ def cube_chart(trials: pd.DataFrame) -> go.Figure:
     for method, group in placed.groupby("method"):
         fig.add_trace(go.Scatter3d(
             x=group[LATENCY], y=group[SIZE], z=group["test_acc"], mode="markers", name=method,
-            marker=dict(color=palette[method], size=np.where(group["pareto"], 6, 3),
+            marker=dict(color=palette[method], size=np.where(group["pareto"], 8, 4),
                         symbol=np.where(group["pareto"], "diamond", "circle")),
             hovertext=hover_text(group), hoverinfo="text"))
     fig.update_layout(title="Accuracy, latency and size", template="plotly_white", height=560,

@@ -79,7 +79,9 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
         [scratch.get((d, s), np.nan) for d, s in zip(table["dataset"], table["student"])], index=table.index)
     for fraction in budgets:
         for cost, column in ((LATENCY, "teacher_latency_ms"), (SIZE, "teacher_size_bytes")):
-            limit = trials[column] * fraction
+            # A trial without a teacher (scratch) is held to its data set's teacher, as measured elsewhere.
+            reference = trials[column].fillna(trials.groupby("dataset")[column].transform("median"))
+            limit = reference * fraction
             within = trials[~(trials[cost] <= limit)].index  # NaN cost or over budget
             best = seed_spread(trials.drop(index=within), ["study"]).set_index("study")["test_acc_mean"]
             table[f"acc_{'latency' if cost == LATENCY else 'size'}_le_{fraction:g}x_teacher"] = table["study"].map(best)

@@ -56,9 +56,10 @@ def protocol_section(page: Page, studies: list[Study], trials: pd.DataFrame) -> 
 def cost_section(page: Page, dataset: str, trials: pd.DataFrame, references: list[dict[str, Any]]) -> None:
     """Accuracy against latency and size with fronts, the 3-D view, and the spread over seeds."""
     page.heading(f"{dataset}: accuracy against measured cost")
-    page.paragraph("Every completed trial; diamonds and lines are each method's Pareto front, decided on "
-                   "validation accuracy and the cost (the test split is only read, never selected on). "
-                   "Hover for a trial's details; double-click to see every point.", "note")
+    page.paragraph("Every completed trial. Lines: each method's own Pareto front; diamonds: trials on the front "
+                   "of all methods together. Fronts are decided on validation accuracy and the cost (the test "
+                   "split is only read, never selected on). Hover for a trial's details; double-click to see "
+                   "every point.", "note")
     tag = slug(dataset)
     page.figure(figures.pareto_chart(trials, LATENCY, "pareto_latency", references), f"accuracy_vs_latency_{tag}")
     page.figure(figures.pareto_chart(trials, SIZE, "pareto_size", references, log_x=True), f"accuracy_vs_size_{tag}")
