@@ -15,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
     sweep.add_argument("--storage", help="results folder (default: the spec's storage, 'studies')")
     sweep.add_argument("--num-samples", type=int, help="trials per seed (overrides search.num_samples)")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue the interrupted run of this study in its storage folder")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a spec field, e.g. --set budget.epochs=5 (repeatable)")
     report = commands.add_parser("report", help="one offline HTML report for one or more study folders")
@@ -61,7 +63,7 @@ def sweep(args: argparse.Namespace) -> int:
     configure_auth(args.address)  # before Ray is imported
     from harness.sweep import run_sweep
 
-    run_sweep(spec, storage=args.storage, address=args.address)
+    run_sweep(spec, storage=args.storage, address=args.address, resume=args.resume)
     return 0
 
 

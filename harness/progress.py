@@ -4,15 +4,14 @@ from __future__ import annotations
 import sys
 import time
 
-from ray.tune import Callback
-
-from harness.results import ResultsWriter, best
+from harness.results import LiveCallback, ResultsWriter, best
 from harness.search import stopped_early
 
 
-class ProgressPrinter(Callback):
+class ProgressPrinter(LiveCallback):
     def __init__(self, writer: ResultsWriter) -> None:
-        self.writer = writer  # Tune pickles callbacks with its state: hold no stream
+        super().__init__(f"{writer.spec.study}#progress")
+        self.writer = writer
         self.start = time.monotonic()
         objective = writer.spec.search.objectives[0]
         self.metric, self.mode = objective.metric, objective.mode
@@ -41,6 +40,10 @@ class ProgressPrinter(Callback):
         verb = "stopped " if stopped_early(result, self.writer.spec.budget.epochs) else "finished"
         test = f", test_acc {result['test_acc']:.4f}" if "test_acc" in result else ""
         self._say(f"{verb} {self.writer._id(trial)}  {shown}{test} at epoch {epochs} | {self._tally()}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        row = self.writer.trials.get(self.writer._id(trial), {})
+        self._say(f"RETRY    {self.writer._id(trial)}  from its last report ({row.get('error')}) | {self._tally()}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         row = self.writer.trials.get(self.writer._id(trial), {})

@@ -11,7 +11,7 @@ import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 from ray.tune import Callback
@@ -22,7 +22,8 @@ from harness.spec import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "device", "measure_s")
 SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms")  # measured beside the student
 TEACHER_COLUMNS = ("val_acc", "test_acc", "params", "size_bytes", "macs")
-EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s")
+EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s", "node_id")
+UNFINISHED = ("pending", "running", "interrupted")
 # Reported by some methods only: data-free methods count generator iterations and save image grids.
 OPTIONAL_EPOCH_COLUMNS = ("iterations", "samples")
 
@@ -43,11 +44,39 @@ def versions() -> str:
                        "ray": ray.__version__, "optuna": optuna.__version__})
 
 
-class ResultsWriter(Callback):
-    """Collects Tune events for one study (all its seeds) into two Parquet files."""
+class LiveCallback(Callback):
+    """A driver-side callback that Tune's saved experiment refers to by name only.
+
+    Tune pickles its callbacks into the experiment it saves; a study resumed in a
+    new driver must report to that driver's callbacks, not to unpickled copies of
+    the old ones. Pickling stores the key, unpickling finds the live object.
+    """
+
+    live: ClassVar[dict[str, Callback]] = {}
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        LiveCallback.live[key] = self
+
+    def __reduce__(self):
+        return _live_callback, (self.key,)
+
+
+def _live_callback(key: str) -> Callback:
+    return LiveCallback.live.get(key) or Callback()
+
+
+class ResultsWriter(LiveCallback):
+    """Collects Tune events for one study (all its seeds) into two Parquet files.
+
+    Every trial has exactly one row: Tune's trial id is the key, a retried trial
+    (its worker died) keeps its row and counts ``retries``, a trial carried over by
+    a resumed study counts ``resumes``, and report rows are unique per trial and epoch.
+    """
 
     def __init__(self, spec: StudySpec, folder: Path, teacher: dict[str, Any] | None,
-                 flush_every_s: float = 5.0) -> None:
+                 flush_every_s: float = 0.0) -> None:
+        super().__init__(f"{spec.study}#results")
         self.spec = spec
         self.folder = folder
         self.teacher = teacher or {}
@@ -57,14 +86,50 @@ class ResultsWriter(Callback):
         self.epochs: list[dict[str, Any]] = []
         self._last_flush = 0.0
         self._versions = versions()
+        self._carried: set[str] = set()  # unfinished trials of an interrupted run, until Tune restarts them
 
     def start_seed(self, seed: int) -> None:
         self.seed = seed
 
+    def load_previous(self) -> None:
+        """Continue the files of an interrupted run of this study (``--resume``)."""
+        for name, into in (("trials", None), ("epochs", self.epochs)):
+            path = self.folder / f"{name}.parquet"
+            if not path.exists():
+                continue
+            rows = pd.read_parquet(path).astype(object).where(lambda f: f.notna(), None).to_dict("records")
+            if into is None:
+                self.trials = {row["trial_id"]: row for row in rows}
+                self._carried = {r["trial_id"] for r in rows if r["status"] in UNFINISHED}
+            else:
+                into.extend(rows)
+
+    def seed_rows(self, seed: int) -> list[dict[str, Any]]:
+        return [row for row in self.trials.values() if row["seed"] == seed]
+
+    def mark_lost(self, seed: int) -> int:
+        """Trials of an interrupted run that its saved experiment state never knew of
+        (started after the driver's last save): Tune cannot resume them. Labelled, kept."""
+        lost = [r for r in self.seed_rows(seed) if r["status"] in UNFINISHED and r["trial_id"] in self._carried]
+        for row in lost:
+            row.update(status="lost", error="started after the interrupted driver last saved the experiment; "
+                                            "the resumed search ran another trial in its place")
+        self.flush()
+        return len(lost)
+
     # --- Tune callback hooks ---------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         row = self._row(trial)
-        row.update(status="running", started_at=_now())
+        if row["trial_id"] in self._carried:  # running when an earlier driver stopped
+            self._carried.discard(row["trial_id"])
+            row["resumes"] = (row.get("resumes") or 0) + 1
+        row.update(status="running", started_at=row.get("started_at") or _now())
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        """The trial's worker died; Tune restarts it from its last checkpoint."""
+        row = self._row(trial)
+        row.update(retries=(row.get("retries") or 0) + 1, error=f"retried: {_error_line(trial)}")
+        self.flush()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.epochs.append({
@@ -105,7 +170,7 @@ class ResultsWriter(Callback):
                 "student": spec.student.model,
                 "pair": f"{spec.teacher.model if spec.teacher else '-'}->{spec.student.model}",
                 "seed": self.seed, "trial_id": key, "status": "pending",
-                "budget_epochs": spec.budget.epochs, "epochs_done": 0,
+                "budget_epochs": spec.budget.epochs, "epochs_done": 0, "retries": 0, "resumes": 0,
                 "config": json.dumps(params, sort_keys=True, default=str),
                 **{f"param_{k}": v for k, v in params.items()},
                 **{f"teacher_{k}": self.teacher.get(k) for k in TEACHER_COLUMNS},
@@ -115,10 +180,12 @@ class ResultsWriter(Callback):
 
     def _finish(self, trial, status: str, result: dict[str, Any], error: str | None = None) -> None:
         row = self._row(trial)
+        if error is None and row.get("retries"):
+            error = row.get("error")  # keep what the retries were about
         row.update(status=status, ended_at=_now(), error=error,
                    epochs_done=result.get("training_iteration", row.get("epochs_done", 0)),
                    duration_s=result.get("time_total_s"),
-                   node=result.get("hostname"), node_ip=result.get("node_ip"),
+                   node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
                    **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
         self.flush()
@@ -138,7 +205,11 @@ class ResultsWriter(Callback):
         """Rewrite both files atomically (write, then rename) from the rows so far."""
         self.folder.mkdir(parents=True, exist_ok=True)
         _write(pd.DataFrame(list(self.trials.values())), self.folder / "trials.parquet")
-        _write(pd.DataFrame(self.epochs), self.folder / "epochs.parquet")
+        epochs = pd.DataFrame(self.epochs)
+        if len(epochs):
+            # A trial restarted from its checkpoint reports again from there: keep the latest.
+            epochs = epochs.drop_duplicates(["trial_id", "epoch"], keep="last")
+        _write(epochs, self.folder / "epochs.parquet")
         self._last_flush = time.monotonic()
 
     # --- summaries for the progress line ---------------------------------------------

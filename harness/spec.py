@@ -78,7 +78,9 @@ class AshaSpec:
 @dataclass
 class ResourcesSpec:
     cpu: float = 1.0
-    gpu: float = 0.0  # fractions share one GPU between trials
+    gpu: float = 0.0  # fractions share one GPU between trials (each capped to its share of memory)
+    precision: str = "fp32"  # fp32 | bf16 (autocast while training; evaluation and latency in fp32)
+    retries: int = 3  # times a trial whose worker died is restarted from its last report
 
 
 @dataclass
@@ -328,6 +330,11 @@ def _check_semantics(spec: StudySpec) -> None:
         raise SpecError(f"asha.reduction_factor: must be above 1, got {spec.asha.reduction_factor}")
     if spec.resources.cpu <= 0 or spec.resources.gpu < 0:
         raise SpecError("resources: cpu must be positive and gpu not negative")
+    if spec.resources.precision not in ("fp32", "bf16"):
+        raise SpecError(f"resources.precision: '{spec.resources.precision}' is not fp32 or bf16"
+                        f"{did_you_mean(spec.resources.precision, ['fp32', 'bf16'])}")
+    if spec.resources.retries < 0:
+        raise SpecError(f"resources.retries: must be 0 or more, got {spec.resources.retries}")
     if not spec.seeds:
         raise SpecError("seeds: give at least one seed, e.g. [0]")
     if not spec.study.replace("-", "").replace("_", "").replace(".", "").isalnum():

@@ -3,13 +3,22 @@
 Each seed is an independent search (its own Optuna sampler seed and torch
 seed) over ``num_samples`` trials, so a method's best result can be compared
 across seeds with its spread. The data set and the teacher's weights are put
-in Ray's object store once and shared by every trial.
+in Ray's object store once and shared by every trial, so worker nodes never
+read the driver's disk.
+
+Faults: every report is a checkpoint (weights-only state, see
+``methods.checkpoint``); a trial whose worker dies is restarted from it up to
+``resources.retries`` times. A study whose driver stopped goes on with
+``resume=True``: finished seeds are kept, the interrupted seed's Tune run is
+restored with its search state, and the Parquet files continue.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -17,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from ray import tune
 
 import methods
 from harness.cluster import connect
 from harness.data import DatasetSplits, load_splits, load_substitute
+from harness.errors import HarnessError
 from harness.progress import ProgressPrinter
 from harness.results import ResultsWriter, versions
 from harness.search import make_scheduler, make_searcher
@@ -29,24 +40,48 @@ from harness.spec import StudySpec
 from harness.teachers import Teacher, obtain_teacher, train_teacher
 from harness.trial import run_trial
 
+STATE_FILE = "trial_state.pt"
+
 
 def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: dict[str, Any],
                folder: str) -> None:
-    """The Ray Tune function trainable."""
+    """The Ray Tune function trainable: a trial that checkpoints at every report."""
     data = ray.get(shared["data"])
     teacher_state = ray.get(shared["teacher"]) if shared["teacher"] is not None else None
     # Same id as the trial's row in trials.parquet (ResultsWriter._id).
     samples_dir = Path(folder) / "samples" / f"s{seed}-{tune.get_context().get_trial_id()}"
-    run_trial(config, spec, seed, data, teacher_state, report=tune.report, samples_dir=samples_dir)
+    node_id = ray.get_runtime_context().get_node_id()
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
+
+    def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, Path(tmp) / STATE_FILE)
+            tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    run_trial(config, spec, seed, data, teacher_state, report=report, samples_dir=samples_dir,
+              checkpoints=True, resume=last_state(tune.get_checkpoint()))
 
 
-def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None) -> Path:
-    """Run every seed of the study; return the study's results folder."""
+def last_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
+    """The state saved with the trial's last report, loaded without running any code."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as path:
+        return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None,
+              resume: bool = False) -> Path:
+    """Run every seed of the study (or what an interrupted run left); return its results folder."""
     root = Path(storage or spec.storage).expanduser().resolve()
     folder = root / spec.study
-    archived = archive_previous(folder)
-    if archived:
-        say(f"previous results of '{spec.study}' moved to {archived}")
+    if resume:
+        check_resumable(spec, folder)
+        say(f"resuming '{spec.study}' from {folder}")
+    else:
+        archived = archive_previous(folder)
+        if archived:
+            say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
     data = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction,
                        spec.dataset.split_seed, spec.dataset.download, spec.dataset.augment)
     say(f"study '{spec.study}': {spec.method} on {data.name} "
@@ -55,33 +90,52 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
         f"budget {spec.budget.epochs} epochs, searcher {spec.sampler} + ASHA")
     shipped = trial_splits(spec, data)  # before Ray starts: a missing substitute set fails fast
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
+    # Tune saves the experiment's state (what --resume restores) at most this often; its default
+    # ("auto", at least 10 s) lets a killed driver lose trials started since.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     connect(address)
     teacher = prepare_teacher(spec, data, root)
-    write_study_file(folder, spec, data, teacher, started=_now())
+    write_study_file(folder, spec, data, teacher, started=None if resume else _now())
     shared = {"data": ray.put(shipped),
               "teacher": ray.put(teacher.state) if teacher else None}
     writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None)
+    if resume:
+        writer.load_previous()
     printer = ProgressPrinter(writer)
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     for seed in spec.seeds:
         writer.start_seed(seed)
-        say(f"seed {seed}: searching")
+        run_path = folder / "tune" / f"seed{seed}"
+        restoring = resume and tune.Tuner.can_restore(str(run_path))
+        if restoring and seed_finished(writer, spec, seed):
+            say(f"seed {seed}: finished earlier, kept")
+            continue
+        say(f"seed {seed}: {'resuming the search' if restoring else 'searching'}")
         trainable = tune.with_resources(
             tune.with_parameters(tune_trial, spec=spec, seed=seed, shared=shared, folder=str(folder)),
-            resources)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec),
-                num_samples=spec.search.num_samples, reuse_actors=True,
-                max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
-            ),
-            run_config=tune.RunConfig(
-                name=f"seed{seed}", storage_path=str(folder / "tune"),
-                callbacks=[writer, printer], verbose=0,
-            ),
-        )
+            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        if restoring:
+            # The searcher's state, the trials and their checkpoints come back from the run folder.
+            tuner = tune.Tuner.restore(str(run_path), trainable=trainable, resume_unfinished=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec),
+                    num_samples=spec.search.num_samples, reuse_actors=True,
+                    max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
+                ),
+                run_config=tune.RunConfig(
+                    name=f"seed{seed}", storage_path=str(folder / "tune"),
+                    callbacks=[writer, printer], verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
+                    # Every checkpoint is kept while the run goes on: the experiment state that a
+                    # resumed study restores names checkpoints as they were when it was saved.
+                ),
+            )
         results = tuner.fit()
+        prune_checkpoints(run_path)
+        if resume and (lost := writer.mark_lost(seed)):
+            say(f"seed {seed}: {lost} trial(s) of the interrupted run could not be resumed (status 'lost')")
         if results.num_terminated + results.num_errors < spec.search.num_samples:
             # Tune ends a run on Ctrl-C and returns normally: stop here, not at the next seed.
             writer.mark_unfinished("interrupted")
@@ -92,6 +146,35 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
         f"results in {folder}/trials.parquet and epochs.parquet")
     return folder
+
+
+def prune_checkpoints(run_path: Path) -> None:
+    """Once a seed's run has ended, each trial keeps only its last checkpoint."""
+    for trial in run_path.glob("*/"):
+        for folder in sorted(trial.glob("checkpoint_*"))[:-1]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_resumable(spec: StudySpec, folder: Path) -> None:
+    """``--resume`` continues the same study, never a different one under the same name."""
+    path = folder / "study.json"
+    if not path.exists():
+        raise HarnessError(f"--resume: no study '{spec.study}' to resume in {folder.parent}")
+    saved = json.loads(path.read_text())
+    if saved.get("ended_at"):
+        raise HarnessError(f"--resume: study '{spec.study}' in {folder.parent} finished at {saved['ended_at']}; "
+                           f"run it without --resume to start again")
+    now = json.loads(json.dumps(spec.to_dict(), default=str))
+    changed = sorted(k for k in {*now, *saved["spec"]} if now.get(k) != saved["spec"].get(k))
+    if changed:
+        raise HarnessError(f"--resume: the spec differs from the interrupted study's in {', '.join(changed)}; "
+                           f"resume with the same spec, or run without --resume")
+
+
+def seed_finished(writer: ResultsWriter, spec: StudySpec, seed: int) -> bool:
+    rows = writer.seed_rows(seed)
+    done = [r for r in rows if r["status"] in ("completed", "stopped", "error")]
+    return len(done) >= spec.search.num_samples and len(done) == len(rows)
 
 
 def trial_splits(spec: StudySpec, data: DatasetSplits) -> DatasetSplits:

@@ -1,10 +1,13 @@
 """One trial: a method trained for the budget, a report per epoch, measured at the end.
 
 :func:`run_trial` is plain PyTorch with a ``report`` callback, so it runs the
-same under Ray Tune (``report=ray.tune.report``), in a test or in a notebook.
+same under Ray Tune (see ``harness.sweep``), in a test or in a notebook. With
+``checkpoints=True`` each report also carries the trial's state, from which
+``resume=`` goes on after the last report as if nothing had happened.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -16,18 +19,39 @@ import torch
 import methods
 from harness.batches import DeviceData
 from harness.data import DatasetSplits
-from harness.measure import measure_latency, measure_model, measure_structure
+from harness.measure import device_name, measure_latency, measure_model, measure_structure
 from harness.samples import save_sample_grid
-from harness.spec import StudySpec
+from harness.spec import ResourcesSpec, StudySpec
 from harness.zoo import create_model
 from methods.base import MethodContext, WithheldSplit
 from methods.training import evaluate, freeze
 
-Report = Callable[[dict[str, Any]], None]
+Report = Callable[..., None]  # report(metrics), or report(metrics, state) with checkpoints
 
 
 def trial_device(gpu_share: float) -> torch.device:
     return torch.device("cuda") if gpu_share > 0 and torch.cuda.is_available() else torch.device("cpu")
+
+
+def claim_device(resources: ResourcesSpec) -> torch.device:
+    """The trial's device; on a GPU shared by fractions, cap this process's memory to its share,
+    so that one trial's allocations cannot starve its neighbours."""
+    device = trial_device(resources.gpu)
+    if device.type == "cuda" and resources.gpu < 1:
+        torch.cuda.set_per_process_memory_fraction(resources.gpu, device)
+    return device
+
+
+def autocast(resources: ResourcesSpec, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast for training when the spec asks (no loss scaling needed, unlike fp16).
+
+    It wraps a whole report of a method's training, optimiser steps included, so its
+    cache of low-precision weights is off: with it, every forward pass after the first
+    step would use the weights as they were at the first one.
+    """
+    if resources.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
 
 
 def seed_everything(seed: int) -> None:
@@ -61,7 +85,8 @@ def trial_data(method_cls: type, data: DatasetSplits, device: torch.device) -> D
 
 def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetSplits,
               teacher_state: dict[str, torch.Tensor] | None, report: Report,
-              samples_dir: Path | None = None) -> torch.nn.Module:
+              samples_dir: Path | None = None, checkpoints: bool = False,
+              resume: dict[str, Any] | None = None) -> torch.nn.Module:
     """Train ``spec.method`` with the knobs in ``config``, report each epoch, return the student.
 
     Methods that expose :meth:`~methods.base.Method.samples` get an image grid
@@ -69,7 +94,7 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
     """
     set_threads(spec.resources.cpu)
     seed_everything(seed)
-    device = trial_device(spec.resources.gpu)
+    device = claim_device(spec.resources)
     method_cls = methods.METHODS.get(spec.method)
     params = method_cls.make_params({**spec.fixed_params(), **config})
     device_data = trial_data(method_cls, data, device)
@@ -86,14 +111,20 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
         substitute=device_data.substitute if data.substitute is not None else None,
     )
     method = method_cls(ctx, params)
-    started = time.perf_counter()
-    for epoch in range(spec.budget.epochs):
+    first_epoch, earlier_s = 0, 0.0
+    if resume is not None:
+        method.load_state_dict(resume["method"])
+        torch.set_rng_state(resume["torch_rng"])
+        first_epoch, earlier_s = resume["epoch"], resume["train_s"]
+    started = time.perf_counter() - earlier_s
+    for epoch in range(first_epoch, spec.budget.epochs):
         epoch_start = time.perf_counter()
-        metrics: dict[str, Any] = dict(method.train_step(epoch))
+        with autocast(spec.resources, device):
+            metrics: dict[str, Any] = dict(method.train_step(epoch))
         val = evaluate(method.export(), device_data.val)
         metrics.update(epoch=epoch + 1, val_acc=val["acc"], val_loss=val["loss"],
                        epoch_s=time.perf_counter() - epoch_start, train_s=time.perf_counter() - started,
-                       seed=seed, pid=os.getpid())
+                       seed=seed, pid=os.getpid(), device=device_name(device))
         images = method.samples() if samples_dir is not None else None
         if images is not None:
             path = save_sample_grid(images, ctx.teacher, data.mean, data.std,
@@ -105,7 +136,11 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
             # Every report carries every objective (Tune checks); latency is measured once, at the end.
             metrics.update(measure_structure(method.export(), data.input_shape, device),
                            latency_b1_ms=math.nan, latency_ms=math.nan)
-        report(metrics)
+        if checkpoints:
+            report(metrics, {"epoch": epoch + 1, "train_s": metrics["train_s"], "method": method.state_dict(),
+                             "torch_rng": torch.get_rng_state()})
+        else:
+            report(metrics)
     return method.export()
 
 

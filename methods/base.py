@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from harness.registry import Registry
+from methods.checkpoint import method_state, restore_method
 from methods.training import BatchSource, sgd, warmup_cosine
 
 
@@ -94,6 +95,17 @@ class Method:
         """Images the method trains on now (normalised), if they are worth looking at."""
         return None
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to go on training after a report (see :mod:`methods.checkpoint`)."""
+        return method_state(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output; called on a freshly built method."""
+        restore_method(self, state)
+
+    def prepare_optimizers(self) -> None:
+        """Build any optimiser that is created lazily, before its saved state is loaded."""
+
     @classmethod
     def param_names(cls) -> list[str]:
         return [f.name for f in fields(cls.Params)]
@@ -133,10 +145,15 @@ class SupervisedMethod(Method):
         Built lazily, and again by methods that replace the student's layers (pruning).
         """
         p = self.params
+        self.optimizer_epochs = epochs  # kept in checkpoints: a resumed schedule is the same schedule
         steps_per_epoch = math.ceil(len(self.ctx.train) / p.batch_size)
         self.optimizer = sgd(self.trainable_parameters(), p.lr, p.momentum, p.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, epochs * steps_per_epoch,
                                        int(p.warmup_epochs * steps_per_epoch))
+
+    def prepare_optimizers(self) -> None:
+        if self.optimizer is None and getattr(self, "optimizer_epochs", None):
+            self.start_optimizer(self.optimizer_epochs)
 
     def train_step(self, epoch: int) -> dict[str, float]:
         if self.optimizer is None:

@@ -57,3 +57,24 @@ def test_list_shows_registered_names(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "method   kd" in out and "alpha" in out and "lenet5_half" in out and "cifar100" in out
+
+
+def test_resume_refuses_what_it_cannot_continue(spec_file, tmp_path, capsys):
+    import json
+
+    storage = tmp_path / "studies"
+    assert main(["sweep", str(spec_file), "--storage", str(storage), "--resume"]) == 2
+    assert "--resume: no study 'cli' to resume" in capsys.readouterr().err
+
+    from harness.spec import load_spec
+
+    (storage / "cli").mkdir(parents=True)
+    saved = json.loads(json.dumps(load_spec(spec_file).to_dict(), default=str))
+    saved["budget"]["epochs"] = 99
+    (storage / "cli" / "study.json").write_text(json.dumps({"spec": saved, "ended_at": None}))
+    assert main(["sweep", str(spec_file), "--storage", str(storage), "--resume"]) == 2
+    assert "the spec differs from the interrupted study's in budget" in capsys.readouterr().err
+
+    (storage / "cli" / "study.json").write_text(json.dumps({"spec": saved, "ended_at": "2026-11-23T10:00:00"}))
+    assert main(["sweep", str(spec_file), "--storage", str(storage), "--resume"]) == 2
+    assert "finished at" in capsys.readouterr().err

@@ -1,0 +1,160 @@
+"""Studies on a real two-node Ray cluster survive a lost node and a killed driver.
+
+The cluster is two ``ray start`` nodes on loopback with token authentication
+(see ``tests/ray_cluster.py``); the study runs in its own driver process, as a
+user's would (``python -m harness sweep SPEC --address ...``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+psutil = pytest.importorskip("psutil")
+
+from tests.ray_cluster import LocalCluster  # noqa: E402
+
+EPOCHS = 8
+TRIALS = 4
+SPEC = {
+    "study": "faults", "method": "kd",
+    "teacher": {"model": "lenet5_half", "recipe": {"epochs": 2, "batch_size": 64}},
+    "student": {"model": "lenet5_half", "width": 0.5},
+    "budget": {"epochs": EPOCHS},
+    "search": {"searcher": "random", "num_samples": TRIALS,
+               "space": {"lr": {"loguniform": [0.02, 0.05]}, "batch_size": 32}},
+    "asha": {"grace_period": EPOCHS},  # every trial runs its whole budget: the counts below are exact
+    "resources": {"cpu": 1, "retries": 3},
+    "measure": {"repeats": 3},
+    "seeds": [0],
+}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster = LocalCluster()
+    try:
+        cluster.start_head()
+        yield cluster
+    finally:
+        cluster.shutdown()
+        assert not cluster.processes(), "Ray processes left behind"
+
+
+def _spec_file(folder: Path, study: str) -> Path:
+    path = folder / f"{study}.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "study": study}))
+    return path
+
+
+def _sweep(cluster: LocalCluster, spec: Path, storage: Path, *extra: str) -> subprocess.Popen:
+    env = {**cluster.env, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "sweep", str(spec), "--address", cluster.address,
+         "--storage", str(storage), *extra],
+        cwd=Path(__file__).resolve().parents[1], env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _epochs(folder: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(folder / "epochs.parquet")
+    except (OSError, ValueError):
+        return pd.DataFrame(columns=["trial_id", "epoch", "node_id"])
+
+
+def _wait_for(condition, driver: subprocess.Popen, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (found := condition()) is not None:
+            return found
+        if driver.poll() is not None:
+            pytest.fail(f"the study ended before the fault could be injected:\n{driver.stdout.read()[-3000:]}")
+        time.sleep(0.5)
+    pytest.fail("timed out waiting for the study to reach the fault")
+
+
+def _finish(driver: subprocess.Popen, timeout: float = 420) -> str:
+    try:
+        out, _ = driver.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(driver.pid, signal.SIGKILL)
+        pytest.fail(f"the study did not finish:\n{driver.stdout.read()[-3000:]}")
+    assert driver.returncode == 0, out[-3000:]
+    return out
+
+
+def _check_consistent(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each trial once, each report once, every finished trial's reports complete."""
+    trials, epochs = pd.read_parquet(folder / "trials.parquet"), pd.read_parquet(folder / "epochs.parquet")
+    assert trials["trial_id"].is_unique
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    finished = trials[trials["status"] == "completed"]
+    for trial_id in finished["trial_id"]:
+        assert sorted(epochs.loc[epochs["trial_id"] == trial_id, "epoch"]) == list(range(1, EPOCHS + 1)), trial_id
+    assert json.loads((folder / "study.json").read_text())["ended_at"]
+    return trials, epochs
+
+
+def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
+    worker = cluster.add_node()
+    storage = tmp_path / "studies"
+    folder = storage / "node-loss"
+    driver = _sweep(cluster, _spec_file(tmp_path, "node-loss"), storage)
+
+    def a_trial_half_way_on_the_worker():
+        rows = _epochs(folder)
+        on_worker = rows[(rows["node_id"] == worker) & (rows["epoch"] >= 2) & (rows["epoch"] < EPOCHS - 2)]
+        return on_worker["trial_id"].iloc[-1] if len(on_worker) else None
+
+    victim = _wait_for(a_trial_half_way_on_the_worker, driver)
+    cluster.kill_node(worker)
+    out = _finish(driver)
+
+    trials, epochs = _check_consistent(folder)
+    assert len(trials) == TRIALS and set(trials["status"]) == {"completed"}, out[-2000:]
+    retried = trials.set_index("trial_id").loc[victim]
+    assert retried["retries"] >= 1 and "retried" in retried["error"]
+    ran_on = epochs[epochs["trial_id"] == victim].sort_values("epoch")["node_id"]
+    assert ran_on.iloc[0] == worker and ran_on.iloc[-1] != worker  # finished on the surviving node
+    assert (trials.set_index("trial_id").drop(index=victim)["retries"] == 0).all()
+    assert "RETRY" in out
+
+
+def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path):
+    cluster.add_node()
+    storage = tmp_path / "studies"
+    folder = storage / "driver-kill"
+    spec = _spec_file(tmp_path, "driver-kill")
+    driver = _sweep(cluster, spec, storage)
+
+    def one_finished_and_one_half_way():
+        rows = _epochs(folder)
+        done = rows.groupby("trial_id")["epoch"].max()
+        return True if (done == EPOCHS).any() and ((done >= 2) & (done < EPOCHS - 1)).any() else None
+
+    _wait_for(one_finished_and_one_half_way, driver)
+    before = _epochs(folder).groupby("trial_id")["epoch"].max()
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+
+    out = _finish(_sweep(cluster, spec, storage, "--resume"))
+    assert "resuming" in out
+    trials, epochs = _check_consistent(folder)
+    kept = trials[trials["status"] != "lost"]
+    assert len(kept) == TRIALS and set(kept["status"]) == {"completed"}, out[-2000:]
+    # The trial that was half-way went on from its last report rather than from scratch.
+    resumed = kept[kept["resumes"] >= 1]
+    assert len(resumed) >= 1
+    for trial_id in resumed["trial_id"]:
+        if trial_id in before and before[trial_id] < EPOCHS:
+            assert epochs[epochs["trial_id"] == trial_id].sort_values("epoch")["train_s"].is_monotonic_increasing
