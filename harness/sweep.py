@@ -117,21 +117,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
             # The searcher's state, the trials and their checkpoints come back from the run folder.
             tuner = tune.Tuner.restore(str(run_path), trainable=trainable, resume_unfinished=True)
         else:
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec),
-                    num_samples=spec.search.num_samples, reuse_actors=True,
-                    max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
-                ),
-                run_config=tune.RunConfig(
-                    name=f"seed{seed}", storage_path=str(folder / "tune"),
-                    callbacks=[writer, printer], verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
-                    # Every checkpoint is kept while the run goes on: the experiment state that a
-                    # resumed study restores names checkpoints as they were when it was saved.
-                ),
-            )
+            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer])
         results = tuner.fit()
         prune_checkpoints(run_path)
         if resume and (lost := writer.mark_lost(seed)):
@@ -146,6 +132,24 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
         f"results in {folder}/trials.parquet and epochs.parquet")
     return folder
+
+
+def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callbacks: list) -> tune.Tuner:
+    """One seed's search: Optuna + ASHA, a retry budget per trial, results to ``run_path``."""
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec),
+            num_samples=spec.search.num_samples, reuse_actors=True,
+            max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
+        ),
+        run_config=tune.RunConfig(
+            name=run_path.name, storage_path=str(run_path.parent), callbacks=callbacks, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
+            # Every checkpoint is kept while the run goes on: the experiment state that a
+            # resumed study restores names checkpoints as they were when it was saved.
+        ),
+    )
 
 
 def prune_checkpoints(run_path: Path) -> None:
