@@ -64,7 +64,9 @@ def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict
             hovertext=hover_text(group), hoverinfo="text"))
         own = group[pareto_mask(group, {"val_acc": "max", x: "min"})].sort_values(x)
         fig.add_trace(go.Scatter(
-            x=own[x], y=own["test_acc"], mode="lines", line=dict(color=palette[method], shape="hv", width=2),
+            # Markers too: a front of one trial is a point, and a line alone would not show it.
+            x=own[x], y=own["test_acc"], mode="lines+markers", line=dict(color=palette[method], shape="hv", width=2),
+            marker=dict(symbol="circle-open", size=14, color=palette[method], line=dict(width=2)),
             name=f"{method} front", legendgroup=method, hoverinfo="skip"))
     for i, ref in enumerate(references):
         fig.add_hline(y=ref["acc"], line=dict(color=ref.get("colour", "black"), dash=ref.get("dash", "dash")),
