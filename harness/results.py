@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,17 +73,14 @@ class ResultsWriter(LiveCallback):
     a resumed study counts ``resumes``, and report rows are unique per trial and epoch.
     """
 
-    def __init__(self, spec: StudySpec, folder: Path, teacher: dict[str, Any] | None,
-                 flush_every_s: float = 0.0) -> None:
+    def __init__(self, spec: StudySpec, folder: Path, teacher: dict[str, Any] | None) -> None:
         super().__init__(f"{spec.study}#results")
         self.spec = spec
         self.folder = folder
         self.teacher = teacher or {}
         self.seed = spec.seeds[0]
-        self.flush_every_s = flush_every_s
         self.trials: dict[str, dict[str, Any]] = {}
         self.epochs: list[dict[str, Any]] = []
-        self._last_flush = 0.0
         self._versions = versions()
         self._carried: set[str] = set()  # unfinished trials of an interrupted run, until Tune restarts them
 
@@ -93,16 +89,10 @@ class ResultsWriter(LiveCallback):
 
     def load_previous(self) -> None:
         """Continue the files of an interrupted run of this study (``--resume``)."""
-        for name, into in (("trials", None), ("epochs", self.epochs)):
-            path = self.folder / f"{name}.parquet"
-            if not path.exists():
-                continue
-            rows = pd.read_parquet(path).astype(object).where(lambda f: f.notna(), None).to_dict("records")
-            if into is None:
-                self.trials = {row["trial_id"]: row for row in rows}
-                self._carried = {r["trial_id"] for r in rows if r["status"] in UNFINISHED}
-            else:
-                into.extend(rows)
+        trials, epochs = _read_rows(self.folder / "trials.parquet"), _read_rows(self.folder / "epochs.parquet")
+        self.trials = {row["trial_id"]: row for row in trials}
+        self._carried = {row["trial_id"] for row in trials if row["status"] in UNFINISHED}
+        self.epochs.extend(epochs)
 
     def seed_rows(self, seed: int) -> list[dict[str, Any]]:
         return [row for row in self.trials.values() if row["seed"] == seed]
@@ -110,10 +100,11 @@ class ResultsWriter(LiveCallback):
     def mark_lost(self, seed: int) -> int:
         """Trials of an interrupted run that its saved experiment state never knew of
         (started after the driver's last save): Tune cannot resume them. Labelled, kept."""
-        lost = [r for r in self.seed_rows(seed) if r["status"] in UNFINISHED and r["trial_id"] in self._carried]
+        lost = [r for r in self.seed_rows(seed) if r["trial_id"] in self._carried]
         for row in lost:
             row.update(status="lost", error="started after the interrupted driver last saved the experiment; "
                                             "the resumed search ran another trial in its place")
+        self._carried -= {row["trial_id"] for row in lost}
         self.flush()
         return len(lost)
 
@@ -142,7 +133,7 @@ class ResultsWriter(LiveCallback):
         self._row(trial).update(epochs_done=result.get("training_iteration"),
                                 **{k: result.get(k) for k in EPOCH_METRICS},
                                 **{k: result[k] for k in OPTIONAL_EPOCH_COLUMNS if k in result})
-        self._flush_if_due()
+        self.flush()  # every report: a resumed run must find each one its checkpoint covers
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
@@ -197,10 +188,6 @@ class ResultsWriter(LiveCallback):
                 row.update(status=status, ended_at=_now())
         self.flush()
 
-    def _flush_if_due(self) -> None:
-        if time.monotonic() - self._last_flush >= self.flush_every_s:
-            self.flush()
-
     def flush(self) -> None:
         """Rewrite both files atomically (write, then rename) from the rows so far."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -210,7 +197,6 @@ class ResultsWriter(LiveCallback):
             # A trial restarted from its checkpoint reports again from there: keep the latest.
             epochs = epochs.drop_duplicates(["trial_id", "epoch"], keep="last")
         _write(epochs, self.folder / "epochs.parquet")
-        self._last_flush = time.monotonic()
 
     # --- summaries for the progress line ---------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -218,6 +204,12 @@ class ResultsWriter(LiveCallback):
         for row in self.trials.values():
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         return counts
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return pd.read_parquet(path).astype(object).where(lambda f: f.notna(), None).to_dict("records")
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
