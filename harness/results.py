@@ -83,6 +83,7 @@ class ResultsWriter(LiveCallback):
         self.epochs: list[dict[str, Any]] = []
         self._versions = versions()
         self._carried: set[str] = set()  # unfinished trials of an interrupted run, until Tune restarts them
+        self._unwritten = False  # reports since the last flush
 
     def start_seed(self, seed: int) -> None:
         self.seed = seed
@@ -115,6 +116,7 @@ class ResultsWriter(LiveCallback):
             self._carried.discard(row["trial_id"])
             row["resumes"] = (row.get("resumes") or 0) + 1
         row.update(status="running", started_at=row.get("started_at") or _now())
+        self._unwritten = True
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         """The trial's worker died; Tune restarts it from its last checkpoint."""
@@ -133,7 +135,7 @@ class ResultsWriter(LiveCallback):
         self._row(trial).update(epochs_done=result.get("training_iteration"),
                                 **{k: result.get(k) for k in EPOCH_METRICS},
                                 **{k: result[k] for k in OPTIONAL_EPOCH_COLUMNS if k in result})
-        self.flush()  # every report: a resumed run must find each one its checkpoint covers
+        self._unwritten = True  # written with Tune's next experiment snapshot (get_state)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
@@ -145,6 +147,15 @@ class ResultsWriter(LiveCallback):
 
     def on_experiment_end(self, trials, **info) -> None:
         self.flush()
+
+    def get_state(self) -> None:
+        """Tune calls this whenever it snapshots the experiment (what ``--resume`` restores,
+        at most every TUNE_GLOBAL_CHECKPOINT_S): the files are written first, so a resumed
+        run finds every report its checkpoints cover, at one write per snapshot rather
+        than one per report. Nothing to store in the snapshot itself."""
+        if self._unwritten:
+            self.flush()
+        return None
 
     # --- rows ------------------------------------------------------------------------
     def _id(self, trial) -> str:
@@ -190,9 +201,12 @@ class ResultsWriter(LiveCallback):
 
     def flush(self) -> None:
         """Rewrite both files atomically (write, then rename) from the rows so far."""
+        self._unwritten = False
         self.folder.mkdir(parents=True, exist_ok=True)
         _write(pd.DataFrame(list(self.trials.values())), self.folder / "trials.parquet")
-        epochs = pd.DataFrame(self.epochs)
+        # Before the first report the file still has its key columns, for readers of a running study.
+        columns = None if self.epochs else ["study", "seed", "trial_id", *EPOCH_COLUMNS]
+        epochs = pd.DataFrame(self.epochs, columns=columns)
         if len(epochs):
             # A trial restarted from its checkpoint reports again from there: keep the latest.
             epochs = epochs.drop_duplicates(["trial_id", "epoch"], keep="last")
@@ -219,7 +233,7 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # short trials last about a second
 
 
 def _error_line(trial) -> str:

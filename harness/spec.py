@@ -81,6 +81,8 @@ class ResourcesSpec:
     gpu: float = 0.0  # fractions share one GPU between trials (each capped to its share of memory)
     precision: str = "fp32"  # fp32 | bf16 (autocast while training; evaluation and latency in fp32)
     retries: int = 3  # times a trial whose worker died is restarted from its last report
+    channels_last: bool = False  # NHWC weights: faster convolutions on many devices (benchmarks/throughput.py)
+    compile: bool = False  # torch.compile student and teacher: pays off for larger convnets, costs a compile per trial
 
 
 @dataclass

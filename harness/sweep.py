@@ -28,6 +28,7 @@ from typing import Any
 import ray
 import torch
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 
 import methods
 from harness.cluster import connect
@@ -93,6 +94,9 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     # Tune saves the experiment's state (what --resume restores) at most this often; its default
     # ("auto", at least 10 s) lets a killed driver lose trials started since.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Our Parquet files replace Tune's per-result CSV and TensorBoard logs, which cost the
+    # driver CPU time at every report (measured: benchmarks/trial_overhead.py).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     connect(address)
     teacher = prepare_teacher(spec, data, root)
     write_study_file(folder, spec, data, teacher, started=None if resume else _now())
@@ -144,7 +148,8 @@ def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callba
             max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
         ),
         run_config=tune.RunConfig(
-            name=run_path.name, storage_path=str(run_path.parent), callbacks=callbacks, verbose=0,
+            name=run_path.name, storage_path=str(run_path.parent), verbose=0,
+            callbacks=[*callbacks, JsonLoggerCallback()],  # result.json: what Tune's result grid reads
             failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
             # Every checkpoint is kept while the run goes on: the experiment state that a
             # resumed study restores names checkpoints as they were when it was saved.

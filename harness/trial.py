@@ -65,13 +65,24 @@ def set_threads(cpu_share: float) -> None:
     torch.set_num_threads(max(1, math.floor(cpu_share)))
 
 
+def prepare_model(model: torch.nn.Module, channels_last: bool = False,
+                  compile: bool = False) -> torch.nn.Module:
+    """Channels-last weights and ``torch.compile`` (in place: the module, its type and its
+    state_dict keys stay the same, so checkpoints and measurement see the plain model)."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        model.compile()
+    return model
+
+
 def load_teacher(spec: StudySpec, data: DatasetSplits, state: dict[str, torch.Tensor] | None,
                  device: torch.device) -> torch.nn.Module | None:
     if spec.teacher is None or state is None:
         return None
     teacher = create_model(spec.teacher.model, data.num_classes, spec.teacher.width, data.input_shape)
     teacher.load_state_dict(state)
-    return freeze(teacher.to(device))
+    return freeze(prepare_model(teacher.to(device), spec.resources.channels_last, spec.resources.compile))
 
 
 def trial_data(method_cls: type, data: DatasetSplits, device: torch.device) -> DeviceData:
@@ -98,7 +109,9 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
     method_cls = methods.METHODS.get(spec.method)
     params = method_cls.make_params({**spec.fixed_params(), **config})
     device_data = trial_data(method_cls, data, device)
-    student = create_model(spec.student.model, data.num_classes, spec.student.width, data.input_shape).to(device)
+    student = prepare_model(
+        create_model(spec.student.model, data.num_classes, spec.student.width, data.input_shape).to(device),
+        spec.resources.channels_last, spec.resources.compile)
     withheld = method_cls.data_free
     ctx = MethodContext(
         student=student,

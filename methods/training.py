@@ -49,21 +49,21 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: flo
     ) * tau * tau
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: nn.Module, split: BatchSource, batch_size: int = 1024) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on a split."""
+    """Accuracy and mean cross-entropy of ``model`` on a split (one device sync, at the end)."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.long)
-    loss = torch.zeros(())
+    correct: torch.Tensor | int = 0
+    loss: torch.Tensor | float = 0.0
     n = 0
     for x, y in split.batches(batch_size):
         logits = model(x)
-        correct = correct + (logits.argmax(1) == y).sum().cpu()
-        loss = loss + F.cross_entropy(logits, y, reduction="sum").float().cpu()
+        correct = correct + (logits.argmax(1) == y).sum()
+        loss = loss + F.cross_entropy(logits.float(), y, reduction="sum")
         n += len(y)
     model.train(was_training)
-    return {"acc": correct.item() / max(1, n), "loss": loss.item() / max(1, n)}
+    return {"acc": float(correct) / max(1, n), "loss": float(loss) / max(1, n)}
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -1,0 +1,110 @@
+"""Search efficiency: Optuna TPE + ASHA against random search with full budgets.
+
+Both arms run the same study spec (default: the main job, ``search_spaces/kd.yaml``)
+through the harness, with the same number of trials per seed:
+
+- TPE + ASHA: the spec as it is;
+- random, full budget: ``searcher: random`` and ASHA's grace period at the full
+  budget, so that no trial is stopped.
+
+Compute is counted in trial-epochs (one report = one epoch of one trial), in the
+order the reports reached the driver. A search "finds" a result when a trial
+finishes its full budget; the target is the best validation accuracy either arm
+finds in that seed, minus 0.5 points. For each arm and seed the script prints the
+trial-epochs spent until a finished trial first lands in that band, and the
+ratio of the means over seeds. Everything is decided on the validation split.
+
+    uv run python benchmarks/search_efficiency.py [--spec search_spaces/kd.yaml] [--seeds 0,1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+from harness.spec import load_spec  # noqa: E402
+from harness.sweep import run_sweep  # noqa: E402
+
+BAND = 0.005  # half an accuracy point
+
+
+def arm_specs(path: str, seeds: list[int], storage: str) -> dict[str, object]:
+    common = [f"seeds={seeds}", f"storage={storage}"]
+    tpe = load_spec(path, [*common, "search.searcher=tpe"])
+    epochs = tpe.budget.epochs
+    return {
+        "TPE + ASHA": load_spec(path, [*common, f"study={tpe.study}-tpe-asha", "search.searcher=tpe"]),
+        "random, full budget": load_spec(path, [*common, f"study={tpe.study}-random-full", "search.searcher=random",
+                                                f"asha.grace_period={epochs}"]),
+    }
+
+
+def finds(epochs: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """Per report in arrival order: compute spent so far, and the val_acc found if it ends a trial."""
+    out = epochs[["trial_id", "epoch", "val_acc"]].reset_index(drop=True).copy()
+    out["compute"] = range(1, len(out) + 1)
+    out["found"] = out["val_acc"].where(out["epoch"] == budget)
+    return out
+
+
+def compute_to_band(found: pd.DataFrame, target: float) -> tuple[int, bool]:
+    hit = found[found["found"] >= target]
+    if hit.empty:
+        return int(found["compute"].iloc[-1]), False
+    return int(hit["compute"].iloc[0]), True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default="search_spaces/kd.yaml")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--storage", default=None, help="keep the studies here (default: a temporary folder)")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    with contextlib.ExitStack() as stack:
+        storage = args.storage or stack.enter_context(tempfile.TemporaryDirectory())
+        specs = arm_specs(args.spec, seeds, storage)
+        runs = {}
+        for arm, spec in specs.items():
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                folder = run_sweep(spec)
+            runs[arm] = pd.read_parquet(folder / "epochs.parquet")
+            print(f"{arm}: {spec.study}, {len(runs[arm])} trial-epochs in {time.perf_counter() - start:.0f} s",
+                  flush=True)
+    spec = next(iter(specs.values()))
+    budget, n = spec.budget.epochs, spec.search.num_samples
+    print(f"\n{spec.method} on {spec.dataset.name}: {n} trials per seed, budget {budget} epochs; "
+          f"band = best val_acc either arm finds - {100 * BAND:.1f} points")
+    print(f"{'seed':>4} {'best val_acc':>12} " + " ".join(f"{arm + ' (trial-epochs)':>34}" for arm in runs))
+    spent: dict[str, list[int]] = {arm: [] for arm in runs}
+    for seed in seeds:
+        found = {arm: finds(e[e["seed"] == seed], budget) for arm, e in runs.items()}
+        best = max(f["found"].max() for f in found.values())
+        cells = []
+        for arm, f in found.items():
+            compute, reached = compute_to_band(f, best - BAND)
+            spent[arm].append(compute)
+            total = int(f["compute"].iloc[-1])
+            cells.append(f"{('' if reached else '>') + str(compute)} of {total}")
+        print(f"{seed:>4} {best:>12.4f} " + " ".join(f"{c:>34}" for c in cells))
+    means = {arm: statistics.mean(v) for arm, v in spent.items()}
+    tpe, random = means.values()
+    print(f"mean trial-epochs to the band: " + ", ".join(f"{arm} {m:.1f}" for arm, m in means.items()))
+    print(f"TPE + ASHA needs {100 * tpe / random:.0f}% of the compute of random search with full budgets")
+
+
+if __name__ == "__main__":
+    main()
