@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import pickle
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from harness.trial import prepare_model  # noqa: E402
 from harness.zoo import create_model  # noqa: E402
 from methods.base import MethodContext  # noqa: E402
 from methods.training import freeze  # noqa: E402
+from tests.torchvision_files import write_cifar10, write_mnist  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -81,28 +81,6 @@ class LoaderSource:
     def batches(self, batch_size, shuffle=False, augment=False, generator=None):
         for x, y in self.loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-
-def write_cifar10(root: Path, n: int) -> None:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for name, count in [*[(f"data_batch_{i}", -(-n // 5)) for i in range(1, 6)], ("test_batch", 10)]:
-        batch = {"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-                 "labels": rng.integers(0, 10, count).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
-
-
-def write_mnist(root: Path, n: int) -> None:
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", n), ("t10k", 10)):
-        for kind, array, magic in (("images-idx3", rng.integers(0, 256, (count, 28, 28)), 2051),
-                                   ("labels-idx1", rng.integers(0, 10, count), 2049)):
-            header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-            (raw / f"{prefix}-{kind}-ubyte").write_bytes(header + array.astype(np.uint8).tobytes())
 
 
 def data_root(dataset: str, n: int, scratch: Path) -> tuple[Path, str]:

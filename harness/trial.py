@@ -67,8 +67,9 @@ def set_threads(cpu_share: float) -> None:
 
 def prepare_model(model: torch.nn.Module, channels_last: bool = False,
                   compile: bool = False) -> torch.nn.Module:
-    """Channels-last weights and ``torch.compile`` (in place: the module, its type and its
-    state_dict keys stay the same, so checkpoints and measurement see the plain model)."""
+    """Channels-last weights and ``torch.compile``, in place: the module's type and its
+    state_dict keys stay the same, so checkpoints do not change. Latency is measured on
+    the model as trained (compiled, channels-last)."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compile:

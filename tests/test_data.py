@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -9,6 +7,7 @@ import torch
 from harness.batches import DeviceData, augment_batch
 from harness.data import load_splits
 from harness.errors import DataError
+from tests.torchvision_files import write_cifar10, write_mnist
 
 
 def _keys(split):
@@ -57,44 +56,19 @@ def test_batched_crop_and_flip_move_pixels_not_values():
     assert any(not torch.equal(c, x) for c in crops)
 
 
-def _write_cifar10(root, n_train=20, n_test=10):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name, n in [*[(f"data_batch_{i}", n_train // 5) for i in range(1, 6)], ("test_batch", n_test)]:
-        batch = {"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, n).tolist()}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
-
-
 def test_cifar10_loads_through_torchvision_from_files_in_its_format(tmp_path, monkeypatch):
     import torchvision.datasets as tvd
     import torchvision.datasets.cifar  # noqa: F401
 
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path, n_train=20)
     monkeypatch.setattr(tvd.cifar, "check_integrity", lambda *a, **k: True)  # our files, not the real md5s
     splits = load_splits("cifar10", root=str(tmp_path), download=False, val_fraction=0.25)
     assert splits.input_shape == (3, 32, 32) and splits.augment == "crop_flip"
     assert (len(splits.train), len(splits.val), len(splits.test)) == (15, 5, 10)
 
 
-def _write_idx(path, array, magic):
-    with open(path, "wb") as f:
-        f.write(magic.to_bytes(4, "big"))
-        for d in array.shape:
-            f.write(int(d).to_bytes(4, "big"))
-        f.write(array.astype(np.uint8).tobytes())
-
-
 def test_mnist_loads_from_idx_files(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 30), ("t10k", 10)):
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 255, (n, 28, 28)), 2051)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n), 2049)
+    write_mnist(tmp_path, n_train=30, n_test=10)
     splits = load_splits("mnist", root=str(tmp_path), download=False)
     assert (len(splits.train) + len(splits.val), len(splits.test)) == (30, 10)
     assert splits.input_shape == (1, 28, 28)
