@@ -1,6 +1,7 @@
 """Search and early stopping: Optuna through Ray Tune's OptunaSearch, and ASHA."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -75,6 +76,18 @@ def make_searcher(spec: StudySpec, seed: int) -> StudySearch:
         metric, mode = metric[0], mode[0]
     return StudySearch(space=optuna_space(spec) or None, metric=metric, mode=mode,
                        sampler=make_sampler(spec, seed), budget=spec.budget.epochs)
+
+
+def asha_rungs(spec: StudySpec) -> list[int]:
+    """The epochs at which ASHA may stop a trial (its rung milestones, as Ray sets them).
+
+    When the last rung falls short of the budget (grace 4, factor 2, budget 20:
+    4, 8, 16), a trial cut there has spent most of the budget for nothing; a
+    budget of ``grace * factor**k`` avoids that.
+    """
+    grace, factor, budget = spec.asha.grace_period, spec.asha.reduction_factor, spec.budget.epochs
+    count = int(math.log(budget / grace) / math.log(factor) + 1)
+    return [round(grace * factor**k) for k in range(count)]
 
 
 def make_scheduler(spec: StudySpec) -> ASHAScheduler:

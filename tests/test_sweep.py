@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from harness.search import make_searcher
+from harness.search import asha_rungs, make_scheduler, make_searcher
 from tests.conftest import small_spec
 
 
@@ -25,6 +25,16 @@ def test_optuna_is_told_stopped_trials_were_pruned():
     states = [t.state for t in searcher.optuna_study.trials]
     assert states == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL]
     assert searcher.optuna_study.best_value == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("budget, grace, factor, rungs", [
+    (20, 4, 2, [4, 8, 16]), (18, 2, 3, [2, 6, 18]), (9, 1, 3, [1, 3, 9]), (5, 5, 2, [5]), (12, 3, 2, [3, 6, 12])])
+def test_asha_rungs_are_the_milestones_ray_uses(budget, grace, factor, rungs):
+    spec = small_spec(**{"budget.epochs": str(budget), "asha.grace_period": str(grace),
+                         "asha.reduction_factor": str(factor)})
+    assert asha_rungs(spec) == rungs
+    ray_milestones = sorted(m for m, _ in make_scheduler(spec)._brackets[0]._rungs)  # Ray's own, private
+    assert ray_milestones == rungs
 
 
 @pytest.fixture(scope="module")
