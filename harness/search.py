@@ -82,8 +82,8 @@ def asha_rungs(spec: StudySpec) -> list[int]:
     """The epochs at which ASHA may stop a trial (its rung milestones, as Ray sets them).
 
     When the last rung falls short of the budget (grace 4, factor 2, budget 20:
-    4, 8, 16), a trial cut there has spent most of the budget for nothing; a
-    budget of ``grace * factor**k`` avoids that.
+    4, 8, 16), a trial cut there has spent most of the budget and leaves no
+    test figures; a budget of ``grace * factor**k`` avoids that.
     """
     grace, factor, budget = spec.asha.grace_period, spec.asha.reduction_factor, spec.budget.epochs
     count = int(math.log(budget / grace) / math.log(factor) + 1)
