@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+from harness.cluster import configure_ray  # noqa: E402
+
+configure_ray(None)  # a local Ray, set up as `python -m harness sweep` does, before ray is imported
 
 from harness.spec import load_spec  # noqa: E402
 from harness.sweep import run_sweep  # noqa: E402

@@ -36,7 +36,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # the workers use this venv as it is
+from harness.cluster import configure_ray  # noqa: E402
+
+configure_ray(None)  # a local Ray, set up as `python -m harness sweep` does, before ray is imported
 
 from harness.data import load_splits  # noqa: E402
 from harness.spec import parse_spec  # noqa: E402

@@ -58,9 +58,9 @@ def sweep(args: argparse.Namespace) -> int:
     if args.num_samples is not None:
         overrides.append(f"search.num_samples={args.num_samples}")
     spec = load_spec(args.spec, overrides)  # validated before anything starts
-    from harness.cluster import configure_auth
+    from harness.cluster import configure_ray
 
-    configure_auth(args.address)  # before Ray is imported
+    configure_ray(args.address)  # before Ray is imported
     from harness.sweep import run_sweep
 
     run_sweep(spec, storage=args.storage, address=args.address, resume=args.resume)

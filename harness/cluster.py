@@ -1,9 +1,9 @@
 """Joining a Ray cluster, or starting one on this machine.
 
-Clusters started with ``ray start`` require token authentication (the default
-since Ray 2.59). Ray reads its auth mode when it is imported, so
-:func:`configure_auth` runs before anything imports ``ray``. It turns token
-authentication on when a token is at hand and never turns it off.
+Ray reads its environment switches when it is imported, so :func:`configure_ray`
+runs before anything imports ``ray``. Clusters started with ``ray start``
+require token authentication (the default since Ray 2.59): it is turned on when
+a token is at hand and never turned off. A local Ray skips Ray's ``uv run`` hook.
 """
 from __future__ import annotations
 
@@ -17,9 +17,16 @@ def cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def configure_auth(address: str | None) -> None:
-    if cluster_address(address) and "RAY_AUTH_MODE" not in os.environ and _token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"
+def configure_ray(address: str | None) -> None:
+    """Set Ray's environment switches for joining ``address``, or for a local Ray when None."""
+    if cluster_address(address):
+        if "RAY_AUTH_MODE" not in os.environ and _token_available():
+            os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    # Under `uv run`, Ray's hook would rebuild this project's environment in a copy of the
+    # working directory and start every worker through `uv run` (about 40 s before the first
+    # trial on the 2-core test machine). A local Ray's workers can use this interpreter as is.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 def _token_available() -> bool:

@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster import configure_ray
+
+configure_ray(None)  # the tests' Ray is local; set before any test module imports ray
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
