@@ -22,7 +22,8 @@ from vanishing when ``D`` wins, which the original log loss does not.
 Terms whose weight is zero are not computed (nor is ``D`` trained when
 ``w_adv = 0``), so ``w_adv = w_shared = w_l2 = 0`` with ``w_ce = 1 - alpha``,
 ``w_kd = alpha`` is Hinton KD exactly, step for step: the study measures what
-the feature-map terms add.
+the feature-map terms add. The knob ``alpha`` sets that pair in one draw, so a
+study can search KD's mix with the same line as a ``kd`` study.
 """
 from __future__ import annotations
 
@@ -49,6 +50,11 @@ class KDGANParams(TrainParams):
     d_lr: float = 2e-4
     d_steps: int = 1
     d_width: int = 64  # the discriminator's channels
+    alpha: float | None = None  # kd's mix in one knob: w_kd = alpha, w_ce = 1 - alpha
+
+    def __post_init__(self) -> None:
+        if self.alpha is not None:
+            self.w_kd, self.w_ce = float(self.alpha), 1.0 - float(self.alpha)
 
 
 def as_maps(f: torch.Tensor) -> torch.Tensor:
@@ -109,7 +115,12 @@ class KDGAN(SupervisedMethod):
         from harness.errors import SpecError
         from harness.spec import Distribution
 
-        d_steps = spec.search.space.get("d_steps", 1)
+        space = spec.search.space
+        both = [name for name in ("w_ce", "w_kd") if name in space]
+        if "alpha" in space and both:
+            raise SpecError(f"search.space: alpha sets w_kd = alpha and w_ce = 1 - alpha; "
+                            f"remove {' and '.join(both)} or alpha")
+        d_steps = space.get("d_steps", 1)
         if min(d_steps.args if isinstance(d_steps, Distribution) else [d_steps]) < 1:
             raise SpecError("search.space.d_steps: the discriminator needs at least 1 step per student step "
                             "(set w_adv: 0 to train without it)")

@@ -56,11 +56,12 @@ def test_with_gan_and_shared_weights_at_zero_the_loss_is_kd(digits_data, digits_
     assert torch.equal(kdgan.loss(x, y), kd.loss(x, y))
 
 
-def test_with_gan_and_shared_weights_at_zero_training_is_kd_step_for_step(digits_data, digits_teacher):
-    alpha, tau = 0.7, 3.0
+@pytest.mark.parametrize("mix", ["weights", "alpha"])
+def test_with_gan_and_shared_weights_at_zero_training_is_kd_step_for_step(digits_data, digits_teacher, mix):
+    alpha, tau = 0.3, 3.0
     kd = _method("kd", {"alpha": alpha, "tau": tau, "batch_size": 64}, digits_data, digits_teacher)
-    kdgan = _method("kdgan", {"w_ce": 1 - alpha, "w_kd": alpha, "tau": tau, "batch_size": 64, **ZERO_GAN},
-                    digits_data, digits_teacher)
+    weights = {"w_ce": 1 - alpha, "w_kd": alpha} if mix == "weights" else {"alpha": alpha}
+    kdgan = _method("kdgan", {**weights, "tau": tau, "batch_size": 64, **ZERO_GAN}, digits_data, digits_teacher)
     for epoch in range(2):
         assert kd.train_step(epoch) == kdgan.train_step(epoch)  # no GAN metrics either: nothing ran
     kd_state, kdgan_state = kd.export().state_dict(), kdgan.export().state_dict()
@@ -134,6 +135,15 @@ def test_a_kdgan_student_learns_digits_and_beats_chance_on_every_term(digits_dat
         metrics = kdgan.train_step(epoch)
     assert evaluate(kdgan.export(), digits_data.val)["acc"] > 0.85
     assert metrics["shared_loss"] < 1.0  # student features now make sense to the teacher's classifier
+
+
+def test_alpha_sets_the_kd_mix_and_cannot_be_given_with_it():
+    params = KDGAN.make_params({"alpha": 0.25})
+    assert (params.w_kd, params.w_ce) == (0.25, 0.75)
+    assert (KDGAN.make_params({}).w_kd, KDGAN.make_params({}).w_ce) == (0.9, 0.1)
+    with pytest.raises(SpecError, match="remove w_ce or alpha"):
+        small_spec(method="kdgan", teacher={"model": "lenet5"},
+                   **{"search.space.alpha": "{uniform: [0.1, 0.9]}", "search.space.w_ce": "0.2"})
 
 
 def test_discriminator_steps_must_be_positive():
