@@ -67,6 +67,7 @@ class SearchSpec:
     searcher: str = "auto"  # auto | tpe | nsga2 | random
     num_samples: int = 8
     max_concurrent: int | None = None  # default: as many trials as the resources fit
+    startup_trials: int | None = None  # TPE's random trials before it models; default from num_samples
 
 
 @dataclass
@@ -320,6 +321,7 @@ def _check_semantics(spec: StudySpec) -> None:
     _check_objectives(spec.search.objectives)
     for path, value, low in (("budget.epochs", spec.budget.epochs, 1),
                              ("search.num_samples", spec.search.num_samples, 1),
+                             ("search.startup_trials", 1 if spec.search.startup_trials is None else spec.search.startup_trials, 1),
                              ("asha.grace_period", spec.asha.grace_period, 1),
                              ("measure.batch_size", spec.measure.batch_size, 1),
                              ("measure.repeats", spec.measure.repeats, 1)):

@@ -36,7 +36,7 @@ from harness.data import DatasetSplits, load_splits, load_substitute
 from harness.errors import HarnessError
 from harness.progress import ProgressPrinter
 from harness.results import ResultsWriter, versions
-from harness.search import asha_rungs, make_scheduler, make_searcher
+from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
 from harness.spec import StudySpec
 from harness.teachers import Teacher, obtain_teacher, train_teacher
 from harness.trial import run_trial
@@ -88,7 +88,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     say(f"study '{spec.study}': {spec.method} on {data.name} "
         f"(train {len(data.train)}, val {len(data.val)}, test {len(data.test)}), "
         f"student {spec.student.model}, {spec.search.num_samples} trials x {len(spec.seeds)} seed(s), "
-        f"budget {spec.budget.epochs} epochs, searcher {spec.sampler} + ASHA "
+        f"budget {spec.budget.epochs} epochs, searcher {describe_searcher(spec)} + ASHA "
         f"(rungs at {', '.join(map(str, asha_rungs(spec)))} epochs)")
     shipped = trial_splits(spec, data)  # before Ray starts: a missing substitute set fails fast
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from harness.search import asha_rungs, make_scheduler, make_searcher
+from harness.search import asha_rungs, make_scheduler, make_searcher, startup_trials
+from harness.errors import SpecError
 from tests.conftest import small_spec
 
 
@@ -25,6 +27,34 @@ def test_optuna_is_told_stopped_trials_were_pruned():
     states = [t.state for t in searcher.optuna_study.trials]
     assert states == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL]
     assert searcher.optuna_study.best_value == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("num_samples, given, expected", [(16, None, 4), (8, None, 4), (48, None, 10), (16, 7, 7)])
+def test_tpe_startup_trials_scale_with_the_study(num_samples, given, expected):
+    changes = {"search.num_samples": str(num_samples)} | ({"search.startup_trials": str(given)} if given else {})
+    assert startup_trials(small_spec(**changes)) == expected
+
+
+def _suggested_lrs(searcher, count):
+    """Suggest ``count`` trials one after another, each finishing with val_acc peaked at lr 0.02."""
+    searcher.set_search_properties(None, None, {})
+    lrs = []
+    for i in range(count):
+        lr = searcher.suggest(str(i))["lr"]
+        searcher.on_trial_complete(str(i), {"val_acc": -abs(math.log(lr / 0.02)), "training_iteration": 2})
+        lrs.append(lr)
+    return lrs
+
+
+def test_tpe_is_random_for_its_startup_trials_then_models():
+    tpe = _suggested_lrs(make_searcher(small_spec(**{"search.startup_trials": "3"}), seed=0), 6)
+    random = _suggested_lrs(make_searcher(small_spec(**{"search.searcher": "random"}), seed=0), 6)
+    assert tpe[:3] == random[:3] and tpe[3:] != random[3:]
+
+
+def test_startup_trials_must_be_positive():
+    with pytest.raises(SpecError, match="search.startup_trials"):
+        small_spec(**{"search.startup_trials": "0"})
 
 
 @pytest.mark.parametrize("budget, grace, factor, rungs", [
