@@ -15,6 +15,11 @@ trial-epochs spent until a finished trial first lands in that band, and the
 ratio of the means over seeds. Everything is decided on the validation split.
 
     uv run python benchmarks/search_efficiency.py [--spec search_spaces/kd.yaml] [--seeds 0,1,2]
+        [--storage DIR] [--random-from STUDY_DIR ...]
+
+The random arm does not depend on TPE's settings: ``--random-from`` reads it from
+earlier runs' study folders (kept with ``--storage``) instead of running it again,
+after checking that their spec matches in everything it does depend on.
 
 ``benchmarks/search_kd_mnist_wide.yaml`` is the real-data case: a wide space on
 MNIST with a validation split large enough for the band to be far above noise.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import statistics
 import sys
 import tempfile
@@ -42,6 +48,9 @@ from harness.spec import load_spec  # noqa: E402
 from harness.sweep import run_sweep  # noqa: E402
 
 BAND = 0.005  # half an accuracy point
+RANDOM = "random, full budget"
+# What the random arm's reports depend on (not TPE's settings, the seeds or the storage).
+RANDOM_ARM_KEYS = ("method", "dataset", "teacher", "student", "budget", "asha", "resources")
 
 
 def arm_specs(path: str, seeds: list[int], storage: str) -> dict[str, object]:
@@ -50,9 +59,28 @@ def arm_specs(path: str, seeds: list[int], storage: str) -> dict[str, object]:
     epochs = tpe.budget.epochs
     return {
         "TPE + ASHA": load_spec(path, [*common, f"study={tpe.study}-tpe-asha", "search.searcher=tpe"]),
-        "random, full budget": load_spec(path, [*common, f"study={tpe.study}-random-full", "search.searcher=random",
+        RANDOM: load_spec(path, [*common, f"study={tpe.study}-random-full", "search.searcher=random",
                                                 f"asha.grace_period={epochs}"]),
     }
+
+
+def earlier_random_arm(folders: list[str], spec, seeds: list[int]) -> pd.DataFrame:
+    """The random arm's reports for ``seeds`` from earlier runs' study folders."""
+    now = json.loads(json.dumps(spec.to_dict(), default=str))
+    frames = []
+    for folder in map(Path, folders):
+        saved = json.loads((folder / "study.json").read_text())["spec"]
+        differs = [key for key in RANDOM_ARM_KEYS if saved[key] != now[key]]
+        differs += [f"search.{key}" for key in ("space", "searcher", "num_samples")
+                    if saved["search"][key] != now["search"][key]]
+        if differs:
+            sys.exit(f"error: --random-from {folder}: its spec differs in {', '.join(differs)}")
+        frames.append(pd.read_parquet(folder / "epochs.parquet"))
+    epochs = pd.concat(frames)
+    missing = sorted(set(seeds) - set(epochs["seed"]))
+    if missing:
+        sys.exit(f"error: --random-from: no random-arm results for seed(s) {missing}")
+    return epochs[epochs["seed"].isin(seeds)]
 
 
 def finds(epochs: pd.DataFrame, budget: int) -> pd.DataFrame:
@@ -75,13 +103,20 @@ def main() -> None:
     parser.add_argument("--spec", default="search_spaces/kd.yaml")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--storage", default=None, help="keep the studies here (default: a temporary folder)")
+    parser.add_argument("--random-from", nargs="+", default=[], metavar="STUDY_DIR",
+                        help="read the random arm from these earlier runs instead of running it")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     with contextlib.ExitStack() as stack:
         storage = args.storage or stack.enter_context(tempfile.TemporaryDirectory())
         specs = arm_specs(args.spec, seeds, storage)
         runs = {}
+        if args.random_from:
+            runs[RANDOM] = earlier_random_arm(args.random_from, specs[RANDOM], seeds)
+            print(f"{RANDOM}: {len(runs[RANDOM])} trial-epochs read from {', '.join(args.random_from)}", flush=True)
         for arm, spec in specs.items():
+            if arm in runs:
+                continue
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
                 folder = run_sweep(spec)
@@ -94,6 +129,7 @@ def main() -> None:
           f"band = best val_acc either arm finds - {100 * BAND:.1f} points")
     print(f"{'seed':>4} {'best val_acc':>12} " + " ".join(f"{arm + ' (trial-epochs)':>34}" for arm in runs))
     spent: dict[str, list[int]] = {arm: [] for arm in runs}
+    runs = {arm: runs[arm] for arm in specs}  # TPE + ASHA first
     for seed in seeds:
         found = {arm: finds(e[e["seed"] == seed], budget) for arm, e in runs.items()}
         best = max(f["found"].max() for f in found.values())
