@@ -68,15 +68,18 @@ def earlier_random_arm(folders: list[str], spec, seeds: list[int]) -> pd.DataFra
     """The random arm's reports for ``seeds`` from earlier runs' study folders."""
     now = json.loads(json.dumps(spec.to_dict(), default=str))
     frames = []
-    for folder in map(Path, folders):
+    for place, folder in enumerate(map(Path, folders)):
         saved = json.loads((folder / "study.json").read_text())["spec"]
         differs = [key for key in RANDOM_ARM_KEYS if saved[key] != now[key]]
         differs += [f"search.{key}" for key in ("space", "searcher", "num_samples")
                     if saved["search"][key] != now["search"][key]]
         if differs:
             sys.exit(f"error: --random-from {folder}: its spec differs in {', '.join(differs)}")
-        frames.append(pd.read_parquet(folder / "epochs.parquet"))
+        frames.append(pd.read_parquet(folder / "epochs.parquet").assign(place=place))
     epochs = pd.concat(frames)
+    twice = sorted(seed for seed, where in epochs.groupby("seed")["place"].nunique().items() if where > 1)
+    if twice:
+        sys.exit(f"error: --random-from: seed(s) {twice} found in more than one of the folders given; give each run once")
     missing = sorted(set(seeds) - set(epochs["seed"]))
     if missing:
         sys.exit(f"error: --random-from: no random-arm results for seed(s) {missing}")
