@@ -48,6 +48,7 @@ from harness.spec import load_spec  # noqa: E402
 from harness.sweep import run_sweep  # noqa: E402
 
 BAND = 0.005  # half an accuracy point
+TPE = "TPE + ASHA"
 RANDOM = "random, full budget"
 # What the random arm's reports depend on (not TPE's settings, the seeds or the storage).
 RANDOM_ARM_KEYS = ("method", "dataset", "teacher", "student", "budget", "asha", "resources")
@@ -58,9 +59,9 @@ def arm_specs(path: str, seeds: list[int], storage: str) -> dict[str, object]:
     tpe = load_spec(path, [*common, "search.searcher=tpe"])
     epochs = tpe.budget.epochs
     return {
-        "TPE + ASHA": load_spec(path, [*common, f"study={tpe.study}-tpe-asha", "search.searcher=tpe"]),
+        TPE: load_spec(path, [*common, f"study={tpe.study}-tpe-asha", "search.searcher=tpe"]),
         RANDOM: load_spec(path, [*common, f"study={tpe.study}-random-full", "search.searcher=random",
-                                                f"asha.grace_period={epochs}"]),
+                                 f"asha.grace_period={epochs}"]),
     }
 
 
@@ -126,13 +127,18 @@ def main() -> None:
             runs[arm] = pd.read_parquet(folder / "epochs.parquet")
             print(f"{arm}: {spec.study}, {len(runs[arm])} trial-epochs in {time.perf_counter() - start:.0f} s",
                   flush=True)
+    report(runs, specs, seeds)
+
+
+def report(runs: dict[str, pd.DataFrame], specs: dict[str, object], seeds: list[int]) -> None:
+    """Per seed, each arm's trial-epochs to the band; then the means and their ratio."""
+    runs = {arm: runs[arm] for arm in specs}  # TPE + ASHA first, whichever ran first
     spec = next(iter(specs.values()))
     budget, n = spec.budget.epochs, spec.search.num_samples
     print(f"\n{spec.method} on {spec.dataset.name}: {n} trials per seed, budget {budget} epochs; "
           f"band = best val_acc either arm finds - {100 * BAND:.1f} points")
     print(f"{'seed':>4} {'best val_acc':>12} " + " ".join(f"{arm + ' (trial-epochs)':>34}" for arm in runs))
     spent: dict[str, list[int]] = {arm: [] for arm in runs}
-    runs = {arm: runs[arm] for arm in specs}  # TPE + ASHA first
     for seed in seeds:
         found = {arm: finds(e[e["seed"] == seed], budget) for arm, e in runs.items()}
         best = max(f["found"].max() for f in found.values())
@@ -144,9 +150,8 @@ def main() -> None:
             cells.append(f"{('' if reached else '>') + str(compute)} of {total}")
         print(f"{seed:>4} {best:>12.4f} " + " ".join(f"{c:>34}" for c in cells))
     means = {arm: statistics.mean(v) for arm, v in spent.items()}
-    tpe, random = means.values()
     print(f"mean trial-epochs to the band: " + ", ".join(f"{arm} {m:.1f}" for arm, m in means.items()))
-    print(f"TPE + ASHA needs {100 * tpe / random:.0f}% of the compute of random search with full budgets")
+    print(f"{TPE} needs {100 * means[TPE] / means[RANDOM]:.0f}% of the compute of random search with full budgets")
 
 
 if __name__ == "__main__":
