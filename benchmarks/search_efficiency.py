@@ -71,7 +71,7 @@ def earlier_random_arm(folders: list[str], spec, seeds: list[int]) -> pd.DataFra
     frames = []
     for place, folder in enumerate(map(Path, folders)):
         saved = json.loads((folder / "study.json").read_text())["spec"]
-        differs = [key for key in RANDOM_ARM_KEYS if saved[key] != now[key]]
+        differs = [key for key in RANDOM_ARM_KEYS if _depends(saved, key) != _depends(now, key)]
         differs += [f"search.{key}" for key in ("space", "searcher", "num_samples")
                     if saved["search"][key] != now["search"][key]]
         if differs:
@@ -85,6 +85,14 @@ def earlier_random_arm(folders: list[str], spec, seeds: list[int]) -> pd.DataFra
     if missing:
         sys.exit(f"error: --random-from: no random-arm results for seed(s) {missing}")
     return epochs[epochs["seed"].isin(seeds)]
+
+
+def _depends(spec: dict, key: str) -> object:
+    """What the random arm's reports depend on in ``spec[key]``. ASHA's chance floor acts
+    only before the last epoch, where a full-budget arm stops nothing, and runs before it
+    was added have no such setting."""
+    value = spec[key]
+    return {k: v for k, v in value.items() if k != "stop_at_chance"} if key == "asha" else value
 
 
 def finds(epochs: pd.DataFrame, budget: int) -> pd.DataFrame:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from harness.spec import Distribution, StudySpec
@@ -71,6 +72,8 @@ def startup_trials(spec: StudySpec) -> int:
 
 
 def describe_searcher(spec: StudySpec) -> str:
+    if not spec.searched_params():
+        return "none (every knob fixed)"
     return f"tpe ({startup_trials(spec)} random startup trials)" if spec.sampler == "tpe" else spec.sampler
 
 
@@ -85,13 +88,16 @@ def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(n_startup_trials=startup_trials(spec), seed=seed)
 
 
-def make_searcher(spec: StudySpec, seed: int) -> StudySearch:
+def make_searcher(spec: StudySpec, seed: int) -> StudySearch | None:
+    """Optuna for the searched knobs; none when every knob is fixed (one trial per seed)."""
+    if not spec.searched_params():
+        return None
     objectives = spec.search.objectives
     metric: str | list[str] = [o.metric for o in objectives]
     mode: str | list[str] = [o.mode for o in objectives]
     if not spec.multi_objective:
         metric, mode = metric[0], mode[0]
-    return StudySearch(space=optuna_space(spec) or None, metric=metric, mode=mode,
+    return StudySearch(space=optuna_space(spec), metric=metric, mode=mode,
                        sampler=make_sampler(spec, seed), budget=spec.budget.epochs)
 
 
@@ -107,11 +113,47 @@ def asha_rungs(spec: StudySpec) -> list[int]:
     return [round(grace * factor**k) for k in range(count)]
 
 
-def make_scheduler(spec: StudySpec) -> ASHAScheduler:
-    """ASHA on the first objective, one rung unit per epoch report."""
+def chance_floor(labels: np.ndarray) -> float:
+    """The validation accuracy a trial that learned nothing can reach: always guessing
+    the most common class, plus three standard errors of that rate on this many images."""
+    rate = np.bincount(labels).max() / len(labels)
+    return float(rate + 3 * math.sqrt(rate * (1 - rate) / len(labels)))
+
+
+class StudyScheduler(ASHAScheduler):
+    """ASHA that also stops a trial no better than guessing.
+
+    ASHA stops a trial only against the others' results at its rung, so the
+    first trial to reach a rung always goes on: a study's first trials (two at
+    once on two CPUs) run their whole budget even when they diverged. From the
+    grace period on, a trial whose validation accuracy is at or below
+    ``floor`` (``chance_floor`` of the validation labels) is stopped as well.
+    """
+
+    def __init__(self, *args: Any, floor: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.floor = floor
+        self.grace_period = kwargs["grace_period"]
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)  # records the rung result first
+        value = result.get(self._metric)
+        if (action == TrialScheduler.CONTINUE and self.floor is not None and value is not None
+                and result.get(self._time_attr, 0) >= self.grace_period and value <= self.floor):
+            self._num_stopped += 1
+            return TrialScheduler.STOP
+        return action
+
+
+def make_scheduler(spec: StudySpec, val_labels: np.ndarray | None = None) -> StudyScheduler:
+    """ASHA on the first objective, one rung unit per epoch report; with the
+    validation labels, and ``asha.stop_at_chance`` on a first objective of
+    ``val_acc``, trials no better than guessing stop too."""
     first = spec.search.objectives[0]
-    return ASHAScheduler(
+    guard = spec.asha.stop_at_chance and first.metric == "val_acc" and val_labels is not None
+    return StudyScheduler(
         time_attr=TRAINING_ITERATION, metric=first.metric, mode=first.mode,
         max_t=spec.budget.epochs, grace_period=spec.asha.grace_period,
         reduction_factor=spec.asha.reduction_factor,
+        floor=chance_floor(val_labels) if guard else None,
     )

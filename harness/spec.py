@@ -74,6 +74,7 @@ class SearchSpec:
 class AshaSpec:
     grace_period: int = 1
     reduction_factor: float = 2.0
+    stop_at_chance: bool = True  # from the grace period on, also stop a trial no better than guessing
 
 
 @dataclass

@@ -33,7 +33,7 @@ from ray.tune.logger import JsonLoggerCallback
 import methods
 from harness.cluster import connect
 from harness.data import DatasetSplits, load_splits, load_substitute
-from harness.errors import HarnessError
+from harness.errors import HarnessError, SpecError
 from harness.progress import ProgressPrinter
 from harness.results import ResultsWriter, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
@@ -74,6 +74,11 @@ def last_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
 def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None,
               resume: bool = False) -> Path:
     """Run every seed of the study (or what an interrupted run left); return its results folder."""
+    if not spec.searched_params() and spec.search.num_samples > 1:
+        # A trial's torch seed is its study seed: the trials would repeat one run.
+        raise SpecError(f"search.space: every knob is fixed, so the {spec.search.num_samples} trials of a seed "
+                        f"would be the same run; search at least one knob, or set search.num_samples: 1 "
+                        f"(one run per seed)")
     root = Path(storage or spec.storage).expanduser().resolve()
     folder = root / spec.study
     if resume:
@@ -122,7 +127,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
             # The searcher's state, the trials and their checkpoints come back from the run folder.
             tuner = tune.Tuner.restore(str(run_path), trainable=trainable, resume_unfinished=True)
         else:
-            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer])
+            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer], val_labels=data.val.y)
         results = tuner.fit()
         prune_checkpoints(run_path)
         if resume and (lost := writer.mark_lost(seed)):
@@ -139,12 +144,13 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     return folder
 
 
-def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callbacks: list) -> tune.Tuner:
+def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callbacks: list,
+              val_labels: Any = None) -> tune.Tuner:
     """One seed's search: Optuna + ASHA, a retry budget per trial, results to ``run_path``."""
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec),
+            search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec, val_labels),
             num_samples=spec.search.num_samples, reuse_actors=True,
             max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
         ),

@@ -35,6 +35,7 @@ def spec_file(tmp_path):
     (["search.space.lr={loguniform: [0.1, 0.01]}"], "search.space.lr.loguniform: low must be below high"),
     (["dataset.name=mnist", "dataset.root=/nonexistent/data", "dataset.download=false"],
      "dataset MNIST: no usable files under '/nonexistent/data'"),
+    (["search.space.lr=0.05"], "search.space: every knob is fixed, so the 8 trials of a seed would be the same run"),
 ])
 def test_bad_input_exits_2_with_one_line(spec_file, capsys, overrides, cause):
     args = ["sweep", str(spec_file)]

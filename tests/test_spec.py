@@ -43,6 +43,7 @@ def test_defaults_fill_unspecified_sections():
     ({"search.objectives": "[{metric: val_acc, mode: up}]"}, "mode: must be 'max' or 'min'"),
     ({"budget.epochs": "two"}, "budget.epochs: expected an integer"),
     ({"asha.grace_period": "5"}, "asha.grace_period: 5 exceeds budget.epochs"),
+    ({"asha.stop_at_chance": "sometimes"}, "asha.stop_at_chance: expected"),
     ({"teacher.recipe.epoch": "3"}, "teacher.recipe.epoch: unknown knob (did you mean 'epochs'?)"),
     ({"teacher.checkpoint": "/nonexistent.pt"}, "teacher.checkpoint: file '/nonexistent.pt' does not exist"),
 ])

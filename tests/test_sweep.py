@@ -4,11 +4,15 @@ from __future__ import annotations
 import json
 import math
 
+from types import SimpleNamespace
+
+import numpy as np
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
 
-from harness.search import asha_rungs, make_scheduler, make_searcher, startup_trials
+from harness.search import asha_rungs, chance_floor, make_scheduler, make_searcher, startup_trials
 from harness.errors import SpecError
 from tests.conftest import small_spec
 
@@ -65,6 +69,61 @@ def test_asha_rungs_are_the_milestones_ray_uses(budget, grace, factor, rungs):
     assert asha_rungs(spec) == rungs
     ray_milestones = sorted(m for m, _ in make_scheduler(spec)._brackets[0]._rungs)  # Ray's own, private
     assert ray_milestones == rungs
+
+
+def test_chance_floor_is_the_majority_class_rate_plus_three_standard_errors():
+    labels = np.array([0] * 300 + [1] * 100 + [2] * 100)  # guessing class 0 scores 60%
+    assert chance_floor(labels) == pytest.approx(0.6 + 3 * math.sqrt(0.6 * 0.4 / 500))
+
+
+BALANCED = np.repeat(np.arange(10), 100)  # chance 10%, floor 10% + 3 x 0.95% = 12.8%
+
+
+def _scheduler_decisions(spec, reports, labels=BALANCED):
+    """ASHA's answer to each (trial, epoch, val_acc) report, in order."""
+    scheduler = make_scheduler(spec, labels)
+    trials = {}
+    answers = []
+    for name, epoch, value in reports:
+        if name not in trials:
+            trials[name] = SimpleNamespace(trial_id=name)
+            scheduler.on_trial_add(None, trials[name])
+        answers.append(scheduler.on_trial_result(None, trials[name], {
+            "training_iteration": epoch, "val_acc": value, "val_loss": 1 - value}))
+    return answers
+
+
+GRACE_2 = {"budget.epochs": "9", "asha.grace_period": "2", "asha.reduction_factor": "3"}
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+
+def test_asha_stops_a_first_trial_no_better_than_guessing_from_the_grace_period_on():
+    reports = [("guessing", 1, 0.10), ("guessing", 2, 0.11),          # first at rung 2: plain ASHA lets it go on
+               ("learning", 1, 0.10), ("learning", 2, 0.14), ("learning", 3, 0.60),
+               ("learning", 4, 0.12)]                                 # collapsed between rungs
+    assert _scheduler_decisions(small_spec(**GRACE_2), reports) == [CONTINUE, STOP, CONTINUE, CONTINUE, CONTINUE,
+                                                                     STOP]
+
+
+@pytest.mark.parametrize("changes, labels", [
+    ({"asha.stop_at_chance": "false"}, BALANCED),
+    ({"search.objectives": "[{metric: val_loss, mode: min}]"}, BALANCED),  # the floor is an accuracy
+    ({}, None),                                                           # no labels given
+])
+def test_without_the_chance_floor_the_first_trial_at_a_rung_goes_on(changes, labels):
+    reports = [("guessing", 1, 0.10), ("guessing", 2, 0.11), ("guessing", 4, 0.10)]
+    assert _scheduler_decisions(small_spec(**GRACE_2, **changes), reports, labels) == [CONTINUE] * 3
+
+
+def test_a_diverging_first_trial_stops_at_the_grace_period(ray_session, tmp_path):
+    from harness.sweep import run_sweep
+
+    # every knob fixed: one trial, no searcher
+    spec = small_spec(**{"search.num_samples": "1", "budget.epochs": "4", "search.space.lr": "30.0",
+                         "measure.repeats": "3"})
+    trials = pd.read_parquet(run_sweep(spec, storage=str(tmp_path)) / "trials.parquet")
+    assert trials.status.tolist() == ["stopped"] and trials.epochs_done.tolist() == [1]
+    assert trials.val_acc.iloc[0] < 0.2
 
 
 @pytest.fixture(scope="module")
