@@ -94,8 +94,8 @@ def test_unreadable_files_are_spec_errors(tmp_path):
 def test_shipped_search_spaces_are_valid():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "search_spaces"
-    specs = sorted(root.rglob("*.yaml"))
-    assert specs
+    root = Path(__file__).resolve().parents[1]
+    specs = sorted(root.glob("search_spaces/**/*.yaml")) + sorted(root.glob("benchmarks/*.yaml"))
+    assert len({path.parent.name for path in specs}) >= 3  # search_spaces, its paper/ studies, benchmarks
     for path in specs:
         load_spec(path)
