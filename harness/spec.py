@@ -311,10 +311,7 @@ def _check_semantics(spec: StudySpec) -> None:
         if name not in knobs:
             raise SpecError(f"search.space.{name}: '{spec.method}' has no knob '{name}'"
                             f"{did_you_mean(name, knobs)}")
-        values = value.args if isinstance(value, Distribution) and value.kind == "categorical" else [value]
-        for v in values if name in choices else ():
-            if v not in choices[name]:
-                raise SpecError(f"search.space.{name}: unknown value '{v}'{did_you_mean(v, choices[name])}")
+        _check_knob(method, name, value, choices.get(name), f"search.space.{name}")
     searchers = ("auto", "tpe", "nsga2", "random")
     if spec.search.searcher not in searchers:
         raise SpecError(f"search.searcher: unknown searcher '{spec.search.searcher}'"
@@ -346,15 +343,46 @@ def _check_semantics(spec: StudySpec) -> None:
         raise SpecError(f"study: '{spec.study}' must be letters, digits, '-', '_' or '.' (it names a folder)")
 
 
+def _check_knob(method: Any, name: str, value: Any, choices: tuple[Any, ...] | None, path: str) -> None:
+    """A fixed value, categorical choices or distribution bounds that the knob's type takes."""
+    if isinstance(value, Distribution):
+        if value.kind != "categorical" and (choices or not _numeric(method, name)):
+            raise SpecError(f"{path}: '{name}' is not numeric, so it takes a fixed value or "
+                            f"{{categorical: [...]}}, not {{{value.kind}: ...}}")
+        values, path = value.args, f"{path}.{value.kind}"
+    else:
+        values = [value]
+    for v in values:
+        if choices is not None and v not in choices:
+            raise SpecError(f"{path}: unknown value '{v}'{did_you_mean(v, choices)}")
+        try:
+            method.cast_param(name, v)
+        except ValueError as exc:
+            raise SpecError(f"{path}: {exc}") from None
+
+
+def _numeric(method: Any, name: str) -> bool:
+    try:
+        return isinstance(method.cast_param(name, 1.0), (int, float))
+    except ValueError:  # a true/false knob
+        return False
+
+
 def _check_recipe(recipe: dict[str, Any]) -> None:
     from methods.scratch import Scratch
 
     knobs = Scratch.param_names() + ["epochs"]
     for key, value in recipe.items():
+        path = f"teacher.recipe.{key}"
         if key not in knobs:
-            raise SpecError(f"teacher.recipe.{key}: unknown knob{did_you_mean(key, knobs)}")
+            raise SpecError(f"{path}: unknown knob{did_you_mean(key, knobs)}")
         if isinstance(value, dict):
-            raise SpecError(f"teacher.recipe.{key}: the teacher's recipe takes fixed values, not distributions")
+            raise SpecError(f"{path}: the teacher's recipe takes fixed values, not distributions")
+        if key == "epochs":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"{path}: expected a whole number of epochs, at least 1, got {_show(value)}")
+        else:
+            _check_knob(Scratch, key, value, None, path)
 
 
 def _check_objectives(objectives: list[Objective]) -> None:

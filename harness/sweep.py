@@ -84,10 +84,6 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     if resume:
         check_resumable(spec, folder)
         say(f"resuming '{spec.study}' from {folder}")
-    else:
-        archived = archive_previous(folder)
-        if archived:
-            say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
     data = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction,
                        spec.dataset.split_seed, spec.dataset.download, spec.dataset.augment)
     say(f"study '{spec.study}': {spec.method} on {data.name} "
@@ -96,6 +92,8 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
         f"budget {spec.budget.epochs} epochs, searcher {describe_searcher(spec)} + ASHA "
         f"(rungs at {', '.join(map(str, asha_rungs(spec)))} epochs)")
     shipped = trial_splits(spec, data)  # before Ray starts: a missing substitute set fails fast
+    if not resume and (archived := archive_previous(folder)):  # only once the data are there
+        say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     # Tune saves the experiment's state (what --resume restores) at most this often; its default
     # ("auto", at least 10 s) lets a killed driver lose trials started since.

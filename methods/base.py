@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ClassVar, Iterator, get_type_hints
+from types import UnionType
+from typing import Any, Callable, ClassVar, Iterator, Union, get_args, get_origin, get_type_hints
 
 import torch
 from torch import nn
@@ -116,13 +117,39 @@ class Method:
         return {f.name: f.metadata["choices"] for f in fields(cls.Params) if "choices" in f.metadata}
 
     @classmethod
+    def cast_param(cls, name: str, value: Any) -> Any:
+        """One knob's value as its field's type; ``ValueError`` says what was expected.
+
+        Numbers may come as strings (YAML 1.1 reads ``1e-3`` as one); an integer
+        knob takes a float sampled from a continuous distribution, rounded.
+        """
+        kind = get_type_hints(cls.Params)[name]
+        options = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+        if value is None and type(None) in options:
+            return None
+        kind = next(o for o in options if o is not type(None))
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {value!r}")
+            return value
+        if kind in (int, float):
+            try:
+                number = float(value) if not isinstance(value, bool) else math.nan
+            except (TypeError, ValueError):
+                number = math.nan
+            if not math.isfinite(number):
+                raise ValueError(f"expected a number, got {value!r}")
+            return round(number) if kind is int else number
+        if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if kind is str:
+            raise ValueError(f"expected a string, got {value!r}")
+        return value
+
+    @classmethod
     def make_params(cls, values: dict[str, Any]) -> Any:
         """Build ``Params`` from a trial config, casting to each field's type."""
-        types = get_type_hints(cls.Params)
-        return cls.Params(**{
-            key: types[key](value) if types[key] in (int, float, bool) else value
-            for key, value in values.items()
-        })
+        return cls.Params(**{key: cls.cast_param(key, value) for key, value in values.items()})
 
 
 class SupervisedMethod(Method):

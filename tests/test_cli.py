@@ -79,3 +79,15 @@ def test_resume_refuses_what_it_cannot_continue(spec_file, tmp_path, capsys):
     (storage / "cli" / "study.json").write_text(json.dumps({"spec": saved, "ended_at": "2026-11-23T10:00:00"}))
     assert main(["sweep", str(spec_file), "--storage", str(storage), "--resume"]) == 2
     assert "finished at" in capsys.readouterr().err
+
+
+def test_a_rerun_that_cannot_start_leaves_the_previous_results_in_place(spec_file, tmp_path, capsys):
+    folder = tmp_path / "studies" / "cli"
+    folder.mkdir(parents=True)
+    (folder / "trials.parquet").write_bytes(b"earlier results")
+    args = ["sweep", str(spec_file), "--storage", str(tmp_path / "studies"),
+            "--set", "dataset.name=mnist", "--set", "dataset.root=/nonexistent/data", "--set", "dataset.download=false"]
+    assert main(args) == 2
+    assert "no usable files" in capsys.readouterr().err
+    assert (folder / "trials.parquet").read_bytes() == b"earlier results"
+    assert not (folder / "previous").exists()

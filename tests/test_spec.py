@@ -38,6 +38,12 @@ def test_defaults_fill_unspecified_sections():
     ({"search.space.lr": "{normal: [0, 1]}"}, "unknown distribution 'normal'"),
     ({"search.space.lr": "{uniform: [0, 1], int: [1, 2]}"}, "a distribution is one key"),
     ({"search.space.temperature": "2"}, "'kd' has no knob 'temperature'"),
+    ({"search.space.lr": "foo"}, "search.space.lr: expected a number, got 'foo'"),
+    ({"search.space.tau": "true"}, "search.space.tau: expected a number, got True"),
+    ({"search.space.batch_size": "{categorical: [32, big]}"},
+     "search.space.batch_size.categorical: expected a number, got 'big'"),
+    ({"teacher.recipe.lr": "fast"}, "teacher.recipe.lr: expected a number, got 'fast'"),
+    ({"teacher.recipe.epochs": "2.5"}, "teacher.recipe.epochs: expected a whole number of epochs"),
     ({"search.objectives": "[{metric: test_acc, mode: max}]"}, "is the test split, reported only"),
     ({"search.objectives": "[{metric: macs, mode: min}]"}, "first objective drives ASHA"),
     ({"search.objectives": "[{metric: val_acc, mode: up}]"}, "mode: must be 'max' or 'min'"),
@@ -58,8 +64,10 @@ def test_knobs_with_named_values_are_checked_before_running():
     base = {"method": "c2s2", "student.width": "1.0", "student.model": "lenet5_half"}
     with pytest.raises(SpecError, match="search.space.target_metric: unknown value 'flops'"):
         small_spec(**base, **{"search.space": "{target_metric: flops}"})
-    with pytest.raises(SpecError, match="search.space.scope: unknown value 'globl' \\(did you mean 'global'\\?\\)"):
+    with pytest.raises(SpecError, match="search.space.scope.categorical: unknown value 'globl' \\(did you mean 'global'\\?\\)"):
         small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{scope: {categorical: [layer, globl]}}"})
+    with pytest.raises(SpecError, match="'target_metric' is not numeric, so it takes a fixed value or"):
+        small_spec(**base, **{"search.space": "{target_metric: {uniform: [0, 1]}}"})
     assert small_spec(**base, **{"search.space": "{target_metric: params}"}).fixed_params() == {"target_metric": "params"}
 
 
