@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -109,8 +110,7 @@ def load_checkpoint(spec: StudySpec, data: DatasetSplits) -> Teacher:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{what} cannot be loaded safely (weights only): {first}") from None
+        raise CheckpointError(f"{what} {_unloadable(exc)}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -129,6 +129,21 @@ def load_checkpoint(spec: StudySpec, data: DatasetSplits) -> Teacher:
     metrics = {"val_acc": evaluate(model, device_data.val)["acc"],
                "test_acc": evaluate(model, device_data.test)["acc"], "source": "checkpoint"}
     return Teacher(model.state_dict(), metrics)
+
+
+def _unloadable(exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in one line."""
+    text = str(exc)
+    if isinstance(exc, (EOFError, KeyError)) or any(
+            sign in text for sign in ("invalid load key", "zip archive", "Unsupported operand")):
+        return "is not a PyTorch checkpoint (a file written by torch.save)"
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        held = f" ({found.group(1)})" if found else ""
+        return (f"cannot be loaded safely: it holds more than tensors{held}, and loading it would run code; "
+                f"save the model's state_dict() instead")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"cannot be loaded safely (weights only): {first}"
 
 
 def _shapes_fit(model: torch.nn.Module, state: dict[str, Any], what: str) -> bool:

@@ -76,3 +76,17 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path, digits):
         pickle.dump({"weight": Exploit()}, f, protocol=2)
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         obtain_teacher(small_spec(**{"teacher.checkpoint": str(evil)}), digits, tmp_path)
+
+
+@pytest.mark.parametrize("write, cause", [
+    (lambda path: torch.save(torch.nn.Linear(3, 3), path),
+     "cannot be loaded safely: it holds more than tensors (torch.nn.modules.linear.Linear)"),
+    (lambda path: path.write_text("not a checkpoint"), "is not a PyTorch checkpoint"),
+    (lambda path: path.write_bytes(b""), "is not a PyTorch checkpoint"),
+])
+def test_unloadable_checkpoints_say_why_in_one_line(tmp_path, digits, write, cause):
+    path = tmp_path / "teacher.pt"
+    write(path)
+    with pytest.raises(CheckpointError) as info:
+        obtain_teacher(small_spec(**{"teacher.checkpoint": str(path)}), digits, tmp_path)
+    assert cause in str(info.value) and "\n" not in str(info.value) and "\x1b" not in str(info.value)
