@@ -131,14 +131,23 @@ class StudySpec:
         return {k: v for k, v in self.search.space.items() if isinstance(v, Distribution)}
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, defaults included (study.json's ``spec``; ``load_spec`` reads it back)."""
         return dataclasses.asdict(self)
 
 
 # --- loading -------------------------------------------------------------------------
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
-    """Read a YAML spec, apply ``key=value`` overrides, validate everything."""
+    """Read a YAML spec, apply ``key=value`` overrides, validate everything.
+
+    A results folder, or its ``study.json``, gives the spec that study ran
+    with, so a study can be run again from its results alone.
+    """
     path = Path(path)
+    if path.is_dir():
+        if not (path / "study.json").is_file():
+            raise SpecError(f"'{path}' is a folder without a study.json; give a spec file or a study's results folder")
+        path = path / "study.json"
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -149,9 +158,21 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
         raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec is a YAML mapping (study:, method:, ...)")
+    if isinstance(raw.get("spec"), dict) and "method" not in raw:  # a results folder's study.json
+        raw = _from_record(raw["spec"])
     for override in overrides:
         apply_override(raw, override)
     return parse_spec(raw)
+
+
+def _from_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``StudySpec.to_dict()`` as a spec: distributions back to ``{kind: [args]}``."""
+    space = record.get("search", {}).get("space", {})
+    if isinstance(space, dict):
+        record["search"]["space"] = {
+            name: {value["kind"]: value["args"]} if isinstance(value, dict) and set(value) == {"kind", "args"} else value
+            for name, value in space.items()}
+    return record
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

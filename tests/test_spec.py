@@ -107,3 +107,19 @@ def test_shipped_search_spaces_are_valid():
     assert len({path.parent.name for path in specs}) >= 3  # search_spaces, its paper/ studies, benchmarks
     for path in specs:
         load_spec(path)
+
+
+def test_a_study_can_be_run_again_from_its_results_folder(tmp_path):
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [*root.glob("search_spaces/**/*.yaml"), root / "benchmarks/search_kd_mnist_verywide.yaml"]:
+        spec = load_spec(path)
+        folder = tmp_path / spec.study
+        folder.mkdir(exist_ok=True)
+        (folder / "study.json").write_text(json.dumps({"study": spec.study, "spec": spec.to_dict()}, default=str))
+        assert load_spec(folder) == spec, path
+        assert load_spec(folder / "study.json", ["seeds=[7]"]).seeds == [7]  # --set applies on top
+    with pytest.raises(SpecError, match="is a folder without a study.json"):
+        load_spec(tmp_path)
