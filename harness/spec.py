@@ -167,11 +167,11 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
 
 def _from_record(record: dict[str, Any]) -> dict[str, Any]:
     """``StudySpec.to_dict()`` as a spec: distributions back to ``{kind: [args]}``."""
-    space = record.get("search", {}).get("space", {})
-    if isinstance(space, dict):
-        record["search"]["space"] = {
+    search = record.get("search")
+    if isinstance(search, dict) and isinstance(search.get("space"), dict):
+        search["space"] = {
             name: {value["kind"]: value["args"]} if isinstance(value, dict) and set(value) == {"kind", "args"} else value
-            for name, value in space.items()}
+            for name, value in search["space"].items()}
     return record
 
 

@@ -134,10 +134,10 @@ class Method:
             return value
         if kind in (int, float):
             try:
-                number = float(value) if not isinstance(value, bool) else math.nan
-            except (TypeError, ValueError):
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
                 number = math.nan
-            if not math.isfinite(number):
+            if isinstance(value, bool) or not math.isfinite(number):
                 raise ValueError(f"expected a number, got {value!r}")
             return round(number) if kind is int else number
         if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
