@@ -63,8 +63,22 @@ def sweep(args: argparse.Namespace) -> int:
     configure_ray(args.address)  # before Ray is imported
     from harness.sweep import run_sweep
 
-    run_sweep(spec, storage=args.storage, address=args.address, resume=args.resume)
+    run_sweep(spec, storage=args.storage, address=args.address, resume=args.resume,
+              recorded_data=recorded_fingerprint(args.spec))
     return 0
+
+
+def recorded_fingerprint(spec_path: str) -> str | None:
+    """The data fingerprint in a results folder's study.json; None for a spec file."""
+    import json
+    from pathlib import Path
+
+    path = Path(spec_path)
+    path = path / "study.json" if path.is_dir() else path
+    if path.name != "study.json":
+        return None
+    dataset = json.loads(path.read_text()).get("dataset")  # load_spec has read it already
+    return dataset.get("fingerprint") if isinstance(dataset, dict) else None
 
 
 def report(args: argparse.Namespace) -> int:

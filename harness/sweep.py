@@ -72,8 +72,12 @@ def last_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
 
 
 def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None,
-              resume: bool = False) -> Path:
-    """Run every seed of the study (or what an interrupted run left); return its results folder."""
+              resume: bool = False, recorded_data: str | None = None) -> Path:
+    """Run every seed of the study (or what an interrupted run left); return its results folder.
+
+    ``recorded_data``: the data fingerprint of the study this one repeats (its
+    study.json's); different splits are said, since the results will differ.
+    """
     if not spec.searched_params() and spec.search.num_samples > 1:
         # A trial's torch seed is its study seed: the trials would repeat one run.
         raise SpecError(f"search.space: every knob is fixed, so the {spec.search.num_samples} trials of a seed "
@@ -91,6 +95,9 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
         f"student {spec.student.model}, {spec.search.num_samples} trials x {len(spec.seeds)} seed(s), "
         f"budget {spec.budget.epochs} epochs, searcher {describe_searcher(spec)} + ASHA "
         f"(rungs at {', '.join(map(str, asha_rungs(spec)))} epochs)")
+    if recorded_data and data.fingerprint != recorded_data:
+        say(f"note: these {data.name} splits ({data.fingerprint}) are not the recorded study's ({recorded_data}): "
+            f"other samples, so other results")
     shipped = trial_splits(spec, data)  # before Ray starts: a missing substitute set fails fast
     if not resume and (archived := archive_previous(folder)):  # only once the data are there
         say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")

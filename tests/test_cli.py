@@ -91,3 +91,30 @@ def test_a_rerun_that_cannot_start_leaves_the_previous_results_in_place(spec_fil
     assert "no usable files" in capsys.readouterr().err
     assert (folder / "trials.parquet").read_bytes() == b"earlier results"
     assert not (folder / "previous").exists()
+
+
+def test_a_rerun_from_a_results_folder_says_when_its_data_differ(spec_file, tmp_path, capsys, monkeypatch):
+    import json
+
+    import harness.sweep
+    from harness.errors import HarnessError
+    from harness.spec import load_spec
+
+    def stop(address):  # everything the note depends on has happened before Ray starts
+        raise HarnessError("stopped before Ray")
+
+    monkeypatch.setattr(harness.sweep, "connect", stop)
+    folder = tmp_path / "recorded"
+    folder.mkdir()
+    record = {"study": "cli", "spec": load_spec(spec_file).to_dict(), "dataset": {"fingerprint": "digits-0000"}}
+    (folder / "study.json").write_text(json.dumps(record, default=str))
+    storage = ["--storage", str(tmp_path / "studies")]
+    assert main(["sweep", str(folder), *storage]) == 2
+    out = capsys.readouterr().out
+    assert "note: these digits splits (digits-" in out and "are not the recorded study's (digits-0000)" in out
+
+    fingerprint = out.split("note: these digits splits (")[1].split(")")[0]
+    record["dataset"]["fingerprint"] = fingerprint
+    (folder / "study.json").write_text(json.dumps(record, default=str))
+    assert main(["sweep", str(folder / "study.json"), *storage]) == 2
+    assert "note:" not in capsys.readouterr().out
