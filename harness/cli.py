@@ -114,7 +114,19 @@ def list_registered() -> int:
     for cls_name in methods.METHODS.names():
         cls = methods.METHODS.get(cls_name)
         flag = " (data-free)" if cls.data_free else ""
-        print(f"method   {cls_name}{flag}: knobs {', '.join(cls.param_names())}")
+        print(f"method   {cls_name}{flag}: knobs (defaults) {', '.join(describe_knobs(cls))}")
     print(f"models   {', '.join(MODELS.names())}")
     print(f"datasets {', '.join(DATASETS.names())}")
     return 0
+
+
+def describe_knobs(method: type) -> list[str]:
+    """``name=default`` for each knob as a spec writes it, with the named values a knob takes."""
+    from dataclasses import fields
+
+    def shown(value: object) -> str:
+        return "null" if value is None else "''" if value == "" else str(value)
+
+    choices = method.param_choices()
+    return [f"{f.name}={shown(f.default)}" + (f" ({'|'.join(choices[f.name])})" if f.name in choices else "")
+            for f in fields(method.Params)]

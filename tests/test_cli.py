@@ -58,6 +58,8 @@ def test_list_shows_registered_names(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "method   kd" in out and "alpha" in out and "lenet5_half" in out and "cifar100" in out
+    assert "method   kd: knobs (defaults) lr=0.05, momentum=0.9," in out and "tau=4.0, alpha=0.9\n" in out
+    assert "target_metric=macs (macs|params)" in out and "skip=''" in out and "alpha=null" in out
 
 
 def test_resume_refuses_what_it_cannot_continue(spec_file, tmp_path, capsys):
