@@ -71,13 +71,13 @@ def sweep(args: argparse.Namespace) -> int:
 def recorded_fingerprint(spec_path: str) -> str | None:
     """The data fingerprint in a results folder's study.json; None for a spec file."""
     import json
-    from pathlib import Path
 
-    path = Path(spec_path)
-    path = path / "study.json" if path.is_dir() else path
+    from harness.spec import spec_file
+
+    path = spec_file(spec_path)
     if path.name != "study.json":
         return None
-    dataset = json.loads(path.read_text()).get("dataset")  # load_spec has read it already
+    dataset = json.loads(path.read_text()).get("dataset")
     return dataset.get("fingerprint") if isinstance(dataset, dict) else None
 
 

@@ -143,11 +143,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
     A results folder, or its ``study.json``, gives the spec that study ran
     with, so a study can be run again from its results alone.
     """
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "study.json").is_file():
-            raise SpecError(f"'{path}' is a folder without a study.json; give a spec file or a study's results folder")
-        path = path / "study.json"
+    path = spec_file(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -163,6 +159,16 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
     for override in overrides:
         apply_override(raw, override)
     return parse_spec(raw)
+
+
+def spec_file(path: str | Path) -> Path:
+    """The file a spec argument names: itself, or a results folder's ``study.json``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if not (path / "study.json").is_file():
+        raise SpecError(f"'{path}' is a folder without a study.json; give a spec file or a study's results folder")
+    return path / "study.json"
 
 
 def _from_record(record: dict[str, Any]) -> dict[str, Any]:
