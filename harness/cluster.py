@@ -58,3 +58,23 @@ def connect(address: str | None) -> None:
                   else (str(cause).strip().splitlines() or [type(cause).__name__])[-1][:200])
         raise HarnessError(f"--address {address}: cannot join the Ray cluster ({reason}); check the "
                            f"address and, with token authentication, RAY_AUTH_TOKEN or ~/.ray/auth_token") from None
+
+
+def check_trial_fits(cpu: float, gpu: float, address: str | None) -> str | None:
+    """Fail fast when no node can hold one trial, rather than wait forever for it.
+
+    A local Ray never grows: there it is an error. A cluster may add nodes
+    (autoscaling), so there it is a note to print and the study waits.
+    """
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(r.get("CPU", 0) >= cpu and r.get("GPU", 0) >= gpu for r in nodes):
+        return None
+    largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+    where = "this machine's Ray" if not cluster_address(address) else "the Ray cluster"
+    problem = (f"resources: a trial needs {cpu:g} CPU and {gpu:g} GPU on one node, and no node of {where} has "
+               f"that (the largest: {largest.get('CPU', 0):g} CPU, {largest.get('GPU', 0):g} GPU)")
+    if not cluster_address(address):
+        raise HarnessError(f"{problem}; lower resources.cpu or resources.gpu")
+    return f"note: {problem}; the trials wait until the cluster adds such a node"

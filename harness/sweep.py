@@ -31,7 +31,7 @@ from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
 import methods
-from harness.cluster import connect
+from harness.cluster import check_trial_fits, connect
 from harness.data import DatasetSplits, load_splits, load_substitute
 from harness.errors import HarnessError, SpecError
 from harness.progress import ProgressPrinter
@@ -99,8 +99,6 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
         say(f"note: these {data.name} splits ({data.fingerprint}) are not the recorded study's ({recorded_data}): "
             f"other samples, so other results")
     shipped = trial_splits(spec, data)  # before Ray starts: a missing substitute set fails fast
-    if not resume and (archived := archive_previous(folder)):  # only once the data are there
-        say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     # Tune saves the experiment's state (what --resume restores) at most this often; its default
     # ("auto", at least 10 s) lets a killed driver lose trials started since.
@@ -109,7 +107,11 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     # driver CPU time at every report (measured: benchmarks/trial_overhead.py).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     connect(address)
+    if note := check_trial_fits(spec.resources.cpu, spec.resources.gpu, address):
+        say(note)
     teacher = prepare_teacher(spec, data, root)
+    if not resume and (archived := archive_previous(folder)):  # only once the study can start
+        say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
     write_study_file(folder, spec, data, teacher, started=None if resume else _now())
     shared = {"data": ray.put(shipped),
               "teacher": ray.put(teacher.state) if teacher else None}

@@ -120,3 +120,15 @@ def test_a_rerun_from_a_results_folder_says_when_its_data_differ(spec_file, tmp_
     (folder / "study.json").write_text(json.dumps(record, default=str))
     assert main(["sweep", str(folder / "study.json"), *storage]) == 2
     assert "note:" not in capsys.readouterr().out
+
+
+def test_a_study_asking_for_more_gpus_than_this_machine_has_ends_at_once(ray_session, spec_file, tmp_path, capsys,
+                                                                    monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    folder = tmp_path / "studies" / "cli"
+    folder.mkdir(parents=True)
+    (folder / "trials.parquet").write_bytes(b"earlier results")
+    assert main(["sweep", str(spec_file), "--storage", str(tmp_path / "studies"), "--set", "resources.gpu=64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: resources: a trial needs 1 CPU and 64 GPU on one node") and "\n" not in err
+    assert (folder / "trials.parquet").read_bytes() == b"earlier results"

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from harness.cluster import configure_ray
+from harness.cluster import check_trial_fits, configure_ray
+from harness.errors import HarnessError
 
 
 @pytest.fixture
@@ -53,3 +54,18 @@ def test_joining_a_cluster_keeps_the_uv_run_hook(clean_env):
     # Remote workers may need the hook to build the driver's environment.
     configure_ray("10.0.0.1:6379")
     assert "RAY_ENABLE_UV_RUN_RUNTIME_ENV" not in os.environ
+
+
+def test_a_trial_no_node_can_hold_fails_fast_on_a_local_ray(ray_session, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert check_trial_fits(1, 0, None) is None and check_trial_fits(2, 0, None) is None
+    for cpu, gpu in ((1, 64), (3, 0)):  # the session's Ray has 2 CPUs and whatever GPUs the machine has
+        with pytest.raises(HarnessError, match=f"a trial needs {cpu:g} CPU and {gpu:g} GPU on one node, and no "
+                                               r"node of this machine's Ray has that \(the largest: 2 CPU, [\d.]+ GPU\)"):
+            check_trial_fits(cpu, gpu, None)
+
+
+def test_on_a_cluster_it_is_a_note_since_nodes_may_be_added(ray_session):
+    note = check_trial_fits(1, 64, "10.0.0.1:6379")
+    assert note.startswith("note: resources: a trial needs 1 CPU and 64 GPU") and "the Ray cluster" in note
+    assert "wait until the cluster adds such a node" in note
