@@ -53,11 +53,21 @@ def connect(address: str | None) -> None:
     try:
         ray.init(address=address, logging_level="WARNING", runtime_env={"py_modules": code})
     except (ConnectionError, RuntimeError) as exc:
-        cause = exc.__cause__ or exc
-        reason = ("authentication token missing or incorrect" if "AuthenticationError" in repr(cause)
-                  else (str(cause).strip().splitlines() or [type(cause).__name__])[-1][:200])
-        raise HarnessError(f"--address {address}: cannot join the Ray cluster ({reason}); check the "
-                           f"address and, with token authentication, RAY_AUTH_TOKEN or ~/.ray/auth_token") from None
+        raise HarnessError(join_failure(address, exc.__cause__ or exc)) from None
+
+
+def join_failure(address: str, cause: BaseException) -> str:
+    """One line for a failed ``ray.init(address=...)``."""
+    text = str(cause)
+    if "is not in the working_dir" in text and "uv run" in text:
+        # Ray's `uv run` hook ships the working folder to the workers; the driver ran from elsewhere.
+        return (f"--address {address}: Ray's uv hook ships the current folder to the workers, and the "
+                f"project is not in it; run from the project's folder (`uv run --directory PATH ...`), or set "
+                f"RAY_ENABLE_UV_RUN_RUNTIME_ENV=0 with the dependencies installed on every node")
+    reason = ("authentication token missing or incorrect" if "AuthenticationError" in repr(cause)
+              else (text.strip().splitlines() or [type(cause).__name__])[-1][:200])
+    return (f"--address {address}: cannot join the Ray cluster ({reason}); check the "
+            f"address and, with token authentication, RAY_AUTH_TOKEN or ~/.ray/auth_token")
 
 
 def check_trial_fits(cpu: float, gpu: float, address: str | None) -> str | None:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from harness.cluster import check_trial_fits, configure_ray
+from harness.cluster import check_trial_fits, configure_ray, join_failure
 from harness.errors import HarnessError
 
 
@@ -69,3 +69,13 @@ def test_on_a_cluster_it_is_a_note_since_nodes_may_be_added(ray_session):
     note = check_trial_fits(1, 64, "10.0.0.1:6379")
     assert note.startswith("note: resources: a trial needs 1 CPU and 64 GPU") and "the Ray cluster" in note
     assert "wait until the cluster adds such a node" in note
+
+
+def test_a_failed_join_names_its_cause():
+    hook = RuntimeError("Your /p/pyproject.toml is not in the working_dir /tmp/x, so the workers will not have "
+                        "access to the file. ... by specifying --directory in 'uv run', by changing ...")
+    assert "run from the project's folder (`uv run --directory PATH ...`)" in join_failure("h:6379", hook)
+    refused = ConnectionError("lots of detail\nFailed to connect to GCS at h:6379")
+    assert join_failure("h:6379", refused) == (
+        "--address h:6379: cannot join the Ray cluster (Failed to connect to GCS at h:6379); check the address "
+        "and, with token authentication, RAY_AUTH_TOKEN or ~/.ray/auth_token")
