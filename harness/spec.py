@@ -326,7 +326,6 @@ def _check_semantics(spec: StudySpec) -> None:
         raise SpecError(f"dataset.val_fraction: must be between 0 and 1, got {spec.dataset.val_fraction}")
     if method.needs_teacher and spec.teacher is None:
         raise SpecError(f"teacher: method '{spec.method}' needs a teacher (teacher: {{model: ...}})")
-    method.check_spec(spec)
     if spec.teacher is not None:
         MODELS.get(spec.teacher.model, field="teacher.model")
         _check_recipe(spec.teacher.recipe)
@@ -339,6 +338,7 @@ def _check_semantics(spec: StudySpec) -> None:
             raise SpecError(f"search.space.{name}: '{spec.method}' has no knob '{name}'"
                             f"{did_you_mean(name, knobs)}")
         _check_knob(method, name, value, choices.get(name), f"search.space.{name}")
+    method.check_spec(spec)  # the method's own cross-knob checks, on values of the right types
     searchers = ("auto", "tpe", "nsga2", "random")
     if spec.search.searcher not in searchers:
         raise SpecError(f"search.searcher: unknown searcher '{spec.search.searcher}'"
@@ -373,7 +373,7 @@ def _check_semantics(spec: StudySpec) -> None:
 def _check_knob(method: Any, name: str, value: Any, choices: tuple[Any, ...] | None, path: str) -> None:
     """A fixed value, categorical choices or distribution bounds that the knob's type takes."""
     if isinstance(value, Distribution):
-        if value.kind != "categorical" and (choices or not _numeric(method, name)):
+        if value.kind != "categorical" and (choices or method.param_type(name) not in (int, float)):
             raise SpecError(f"{path}: '{name}' is not numeric, so it takes a fixed value or "
                             f"{{categorical: [...]}}, not {{{value.kind}: ...}}")
         values, path = value.args, f"{path}.{value.kind}"
@@ -386,13 +386,6 @@ def _check_knob(method: Any, name: str, value: Any, choices: tuple[Any, ...] | N
             method.cast_param(name, v)
         except ValueError as exc:
             raise SpecError(f"{path}: {exc}") from None
-
-
-def _numeric(method: Any, name: str) -> bool:
-    try:
-        return isinstance(method.cast_param(name, 1.0), (int, float))
-    except ValueError:  # a true/false knob
-        return False
 
 
 def _check_recipe(recipe: dict[str, Any]) -> None:

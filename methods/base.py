@@ -16,6 +16,7 @@ from torch import nn
 
 from harness.registry import Registry
 from methods.checkpoint import method_state, restore_method
+from methods.knobs import COUNT, MOMENTUM, NON_NEGATIVE, POSITIVE, knob
 from methods.training import BatchSource, sgd, warmup_cosine
 
 
@@ -23,11 +24,11 @@ from methods.training import BatchSource, sgd, warmup_cosine
 class TrainParams:
     """Knobs of the student's optimiser, common to every method."""
 
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    warmup_epochs: float = 0.5
+    lr: float = knob(0.05, POSITIVE)
+    momentum: float = knob(0.9, MOMENTUM)
+    weight_decay: float = knob(5e-4, NON_NEGATIVE)
+    batch_size: int = knob(128, COUNT)
+    warmup_epochs: float = knob(0.5, NON_NEGATIVE)
 
 
 class DataWithheld(PermissionError):
@@ -113,21 +114,35 @@ class Method:
 
     @classmethod
     def param_choices(cls) -> dict[str, tuple[Any, ...]]:
-        """Knobs restricted to named values: ``field(metadata={"choices": (...)})``."""
+        """Knobs restricted to named values: ``knob(default, choices=(...))``."""
         return {f.name: f.metadata["choices"] for f in fields(cls.Params) if "choices" in f.metadata}
 
     @classmethod
+    def param_type(cls, name: str) -> type:
+        """The type of a knob's values (``float`` for ``float | None``)."""
+        return next(o for o in cls._param_options(name) if o is not type(None))
+
+    @classmethod
+    def param_optional(cls, name: str) -> bool:
+        return type(None) in cls._param_options(name)
+
+    @classmethod
+    def _param_options(cls, name: str) -> tuple[Any, ...]:
+        kind = get_type_hints(cls.Params)[name]
+        return get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+
+    @classmethod
     def cast_param(cls, name: str, value: Any) -> Any:
-        """One knob's value as its field's type; ``ValueError`` says what was expected.
+        """One knob's value as its field's type, within its bounds; ``ValueError`` says
+        what was expected.
 
         Numbers may come as strings (YAML 1.1 reads ``1e-3`` as one); an integer
         knob takes a float sampled from a continuous distribution, rounded.
         """
-        kind = get_type_hints(cls.Params)[name]
-        options = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
-        if value is None and type(None) in options:
+        if value is None and cls.param_optional(name):
             return None
-        kind = next(o for o in options if o is not type(None))
+        kind = cls.param_type(name)
+        bounds = next(f.metadata.get("bounds") for f in fields(cls.Params) if f.name == name)
         if kind is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"expected true or false, got {value!r}")
@@ -139,7 +154,10 @@ class Method:
                 number = math.nan
             if isinstance(value, bool) or not math.isfinite(number):
                 raise ValueError(f"expected a number, got {value!r}")
-            return round(number) if kind is int else number
+            number = round(number) if kind is int else number
+            if bounds is not None and number not in bounds:
+                raise ValueError(f"must be {bounds}, got {number:g}")
+            return number
         if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         if kind is str:

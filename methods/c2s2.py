@@ -30,15 +30,14 @@ How this implementation reads the specification:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from itertools import cycle
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from methods.base import register_method
+from methods.knobs import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Bounds, knob
 from methods.pruning import PruneParams, PruningMethod
 from methods.surgery import ChannelSurgeon, keep_count
 from methods.training import evaluate
@@ -47,16 +46,16 @@ from harness.measure import count_macs, count_params
 
 @dataclass
 class C2S2Params(PruneParams):
-    target_ratio: float = 0.5  # the pruned network's cost as a fraction of the unpruned one's
-    target_metric: str = field(default="macs", metadata={"choices": ("macs", "params")})
-    reg: float = 0.1  # sparsity regulariser weight on sum(w): each gate's steady downward pull
-    gate_threshold: float = 0.5
-    gate_lr: float = 0.1
-    gate_iters: int = 50
-    max_damage: float = 0.01  # tolerated validation-accuracy drop for a step that saves its fair share of MACs
-    step_iters: int = 50
-    prune_epochs: int = 1
-    max_passes: int = 3
+    target_ratio: float = knob(0.5, Bounds(0, 1, low_open=True))  # the pruned cost as a fraction of the unpruned one's
+    target_metric: str = knob("macs", choices=("macs", "params"))
+    reg: float = knob(0.1, NON_NEGATIVE)  # sparsity regulariser weight on sum(w): each gate's steady downward pull
+    gate_threshold: float = knob(0.5, UNIT)
+    gate_lr: float = knob(0.1, POSITIVE)
+    gate_iters: int = knob(50, NON_NEGATIVE)
+    max_damage: float = knob(0.01, NON_NEGATIVE)  # tolerated validation-accuracy drop for a step that saves its fair share of MACs
+    step_iters: int = knob(50, NON_NEGATIVE)
+    prune_epochs: int = knob(1, COUNT)
+    max_passes: int = knob(3, COUNT)
 
 
 class Gates:
@@ -116,6 +115,18 @@ def choose_cut(candidates: list[int], trial: Callable[[int], tuple[float, int, o
 @register_method("c2s2")
 class C2S2(PruningMethod):
     Params = C2S2Params
+
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        from harness.errors import SpecError
+        from harness.spec import Distribution
+
+        super().check_spec(spec)
+        prune = spec.search.space.get("prune_epochs", C2S2Params.prune_epochs)
+        most = max(prune.args) if isinstance(prune, Distribution) else prune
+        if round(most) >= spec.budget.epochs:
+            raise SpecError(f"search.space.prune_epochs: pruning for {most:g} of budget.epochs "
+                            f"({spec.budget.epochs}) leaves no epoch to fine-tune; prune for fewer or raise the budget")
 
     def __init__(self, ctx, params: C2S2Params) -> None:
         super().__init__(ctx, params)

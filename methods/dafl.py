@@ -27,17 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import MethodContext, register_method
+from methods.knobs import COUNT, NON_NEGATIVE, POSITIVE, knob
 from methods.data_free import DataFreeDistillation, DataFreeParams, Draw
 
 
 @dataclass
 class DAFLParams(DataFreeParams):
-    alpha: float = 0.1  # activation loss
-    beta: float = 5.0  # information-entropy loss
-    one_hot: float = 1.0  # one-hot loss (the authors use 0.5 for CIFAR-100)
-    lr_generator: float = 0.2
-    latent_dim: int = 100
-    generator_width: float = 1.0
+    alpha: float = knob(0.1, NON_NEGATIVE)  # activation loss
+    beta: float = knob(5.0, NON_NEGATIVE)  # information-entropy loss
+    one_hot: float = knob(1.0, NON_NEGATIVE)  # one-hot loss (the authors use 0.5 for CIFAR-100)
+    lr_generator: float = knob(0.2, POSITIVE)
+    latent_dim: int = knob(100, COUNT)
+    generator_width: float = knob(1.0, POSITIVE)
 
 
 class Generator(nn.Module):

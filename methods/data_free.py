@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from methods.base import Method, MethodContext
+from methods.knobs import COUNT, MOMENTUM, NON_NEGATIVE, POSITIVE, knob
 from methods.training import kd_loss
 
 
@@ -27,15 +28,15 @@ from methods.training import kd_loss
 class DataFreeParams:
     """The student's side of data-free distillation (DAFL's MNIST settings by default)."""
 
-    lr_student: float = 2e-3
-    student_optimizer: str = field(default="adam", metadata={"choices": ("adam", "sgd")})
+    lr_student: float = knob(2e-3, POSITIVE)
+    student_optimizer: str = knob("adam", choices=("adam", "sgd"))
     # step: x0.1 at 40% and x0.01 at 80% of the budget (DAFL's CIFAR schedule, 800/1600 of 2000)
-    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "step", "cosine")})
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 0.0
-    batch_size: int = 512
-    iterations_per_report: int = 120
-    tau: float = 1.0  # KD temperature; DAFL's code uses plain KL (tau = 1)
+    lr_schedule: str = knob("constant", choices=("constant", "step", "cosine"))
+    momentum: float = knob(0.9, MOMENTUM)  # SGD only
+    weight_decay: float = knob(0.0, NON_NEGATIVE)
+    batch_size: int = knob(512, COUNT)
+    iterations_per_report: int = knob(120, COUNT)
+    tau: float = knob(1.0, POSITIVE)  # KD temperature; DAFL's code uses plain KL (tau = 1)
 
 
 @dataclass

@@ -13,21 +13,22 @@ The baseline that measures the KD gain is the same method with ``alpha: 0``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from methods.base import register_method
+from methods.knobs import UNIT, Bounds, knob
 from methods.pruning import PruneParams, PruningMethod
 from methods.surgery import ChannelSurgeon, keep_count, l1_norms
 
 
 @dataclass
 class FilterPruneParams(PruneParams):
-    ratio: float = 0.5
-    scope: str = field(default="layer", metadata={"choices": ("layer", "global")})
+    ratio: float = knob(0.5, Bounds(0, 1, high_open=True))  # the share of filters removed
+    scope: str = knob("layer", choices=("layer", "global"))
     skip: str = ""  # comma-separated unit indices not pruned
-    alpha: float = 0.9
+    alpha: float = knob(0.9, UNIT)
 
 
 @register_method("filter_pruning_kd")

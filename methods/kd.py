@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from methods.base import SupervisedMethod, TrainParams, register_method
+from methods.knobs import POSITIVE, UNIT, knob
 from methods.training import kd_loss
 
 
 @dataclass
 class KDParams(TrainParams):
-    tau: float = 4.0
-    alpha: float = 0.9
+    tau: float = knob(4.0, POSITIVE)
+    alpha: float = knob(0.9, UNIT)
 
 
 @register_method("kd")

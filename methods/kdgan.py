@@ -36,21 +36,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import MethodContext, SupervisedMethod, TrainParams, register_method
+from methods.knobs import COUNT, NON_NEGATIVE, POSITIVE, UNIT, knob
 from methods.training import kd_loss
 
 
 @dataclass
 class KDGANParams(TrainParams):
-    tau: float = 4.0
-    w_ce: float = 0.1
-    w_kd: float = 0.9
-    w_adv: float = 0.05
-    w_shared: float = 0.5
-    w_l2: float = 0.0
-    d_lr: float = 2e-4
-    d_steps: int = 1
-    d_width: int = 64  # the discriminator's channels
-    alpha: float | None = None  # kd's mix in one knob: w_kd = alpha, w_ce = 1 - alpha
+    tau: float = knob(4.0, POSITIVE)
+    w_ce: float = knob(0.1, NON_NEGATIVE)
+    w_kd: float = knob(0.9, NON_NEGATIVE)
+    w_adv: float = knob(0.05, NON_NEGATIVE)
+    w_shared: float = knob(0.5, NON_NEGATIVE)
+    w_l2: float = knob(0.0, NON_NEGATIVE)
+    d_lr: float = knob(2e-4, POSITIVE)
+    d_steps: int = knob(1, COUNT)  # discriminator steps per student step (set w_adv: 0 to train without it)
+    d_width: int = knob(64, COUNT)  # the discriminator's channels
+    alpha: float | None = knob(None, UNIT)  # kd's mix in one knob: w_kd = alpha, w_ce = 1 - alpha
 
     def __post_init__(self) -> None:
         if self.alpha is not None:
@@ -113,17 +114,12 @@ class KDGAN(SupervisedMethod):
     @classmethod
     def check_spec(cls, spec) -> None:
         from harness.errors import SpecError
-        from harness.spec import Distribution
 
         space = spec.search.space
         both = [name for name in ("w_ce", "w_kd") if name in space]
         if "alpha" in space and both:
             raise SpecError(f"search.space: alpha sets w_kd = alpha and w_ce = 1 - alpha; "
                             f"remove {' and '.join(both)} or alpha")
-        d_steps = space.get("d_steps", 1)
-        if min(d_steps.args if isinstance(d_steps, Distribution) else [d_steps]) < 1:
-            raise SpecError("search.space.d_steps: the discriminator needs at least 1 step per student step "
-                            "(set w_adv: 0 to train without it)")
 
     @torch.no_grad()
     def _feature_shapes(self) -> tuple[torch.Size, torch.Size]:

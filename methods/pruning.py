@@ -7,14 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from methods.base import MethodContext, SupervisedMethod, TrainParams
+from methods.knobs import COUNT, POSITIVE, UNIT, knob
 from methods.training import kd_loss
 
 
 @dataclass
 class PruneParams(TrainParams):
-    round_to: int = 1  # kept channel counts are rounded up to a multiple of this
-    alpha: float = 0.0  # KD weight from the unpruned network while fine-tuning (0 = plain fine-tuning)
-    tau: float = 4.0
+    round_to: int = knob(1, COUNT)  # kept channel counts are rounded up to a multiple of this
+    alpha: float = knob(0.0, UNIT)  # KD weight from the unpruned network while fine-tuning (0 = plain fine-tuning)
+    tau: float = knob(4.0, POSITIVE)
 
 
 class PruningMethod(SupervisedMethod):

@@ -62,6 +62,24 @@ def test_make_params_casts_search_values_to_knob_types():
             kd.make_params({knob: value})
 
 
+def test_every_knob_default_is_within_its_own_bounds():
+    from dataclasses import MISSING, fields
+
+    from methods.knobs import Bounds
+
+    checked = 0
+    for name in methods.METHODS.names():
+        method = methods.METHODS.get(name)
+        for f in fields(method.Params):
+            if f.default is not MISSING:
+                assert method.cast_param(f.name, f.default) == f.default, (name, f.name)
+                checked += "bounds" in f.metadata
+    assert checked > 40
+    assert 0.5 in Bounds(0, 1) and 0 not in Bounds(0, low_open=True) and 1 not in Bounds(0, 1, high_open=True)
+    assert (str(Bounds(0, 1, high_open=True)), str(Bounds(1)), str(Bounds(0, low_open=True))) == (
+        "in [0, 1)", "at least 1", "above 0")
+
+
 def test_methods_do_not_import_ray():
     import subprocess
     import sys

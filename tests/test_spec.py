@@ -43,6 +43,11 @@ def test_defaults_fill_unspecified_sections():
     ({"search.space.batch_size": "{categorical: [32, big]}"},
      "search.space.batch_size.categorical: expected a number, got 'big'"),
     ({"teacher.recipe.lr": "fast"}, "teacher.recipe.lr: expected a number, got 'fast'"),
+    ({"search.space.tau": "-1"}, "search.space.tau: must be above 0, got -1"),
+    ({"search.space.alpha": "{uniform: [0.5, 1.5]}"}, "search.space.alpha.uniform: must be in [0, 1], got 1.5"),
+    ({"search.space.momentum": "{categorical: [0.9, 1]}"}, "search.space.momentum.categorical: must be in [0, 1), got 1"),
+    ({"search.space.batch_size": "0"}, "search.space.batch_size: must be at least 1, got 0"),
+    ({"teacher.recipe.weight_decay": "-0.1"}, "teacher.recipe.weight_decay: must be at least 0, got -0.1"),
     ({"teacher.recipe.epochs": "2.5"}, "teacher.recipe.epochs: expected a whole number of epochs"),
     ({"search.objectives": "[{metric: test_acc, mode: max}]"}, "is the test split, reported only"),
     ({"search.objectives": "[{metric: macs, mode: min}]"}, "first objective drives ASHA"),
@@ -68,6 +73,12 @@ def test_knobs_with_named_values_are_checked_before_running():
         small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{scope: {categorical: [layer, globl]}}"})
     with pytest.raises(SpecError, match="'target_metric' is not numeric, so it takes a fixed value or"):
         small_spec(**base, **{"search.space": "{target_metric: {uniform: [0, 1]}}"})
+    with pytest.raises(SpecError, match=r"search.space.target_ratio: must be in \(0, 1\], got 1.5"):
+        small_spec(**base, **{"search.space": "{target_ratio: 1.5}"})
+    with pytest.raises(SpecError, match=r"search.space.ratio.uniform: must be in \[0, 1\), got 1"):
+        small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{ratio: {uniform: [0.2, 1.0]}}"})
+    with pytest.raises(SpecError, match=r"prune_epochs: pruning for 2 of budget.epochs \(2\) leaves no epoch"):
+        small_spec(**base, **{"search.space": "{prune_epochs: {int: [1, 2]}}"})
     assert small_spec(**base, **{"search.space": "{target_metric: params}"}).fixed_params() == {"target_metric": "params"}
 
 
