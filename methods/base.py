@@ -16,7 +16,7 @@ from torch import nn
 
 from harness.registry import Registry
 from methods.checkpoint import method_state, restore_method
-from methods.knobs import COUNT, MOMENTUM, NON_NEGATIVE, POSITIVE, knob
+from methods.knobs import COUNT, MOMENTUM, NON_NEGATIVE, POSITIVE, Bounds, knob
 from methods.training import BatchSource, sgd, warmup_cosine
 
 
@@ -118,13 +118,14 @@ class Method:
         return {f.name: f.metadata["choices"] for f in fields(cls.Params) if "choices" in f.metadata}
 
     @classmethod
+    def param_bounds(cls) -> dict[str, Bounds]:
+        """Numeric knobs' allowed intervals: ``knob(default, bounds)``."""
+        return {f.name: f.metadata["bounds"] for f in fields(cls.Params) if "bounds" in f.metadata}
+
+    @classmethod
     def param_type(cls, name: str) -> type:
         """The type of a knob's values (``float`` for ``float | None``)."""
         return next(o for o in cls._param_options(name) if o is not type(None))
-
-    @classmethod
-    def param_optional(cls, name: str) -> bool:
-        return type(None) in cls._param_options(name)
 
     @classmethod
     def _param_options(cls, name: str) -> tuple[Any, ...]:
@@ -139,10 +140,10 @@ class Method:
         Numbers may come as strings (YAML 1.1 reads ``1e-3`` as one); an integer
         knob takes a float sampled from a continuous distribution, rounded.
         """
-        if value is None and cls.param_optional(name):
+        if value is None and type(None) in cls._param_options(name):
             return None
         kind = cls.param_type(name)
-        bounds = next(f.metadata.get("bounds") for f in fields(cls.Params) if f.name == name)
+        bounds = cls.param_bounds().get(name)
         if kind is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"expected true or false, got {value!r}")
@@ -167,7 +168,13 @@ class Method:
     @classmethod
     def make_params(cls, values: dict[str, Any]) -> Any:
         """Build ``Params`` from a trial config, casting to each field's type."""
-        return cls.Params(**{key: cls.cast_param(key, value) for key, value in values.items()})
+        cast = {}
+        for key, value in values.items():
+            try:
+                cast[key] = cls.cast_param(key, value)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return cls.Params(**cast)
 
 
 class SupervisedMethod(Method):

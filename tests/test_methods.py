@@ -58,7 +58,7 @@ def test_make_params_casts_search_values_to_knob_types():
     assert kd.make_params({"batch_size": 95.7}).batch_size == 96  # a continuous draw, rounded
     assert methods.METHODS.get("filter_pruning_kd").make_params({"skip": 3}).skip == "3"  # YAML's `skip: 3`
     for knob, value in (("lr", "fast"), ("batch_size", True), ("tau", [1, 2]), ("lr", float("nan"))):
-        with pytest.raises(ValueError, match="expected a number"):
+        with pytest.raises(ValueError, match=f"{knob}: expected a number"):
             kd.make_params({knob: value})
 
 
