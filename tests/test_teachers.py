@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.errors import CheckpointError
-from harness.teachers import Teacher, cache_key, obtain_teacher, train_teacher
+from harness.teachers import cache_key, obtain_teacher, train_teacher
 from harness.zoo import create_model
 from tests.conftest import small_spec
 
