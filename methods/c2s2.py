@@ -125,8 +125,9 @@ class C2S2(PruningMethod):
         prune = spec.search.space.get("prune_epochs", C2S2Params.prune_epochs)
         most = max(prune.args) if isinstance(prune, Distribution) else prune
         if round(most) >= spec.budget.epochs:
-            raise SpecError(f"search.space.prune_epochs: pruning for {most:g} of budget.epochs "
-                            f"({spec.budget.epochs}) leaves no epoch to fine-tune; prune for fewer or raise the budget")
+            where = "search.space.prune_epochs" if "prune_epochs" in spec.search.space else "budget.epochs"
+            raise SpecError(f"{where}: pruning for {most:g} of budget.epochs ({spec.budget.epochs}) leaves "
+                            f"no epoch to fine-tune; prune for fewer (prune_epochs) or raise the budget")
 
     def __init__(self, ctx, params: C2S2Params) -> None:
         super().__init__(ctx, params)

@@ -79,6 +79,8 @@ def test_knobs_with_named_values_are_checked_before_running():
         small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{ratio: {uniform: [0.2, 1.0]}}"})
     with pytest.raises(SpecError, match=r"prune_epochs: pruning for 2 of budget.epochs \(2\) leaves no epoch"):
         small_spec(**base, **{"search.space": "{prune_epochs: {int: [1, 2]}}"})
+    with pytest.raises(SpecError, match=r"^budget.epochs: pruning for 1 of budget.epochs \(1\)"):
+        small_spec(**base, **{"budget.epochs": "1", "asha.grace_period": "1"})
     assert small_spec(**base, **{"search.space": "{target_metric: params}"}).fixed_params() == {"target_metric": "params"}
 
 
