@@ -35,6 +35,18 @@ class FilterPruneParams(PruneParams):
 class FilterPruningKD(PruningMethod):
     Params = FilterPruneParams
 
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        from harness.errors import SpecError
+        from harness.spec import Distribution
+
+        super().check_spec(spec)
+        skip = spec.search.space.get("skip", "")
+        for value in skip.args if isinstance(skip, Distribution) else [skip]:
+            if not all(part.strip().isdigit() for part in str(value).split(",") if part.strip()):
+                raise SpecError(f"search.space.skip: expected unit indices separated by commas, e.g. '0,3'; "
+                                f"got '{value}'")
+
     def __init__(self, ctx, params: FilterPruneParams) -> None:
         super().__init__(ctx, params)
         self.pruned = False

@@ -75,6 +75,9 @@ def test_knobs_with_named_values_are_checked_before_running():
         small_spec(**base, **{"search.space": "{target_metric: {uniform: [0, 1]}}"})
     with pytest.raises(SpecError, match=r"search.space.target_ratio: must be in \(0, 1\], got 1.5"):
         small_spec(**base, **{"search.space": "{target_ratio: 1.5}"})
+    with pytest.raises(SpecError, match=r"search.space.skip: expected unit indices separated by commas, e.g. '0,3'; got '0;2'"):
+        small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{skip: '0;2'}"})
+    assert small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{skip: '0, 2'}"}).fixed_params()
     with pytest.raises(SpecError, match=r"search.space.ratio.uniform: must be in \[0, 1\), got 1"):
         small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{ratio: {uniform: [0.2, 1.0]}}"})
     with pytest.raises(SpecError, match=r"prune_epochs: pruning for 2 of budget.epochs \(2\) leaves no epoch"):
