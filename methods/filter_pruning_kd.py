@@ -31,6 +31,14 @@ class FilterPruneParams(PruneParams):
     alpha: float = knob(0.9, UNIT)
 
 
+def skipped_units(skip: str) -> set[int]:
+    """The unit indices in a ``skip`` knob ("0, 3"); ValueError if it is not such a list."""
+    parts = [part.strip() for part in skip.split(",") if part.strip()]
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"not comma-separated unit indices: '{skip}'")
+    return {int(part) for part in parts}
+
+
 @register_method("filter_pruning_kd")
 class FilterPruningKD(PruningMethod):
     Params = FilterPruneParams
@@ -43,9 +51,11 @@ class FilterPruningKD(PruningMethod):
         super().check_spec(spec)
         skip = spec.search.space.get("skip", "")
         for value in skip.args if isinstance(skip, Distribution) else [skip]:
-            if not all(part.strip().isdigit() for part in str(value).split(",") if part.strip()):
+            try:
+                skipped_units(str(value))
+            except ValueError:
                 raise SpecError(f"search.space.skip: expected unit indices separated by commas, e.g. '0,3'; "
-                                f"got '{value}'")
+                                f"got '{value}'") from None
 
     def __init__(self, ctx, params: FilterPruneParams) -> None:
         super().__init__(ctx, params)
@@ -54,7 +64,7 @@ class FilterPruningKD(PruningMethod):
     def prune(self) -> None:
         p = self.params
         surgeon = ChannelSurgeon(self.ctx.student, self.example)
-        skip = {int(i) for i in p.skip.split(",") if i.strip()}
+        skip = skipped_units(p.skip)
         units = [u for i, u in enumerate(surgeon.units()) if i not in skip]
         norms = [sum(l1_norms(c) for c in surgeon.coupled(u)) for u in units]
         if p.scope == "layer":
