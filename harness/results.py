@@ -20,6 +20,7 @@ from harness.spec import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "device", "measure_s")
 SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms")  # measured beside the student
+REMEASURED = ("latency_b1_ms", "latency_ms", *SAME_RUN_TEACHER, "device")  # see record_remeasurement
 TEACHER_COLUMNS = ("val_acc", "test_acc", "params", "size_bytes", "macs")
 EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s", "node_id")
 UNFINISHED = ("pending", "running", "interrupted")
@@ -191,6 +192,23 @@ class ResultsWriter(LiveCallback):
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
                    **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
         self.flush()
+
+    def record_remeasurement(self, seed: int, figures: dict[str, dict[str, Any]]) -> list[str]:
+        """Latencies measured again after the seed's search (harness.remeasure) replace the
+        in-trial ones, which are kept as ``trial_*``. Returns the trials whose measured model
+        did not have the parameter count the trial reported: left as they were."""
+        mismatched = []
+        for tune_id, measured in figures.items():
+            row = self.trials.get(f"s{seed}-{tune_id}")
+            if row is None:
+                continue
+            measured = dict(measured)
+            if measured.pop("params_measured") != row.get("params"):
+                mismatched.append(row["trial_id"])
+                continue
+            row.update({f"trial_{k}": row.get(k) for k in REMEASURED}, **measured)
+        self.flush()
+        return mismatched
 
     def mark_unfinished(self, status: str) -> None:
         """Give trials that never ended (an interrupted run) a final status, and write."""

@@ -92,6 +92,9 @@ class MeasureSpec:
     batch_size: int = 64  # the larger of the two latency batch sizes (the other is 1)
     warmup: int = 5
     repeats: int = 20
+    # Passes measuring every completed trial's latency again once its seed's search has
+    # ended, one trial at a time (harness/remeasure.py); 0 keeps the figures taken in the trial.
+    rounds: int = 3
 
 
 @dataclass
@@ -349,7 +352,8 @@ def _check_semantics(spec: StudySpec) -> None:
                              ("search.startup_trials", 1 if spec.search.startup_trials is None else spec.search.startup_trials, 1),
                              ("asha.grace_period", spec.asha.grace_period, 1),
                              ("measure.batch_size", spec.measure.batch_size, 1),
-                             ("measure.repeats", spec.measure.repeats, 1)):
+                             ("measure.repeats", spec.measure.repeats, 1),
+                             ("measure.rounds", spec.measure.rounds, 0)):
         if value < low:
             raise SpecError(f"{path}: must be at least {low}, got {value}")
     if spec.asha.grace_period > spec.budget.epochs:

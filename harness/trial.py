@@ -77,11 +77,11 @@ def prepare_model(model: torch.nn.Module, channels_last: bool = False,
     return model
 
 
-def load_teacher(spec: StudySpec, data: DatasetSplits, state: dict[str, torch.Tensor] | None,
-                 device: torch.device) -> torch.nn.Module | None:
+def load_teacher(spec: StudySpec, num_classes: int, input_shape: tuple[int, ...],
+                 state: dict[str, torch.Tensor] | None, device: torch.device) -> torch.nn.Module | None:
     if spec.teacher is None or state is None:
         return None
-    teacher = create_model(spec.teacher.model, data.num_classes, spec.teacher.width, data.input_shape)
+    teacher = create_model(spec.teacher.model, num_classes, spec.teacher.width, input_shape)
     teacher.load_state_dict(state)
     return freeze(prepare_model(teacher.to(device), spec.resources.channels_last, spec.resources.compile))
 
@@ -116,7 +116,7 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
     withheld = method_cls.data_free
     ctx = MethodContext(
         student=student,
-        teacher=load_teacher(spec, data, teacher_state, device),
+        teacher=load_teacher(spec, data.num_classes, data.input_shape, teacher_state, device),
         train=WithheldSplit("training", spec.method) if withheld else device_data.train,
         val=WithheldSplit("validation", spec.method) if withheld else device_data.val,
         epochs=spec.budget.epochs, device=device,

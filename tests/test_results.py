@@ -34,3 +34,21 @@ def test_reports_are_written_with_every_experiment_snapshot_not_every_report(tmp
     writer.on_trial_complete(0, [], trial)  # a finished trial is written at once
     assert len(pd.read_parquet(tmp_path / "epochs.parquet")) == 3
     assert pd.read_parquet(tmp_path / "trials.parquet")["status"].tolist() == ["completed"]
+
+
+def test_latency_measured_again_replaces_the_in_trial_figures_which_are_kept(tmp_path):
+    writer = ResultsWriter(small_spec(**{"budget.epochs": "1"}), tmp_path, None)
+    for trial_id, params in (("a", 100), ("b", 200)):
+        trial = SimpleNamespace(trial_id=trial_id, config={"lr": 0.01},
+                                last_result={"training_iteration": 1, "epoch": 1, "params": params,
+                                             "latency_ms": 9.0, "latency_b1_ms": 1.0, "device": "busy"})
+        writer.on_trial_start(0, [], trial)
+        writer.on_trial_complete(0, [], trial)
+    again = {"latency_ms": 4.0, "latency_b1_ms": 0.5, "device": "idle", "latency_rounds": 3, "latency_spread": 0.1}
+    mismatched = writer.record_remeasurement(0, {"a": {**again, "params_measured": 100},
+                                                 "b": {**again, "params_measured": 150}})
+    assert mismatched == ["s0-b"]  # not the trial's student: its figures stay
+    rows = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    assert rows.loc["s0-a", ["latency_ms", "trial_latency_ms", "device", "trial_device", "latency_rounds"]].tolist() \
+        == [4.0, 9.0, "idle", "busy", 3]
+    assert rows.loc["s0-b", "latency_ms"] == 9.0 and pd.isna(rows.loc["s0-b", "latency_rounds"])

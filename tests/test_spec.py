@@ -53,6 +53,7 @@ def test_defaults_fill_unspecified_sections():
     ({"search.objectives": "[{metric: macs, mode: min}]"}, "first objective drives ASHA"),
     ({"search.objectives": "[{metric: val_acc, mode: up}]"}, "mode: must be 'max' or 'min'"),
     ({"budget.epochs": "two"}, "budget.epochs: expected an integer"),
+    ({"measure.rounds": "-1"}, "measure.rounds: must be at least 0, got -1"),
     ({"asha.grace_period": "5"}, "asha.grace_period: 5 exceeds budget.epochs"),
     ({"asha.stop_at_chance": "sometimes"}, "asha.stop_at_chance: expected"),
     ({"teacher.recipe.epoch": "3"}, "teacher.recipe.epoch: unknown knob (did you mean 'epochs'?)"),

@@ -133,6 +133,7 @@ def study(ray_session, tmp_path_factory):
     spec = small_spec(**{
         "search.searcher": "random", "search.num_samples": "4", "seeds": "[0, 1]",
         "budget.epochs": "3", "asha.reduction_factor": "2",
+        "asha.stop_at_chance": "false",  # the first trial at each rung goes on: every seed completes one
         "search.space.momentum": "{categorical: [0.9, 0.5]}",
         "measure.repeats": "3",
     })
@@ -170,9 +171,19 @@ def test_completed_and_stopped_trials_are_told_apart(study):
     trials = pd.read_parquet(folder / "trials.parquet")
     completed = trials[trials.status == "completed"]
     stopped = trials[trials.status == "stopped"]
+    assert len(completed) >= len(spec.seeds)
     assert (completed.epochs_done == spec.budget.epochs).all()
     assert completed[["test_acc", "params", "macs", "latency_ms"]].notna().all().all()
     assert (stopped.epochs_done < spec.budget.epochs).all()
+
+
+def test_completed_trials_latency_is_measured_again_after_the_search(study):
+    spec, folder = study
+    trials = pd.read_parquet(folder / "trials.parquet")
+    completed = trials[trials.status == "completed"]
+    assert len(completed) and (completed.latency_rounds == spec.measure.rounds).all()
+    assert completed[["trial_latency_ms", "teacher_latency_ms", "trial_teacher_latency_ms"]].notna().all().all()
+    assert trials[trials.status != "completed"].latency_ms.isna().all()
 
 
 def test_every_report_is_an_epoch_row(study):
@@ -190,3 +201,23 @@ def test_study_file_records_the_protocol_and_teacher(study):
     info = json.loads((folder / "study.json").read_text())
     assert info["dataset"]["val"] > 0 and info["teacher"]["test_acc"] > 0
     assert info["ended_at"] and info["spec"]["method"] == "kd"
+
+
+def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from harness.results import ResultsWriter
+    from harness.sweep import remeasure_latency
+
+    spec = small_spec(**{"budget.epochs": "1"})
+    writer = ResultsWriter(spec, tmp_path, None)
+    trial = SimpleNamespace(trial_id="t1", config={"lr": 0.01},
+                            last_result={"training_iteration": 1, "epoch": 1, "params": 10, "latency_ms": 9.0})
+    writer.on_trial_start(0, [], trial)
+    writer.on_trial_complete(0, [], trial)
+    gone = SimpleNamespace(error=None, metrics={"trial_id": "t1", "epoch": 1},
+                           checkpoint=SimpleNamespace(path=str(tmp_path / "deleted")))
+    remeasure_latency(spec, 0, [gone], SimpleNamespace(num_classes=10, input_shape=(1, 28, 28)), None, writer)
+    assert "measuring latency again failed" in capsys.readouterr().out
+    row = pd.read_parquet(tmp_path / "trials.parquet").iloc[0]
+    assert row.latency_ms == 9.0 and "trial_latency_ms" not in row
