@@ -8,6 +8,7 @@ a token is at hand and never turned off. A local Ray skips Ray's ``uv run`` hook
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -44,6 +45,9 @@ def connect(address: str | None) -> None:
     if not address:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         return
+    if reason := unreachable(address):
+        raise HarnessError(f"--address {address}: cannot join the Ray cluster ({reason}); is its head node "
+                           f"running (`ray start --head`) and its port open to this machine?")
     import methods
 
     import harness
@@ -54,6 +58,27 @@ def connect(address: str | None) -> None:
         ray.init(address=address, logging_level="WARNING", runtime_env={"py_modules": code})
     except (ConnectionError, RuntimeError) as exc:
         raise HarnessError(join_failure(address, exc.__cause__ or exc)) from None
+
+
+def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing answers at ``host:port`` (or ``ray://host:port``), found in seconds where
+    Ray would retry for about 20 s and print its own lines; None when something answers or
+    the address is not of that form (``auto``: Ray looks for a local cluster itself)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    host = host.strip("[]")  # an IPv6 address in brackets
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return None
+    except socket.gaierror:
+        return f"unknown host '{host}'"
+    except ConnectionRefusedError:
+        return f"nothing listens on {host}:{port}"
+    except TimeoutError:
+        return f"no answer from {host}:{port} in {timeout_s:g} s"
+    except OSError as error:
+        return f"{host}:{port}: {error.strerror or error}"
 
 
 def join_failure(address: str, cause: BaseException) -> str:

@@ -37,10 +37,19 @@ def hover_text(trials: pd.DataFrame) -> list[str]:
         lines.append(
             f"<b>{row['trial_id']}</b> ({row['study']}, {row['method']})<br>"
             f"test {_pct(row['test_acc'])}, val {_pct(row['val_acc'])}<br>"
-            f"latency {_num(row[LATENCY])} ms, size {_num(row[SIZE] / 1e3 if not _missing(row[SIZE]) else None)} kB, "
+            f"latency {_num(row[LATENCY])} ms{_rounds(row)}, "
+            f"size {_num(row[SIZE] / 1e3 if not _missing(row[SIZE]) else None)} kB, "
             f"params {_num(row.get('params'))}<br>{row['status']}, {int(row.get('epochs_done') or 0)} epochs<br>"
             f"{knobs}")
     return lines
+
+
+def _rounds(row: dict[str, Any]) -> str:
+    """How the latency was measured again after the search, when it was (harness/remeasure.py)."""
+    rounds, spread = row.get("latency_rounds"), row.get("latency_spread")
+    if _missing(rounds) or _missing(spread):
+        return ""
+    return f" ({int(rounds)} rounds, {spread:.0%} apart)"
 
 
 def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict[str, Any]],

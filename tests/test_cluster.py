@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from harness.cluster import check_trial_fits, configure_ray, join_failure
+from harness.cluster import check_trial_fits, configure_ray, connect, join_failure, unreachable
 from harness.errors import HarnessError
 
 
@@ -79,3 +79,27 @@ def test_a_failed_join_names_its_cause():
     assert join_failure("h:6379", refused) == (
         "--address h:6379: cannot join the Ray cluster (Failed to connect to GCS at h:6379); check the address "
         "and, with token authentication, RAY_AUTH_TOKEN or ~/.ray/auth_token")
+
+
+def test_an_address_where_nothing_listens_is_refused_at_once(monkeypatch):
+    import socket
+    import time
+
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh driver
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(HarnessError, match=f"nothing listens on 127.0.0.1:{port}"):
+        connect(f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 5  # Ray itself retries for about 20 s
+    assert unreachable("no-such-host.invalid:6379") == "unknown host 'no-such-host.invalid'"
+    assert unreachable("auto") is None  # Ray's own lookup of a local cluster
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        assert unreachable(f"ray://127.0.0.1:{listening.getsockname()[1]}") is None

@@ -149,3 +149,14 @@ def test_reports_import_neither_torch_nor_ray():
     code = ("import sys, reports.study_report, reports.leaderboard; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'ray')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_hover_says_how_a_latency_was_measured_again():
+    from reports.figures import hover_text
+
+    row = {"trial_id": "s0-a", "study": "kd", "method": "kd", "test_acc": 0.9, "val_acc": 0.9,
+           "latency_ms": 2.5, "size_bytes": 1000.0, "params": 10, "status": "completed", "epochs_done": 3}
+    again = pd.DataFrame([{**row, "latency_rounds": 3.0, "latency_spread": 0.24}])
+    assert "latency 2.5 ms (3 rounds, 24% apart)" in hover_text(again)[0]
+    in_trial = pd.DataFrame([{**row, "latency_rounds": np.nan, "latency_spread": np.nan}])
+    assert "apart" not in hover_text(in_trial)[0] and "apart" not in hover_text(pd.DataFrame([row]))[0]
