@@ -13,8 +13,8 @@ teacher's classifier is frozen; the adapter trains with the student and is not
 part of :meth:`export`, so measured size and latency are the student's alone.
 
 GAN formulation: least squares (Mao et al. 2017, which the thesis cites). The
-discriminator ``D`` (two 3x3 convolutions, LeakyReLU, global pooling, a linear
-score) minimises ``((D(f_T) - 1)^2 + D(a(f_S))^2) / 2`` for ``d_steps`` Adam
+discriminator ``D`` (two 3x3 convolutions, 1x1 on feature vectors, LeakyReLU,
+global pooling, a linear score) minimises ``((D(f_T) - 1)^2 + D(a(f_S))^2) / 2`` for ``d_steps`` Adam
 steps at ``d_lr`` per student batch, on that batch's features; the student
 minimises ``(D(a(f_S)) - 1)^2 / 2``. Least squares keeps the student's gradient
 from vanishing when ``D`` wins, which the original log loss does not.
@@ -85,16 +85,30 @@ class FeatureAdapter(nn.Module):
 class FeatureDiscriminator(nn.Module):
     """Scores teacher-shaped feature maps: high for the teacher's, low for the student's."""
 
-    def __init__(self, channels: int, width: int) -> None:
+    def __init__(self, channels: int, width: int, size: tuple[int, int]) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            conv3x3(channels, width, size), nn.LeakyReLU(0.2, inplace=True),
+            conv3x3(width, width, size), nn.LeakyReLU(0.2, inplace=True),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 1),
         )
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.net(as_maps(f)).squeeze(1)
+
+
+def conv3x3(channels: int, width: int, size: tuple[int, int]) -> nn.Conv2d:
+    """A padded 3x3 convolution. On 1x1 maps (feature vectors) only its centre weights meet
+    the input, so it becomes the 1x1 convolution holding them: the same function and the
+    same initial weights (drawn as 3x3, random state included) for a ninth of the work."""
+    conv = nn.Conv2d(channels, width, 3, padding=1)
+    if tuple(size) != (1, 1):
+        return conv
+    point = nn.utils.skip_init(nn.Conv2d, channels, width, 1)  # no draws of its own
+    with torch.no_grad():
+        point.weight.copy_(conv.weight[:, :, 1:2, 1:2])
+        point.bias.copy_(conv.bias)
+    return point
 
 
 @register_method("kdgan")
@@ -105,8 +119,8 @@ class KDGAN(SupervisedMethod):
         super().__init__(ctx, params)
         student_shape, teacher_shape = self._feature_shapes()
         self.adapter = FeatureAdapter(student_shape, teacher_shape).to(ctx.device)
-        self.discriminator = FeatureDiscriminator(as_maps(torch.empty(1, *teacher_shape)).shape[1],
-                                                  params.d_width).to(ctx.device)
+        teacher_maps = as_maps(torch.empty(1, *teacher_shape)).shape[1:]
+        self.discriminator = FeatureDiscriminator(teacher_maps[0], params.d_width, tuple(teacher_maps[1:])).to(ctx.device)
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=params.d_lr, betas=(0.5, 0.999))
         self.sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=ctx.device))
         self.batches = 0

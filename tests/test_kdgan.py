@@ -149,3 +149,18 @@ def test_alpha_sets_the_kd_mix_and_cannot_be_given_with_it():
 def test_discriminator_steps_must_be_positive():
     with pytest.raises(SpecError, match="d_steps"):
         small_spec(method="kdgan", teacher={"model": "lenet5"}, **{"search.space.d_steps": "{int: [0, 3]}"})
+
+
+def test_on_feature_vectors_the_discriminator_is_its_3x3_self_at_a_ninth_of_the_work():
+    from methods.kdgan import FeatureDiscriminator
+
+    torch.manual_seed(0)
+    vectors = FeatureDiscriminator(120, 16, (1, 1))  # LeNet-5's features: 120 maps of 1x1
+    after_vectors = torch.rand(1)
+    torch.manual_seed(0)
+    maps = FeatureDiscriminator(120, 16, (3, 3))
+    assert torch.equal(torch.rand(1), after_vectors)  # the same random draws: what follows trains alike
+    assert vectors.net[0].kernel_size == (1, 1) and maps.net[0].kernel_size == (3, 3)
+    f = torch.randn(8, 120, 1, 1)
+    torch.testing.assert_close(vectors(f), maps(f), rtol=1e-5, atol=1e-6)
+    assert sum(p.numel() for p in vectors.parameters()) < sum(p.numel() for p in maps.parameters()) / 5
