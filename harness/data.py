@@ -96,6 +96,10 @@ def load_splits(
     n = len(raw.train)
     order = np.random.default_rng(split_seed).permutation(n)
     n_val = int(round(n * val_fraction))
+    for part, size in (("validation", n_val), ("training", n - n_val)):
+        if size < raw.num_classes:  # cannot hold one image per class: every figure would be noise
+            raise DataError(f"dataset.val_fraction: {val_fraction:g} of {name}'s {n} training images leaves "
+                            f"{size} for the {part} split, fewer than its {raw.num_classes} classes")
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     train, val = _subset(raw.train, train_idx), _subset(raw.train, val_idx)
     digest = hashlib.sha256()

@@ -60,17 +60,17 @@ def test_cifar10_loads_through_torchvision_from_files_in_its_format(tmp_path, mo
     import torchvision.datasets as tvd
     import torchvision.datasets.cifar  # noqa: F401
 
-    write_cifar10(tmp_path, n_train=20)
+    write_cifar10(tmp_path, n_train=40)
     monkeypatch.setattr(tvd.cifar, "check_integrity", lambda *a, **k: True)  # our files, not the real md5s
     splits = load_splits("cifar10", root=str(tmp_path), download=False, val_fraction=0.25)
     assert splits.input_shape == (3, 32, 32) and splits.augment == "crop_flip"
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (15, 5, 10)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (30, 10, 10)
 
 
 def test_mnist_loads_from_idx_files(tmp_path):
-    write_mnist(tmp_path, n_train=30, n_test=10)
+    write_mnist(tmp_path, n_train=100, n_test=10)
     splits = load_splits("mnist", root=str(tmp_path), download=False)
-    assert (len(splits.train) + len(splits.val), len(splits.test)) == (30, 10)
+    assert (len(splits.train) + len(splits.val), len(splits.test)) == (100, 10)
     assert splits.input_shape == (1, 28, 28)
 
 
@@ -80,3 +80,9 @@ def test_missing_data_is_one_clear_error(tmp_path):
     message = str(info.value)
     assert "cifar100" in message.lower() and "nowhere" in message and "HARNESS_DATA" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("fraction, part", [(0.999, "training"), (0.001, "validation")])
+def test_a_split_too_small_to_hold_each_class_is_refused(fraction, part):
+    with pytest.raises(DataError, match=f"leaves [0-9] for the {part} split, fewer than its 10 classes"):
+        load_splits("digits", val_fraction=fraction)
