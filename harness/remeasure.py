@@ -29,8 +29,6 @@ from harness.trial import claim_device, load_teacher, prepare_model, set_threads
 from harness.zoo import create_model
 from methods.checkpoint import fit_shapes
 
-LATENCIES = ("latency_b1_ms", "latency_ms")
-
 
 def finished_students(results: Any, spec: StudySpec, state_file: str) -> dict[str, dict[str, torch.Tensor]]:
     """Tune trial id -> the exported student's weights, for every trial that ran its whole budget."""

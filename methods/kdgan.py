@@ -120,7 +120,8 @@ class KDGAN(SupervisedMethod):
         student_shape, teacher_shape = self._feature_shapes()
         self.adapter = FeatureAdapter(student_shape, teacher_shape).to(ctx.device)
         teacher_maps = as_maps(torch.empty(1, *teacher_shape)).shape[1:]
-        self.discriminator = FeatureDiscriminator(teacher_maps[0], params.d_width, tuple(teacher_maps[1:])).to(ctx.device)
+        self.discriminator = FeatureDiscriminator(teacher_maps[0], params.d_width,
+                                                  tuple(teacher_maps[1:])).to(ctx.device)
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=params.d_lr, betas=(0.5, 0.999))
         self.sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=ctx.device))
         self.batches = 0
