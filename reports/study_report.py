@@ -108,7 +108,19 @@ def protocol(study: Study) -> str:
             f"{search.get('num_samples')} trials per seed x seeds {spec.get('seeds')}, budget "
             f"{spec.get('budget', {}).get('epochs')} reports, {search.get('searcher')} search on {objectives}, ASHA "
             f"grace {asha.get('grace_period')} reduction {asha.get('reduction_factor')}; "
-            f"measured on {devices or 'n/a'}; " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+            f"measured on {devices or 'n/a'}, {latency_protocol(study.trials)}; "
+            + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+
+
+def latency_protocol(trials: pd.DataFrame) -> str:
+    """Where the latencies come from: the end of each trial, or the measurement after the search."""
+    again = trials["latency_rounds"].notna() if "latency_rounds" in trials else pd.Series(False, index=trials.index)
+    if not again.any():
+        return "latency taken at the end of each trial, beside the trials running with it"
+    rounds = int(trials.loc[again, "latency_rounds"].max())
+    spread = trials.loc[again, "latency_spread"].median()
+    return (f"latency of {int(again.sum())} completed trial(s) measured again after each seed's search, one "
+            f"trial at a time, {rounds} interleaved round(s) (median spread between rounds {spread:.0%})")
 
 
 def reference_lines(studies: list[Study], trials: pd.DataFrame) -> list[dict[str, Any]]:
