@@ -1,13 +1,14 @@
-"""Latency measured again once a seed's search has ended, one trial at a time.
+"""Latency measured again once a study's searches have ended, one trial at a time.
 
 During the search, trials share their machine: a latency taken while a
 neighbour trains includes that contention, and single runs on a busy 2-core
-box can be 50% apart (benchmarks/latency_quality.py). Once the seed's trials
+box can be 50% apart (benchmarks/latency_quality.py). Once every seed's trials
 have ended, nothing else of the study runs, so every completed trial's student
-is measured again in one Ray task holding one trial's resources: ``rounds``
-passes over all of them in turn, the teacher right after each student, and the
-median of the rounds kept. Interleaving the rounds spreads any drift of the
-machine over every trial alike instead of favouring the ones measured first.
+(all seeds) is measured again in one Ray task holding one trial's resources:
+``rounds`` passes over all of them in turn, the teacher right after each
+student, and the median of the rounds kept. Interleaving the rounds spreads any
+drift of the machine over every trial alike instead of favouring the ones
+measured first, and one window for all seeds keeps them comparable.
 
 The students come from each trial's last checkpoint (the state its final
 report saved), so nothing has to be kept in memory while the search runs.
@@ -24,21 +25,29 @@ import ray
 import torch
 
 from harness.measure import count_params, device_name, measure_latency
+from harness.results import trial_key
 from harness.spec import StudySpec
 from harness.trial import claim_device, load_teacher, prepare_model, set_threads
 from harness.zoo import create_model
 from methods.checkpoint import fit_shapes
 
 
-def finished_students(results: Any, spec: StudySpec, state_file: str) -> dict[str, dict[str, torch.Tensor]]:
-    """Tune trial id -> the exported student's weights, for every trial that ran its whole budget."""
+def finished_students(run_paths: dict[int, Path], spec: StudySpec,
+                      state_file: str) -> dict[str, dict[str, torch.Tensor]]:
+    """Row id -> the exported student's weights, for every trial of every seed's run folder
+    that ran its whole budget (a resumed study's earlier seeds included)."""
+    from ray.tune import ExperimentAnalysis
+
     students = {}
-    for result in results:
-        metrics = result.metrics or {}
-        if result.error is not None or metrics.get("epoch") != spec.budget.epochs or result.checkpoint is None:
+    for seed, path in run_paths.items():
+        if not path.exists():
             continue
-        state = torch.load(Path(result.checkpoint.path) / state_file, map_location="cpu", weights_only=True)
-        students[metrics["trial_id"]] = state["method"]["student"]
+        for trial in ExperimentAnalysis(str(path)).trials:
+            last = trial.last_result or {}
+            if trial.status == "ERROR" or last.get("epoch") != spec.budget.epochs or trial.checkpoint is None:
+                continue
+            state = torch.load(Path(trial.checkpoint.path) / state_file, map_location="cpu", weights_only=True)
+            students[trial_key(seed, trial.trial_id)] = state["method"]["student"]
     return students
 
 
@@ -77,11 +86,11 @@ def summarise(runs: list[dict[str, float]], params: int, device: str) -> dict[st
     return out
 
 
-def remeasure_seed(spec: StudySpec, results: Any, num_classes: int, input_shape: tuple[int, ...],
-                   teacher_state_ref: Any, state_file: str) -> tuple[dict[str, dict[str, Any]], float]:
+def remeasure_study(spec: StudySpec, run_paths: dict[int, Path], num_classes: int, input_shape: tuple[int, ...],
+                    teacher_state_ref: Any, state_file: str) -> tuple[dict[str, dict[str, Any]], float]:
     """Run :func:`measure_students` as one Ray task with one trial's resources; (figures, seconds)."""
     started = time.monotonic()
-    students = finished_students(results, spec, state_file)
+    students = finished_students(run_paths, spec, state_file)
     if not students:
         return {}, 0.0
     task = ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)(measure_students)

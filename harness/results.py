@@ -35,6 +35,11 @@ def method_columns(result: dict[str, Any]) -> dict[str, Any]:
             if k in OPTIONAL_EPOCH_COLUMNS or (k.endswith("_loss") and k not in fixed)}
 
 
+def trial_key(seed: int, tune_id: str) -> str:
+    """A trial's row id: Tune's trial ids are unique within one seed's run only."""
+    return f"s{seed}-{tune_id}"
+
+
 def versions() -> str:
     import optuna
     import ray
@@ -160,7 +165,7 @@ class ResultsWriter(LiveCallback):
 
     # --- rows ------------------------------------------------------------------------
     def _id(self, trial) -> str:
-        return f"s{self.seed}-{trial.trial_id}"
+        return trial_key(self.seed, trial.trial_id)
 
     def _row(self, trial) -> dict[str, Any]:
         key = self._id(trial)
@@ -193,13 +198,13 @@ class ResultsWriter(LiveCallback):
                    **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
         self.flush()
 
-    def record_remeasurement(self, seed: int, figures: dict[str, dict[str, Any]]) -> list[str]:
-        """Latencies measured again after the seed's search (harness.remeasure) replace the
+    def record_remeasurement(self, figures: dict[str, dict[str, Any]]) -> list[str]:
+        """Latencies measured again after the search (harness.remeasure), by row id, replace the
         in-trial ones, which are kept as ``trial_*``. Returns the trials whose measured model
         did not have the parameter count the trial reported: left as they were."""
         mismatched = []
-        for tune_id, measured in figures.items():
-            row = self.trials.get(f"s{seed}-{tune_id}")
+        for key, measured in figures.items():
+            row = self.trials.get(key)
             if row is None:
                 continue
             measured = dict(measured)

@@ -92,7 +92,7 @@ class MeasureSpec:
     batch_size: int = 64  # the larger of the two latency batch sizes (the other is 1)
     warmup: int = 5
     repeats: int = 20
-    # Passes measuring every completed trial's latency again once its seed's search has
+    # Passes measuring every completed trial's latency again once the study's searches have
     # ended, one trial at a time (harness/remeasure.py); 0 keeps the figures taken in the trial.
     rounds: int = 3
 

@@ -119,7 +119,7 @@ def latency_protocol(trials: pd.DataFrame) -> str:
         return "latency taken at the end of each trial, beside the trials running with it"
     rounds = int(trials.loc[again, "latency_rounds"].max())
     spread = trials.loc[again, "latency_spread"].median()
-    return (f"latency of {int(again.sum())} completed trial(s) measured again after each seed's search, one "
+    return (f"latency of {int(again.sum())} completed trial(s) measured again after the search, one "
             f"trial at a time, {rounds} interleaved round(s) (median spread between rounds {spread:.0%})")
 
 

@@ -152,6 +152,8 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path):
     trials, epochs = _check_consistent(folder)
     kept = trials[trials["status"] != "lost"]
     assert len(kept) == TRIALS and set(kept["status"]) == {"completed"}, out[-2000:]
+    # Measured again after the search, trials finished before the kill included (from their checkpoints).
+    assert (kept["latency_rounds"] > 0).all() and kept["trial_latency_ms"].notna().all()
     # The trial that was half-way went on from its last report rather than from scratch.
     resumed = kept[kept["resumes"] >= 1]
     assert len(resumed) >= 1

@@ -166,6 +166,6 @@ def test_the_protocol_says_where_the_latencies_come_from():
     from reports.study_report import latency_protocol
 
     trials = pd.DataFrame({"latency_rounds": [3.0, 3.0, np.nan], "latency_spread": [0.1, 0.3, np.nan]})
-    assert latency_protocol(trials) == ("latency of 2 completed trial(s) measured again after each seed's search, "
+    assert latency_protocol(trials) == ("latency of 2 completed trial(s) measured again after the search, "
                                         "one trial at a time, 3 interleaved round(s) (median spread between rounds 20%)")
     assert "at the end of each trial" in latency_protocol(pd.DataFrame({"latency_ms": [1.0]}))

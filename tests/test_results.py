@@ -45,8 +45,8 @@ def test_latency_measured_again_replaces_the_in_trial_figures_which_are_kept(tmp
         writer.on_trial_start(0, [], trial)
         writer.on_trial_complete(0, [], trial)
     again = {"latency_ms": 4.0, "latency_b1_ms": 0.5, "device": "idle", "latency_rounds": 3, "latency_spread": 0.1}
-    mismatched = writer.record_remeasurement(0, {"a": {**again, "params_measured": 100},
-                                                 "b": {**again, "params_measured": 150}})
+    mismatched = writer.record_remeasurement({"s0-a": {**again, "params_measured": 100},
+                                              "s0-b": {**again, "params_measured": 150}})
     assert mismatched == ["s0-b"]  # not the trial's student: its figures stay
     rows = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
     assert rows.loc["s0-a", ["latency_ms", "trial_latency_ms", "device", "trial_device", "latency_rounds"]].tolist() \

@@ -203,11 +203,11 @@ def test_study_file_records_the_protocol_and_teacher(study):
     assert info["ended_at"] and info["spec"]["method"] == "kd"
 
 
-def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys):
+def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys, monkeypatch):
     from types import SimpleNamespace
 
+    import harness.sweep
     from harness.results import ResultsWriter
-    from harness.sweep import remeasure_latency
 
     spec = small_spec(**{"budget.epochs": "1"})
     writer = ResultsWriter(spec, tmp_path, None)
@@ -215,9 +215,13 @@ def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys
                             last_result={"training_iteration": 1, "epoch": 1, "params": 10, "latency_ms": 9.0})
     writer.on_trial_start(0, [], trial)
     writer.on_trial_complete(0, [], trial)
-    gone = SimpleNamespace(error=None, metrics={"trial_id": "t1", "epoch": 1},
-                           checkpoint=SimpleNamespace(path=str(tmp_path / "deleted")))
-    remeasure_latency(spec, 0, [gone], SimpleNamespace(num_classes=10, input_shape=(1, 28, 28)), None, writer)
-    assert "measuring latency again failed" in capsys.readouterr().out
+
+    def broken(*args, **kwargs):
+        raise ValueError("checkpoint unreadable\nstate_dict mismatch")
+
+    monkeypatch.setattr(harness.sweep, "remeasure_study", broken)
+    harness.sweep.remeasure_latency(spec, tmp_path, SimpleNamespace(num_classes=10, input_shape=(1, 28, 28)),
+                                    None, writer)
+    assert "measuring latency again failed (state_dict mismatch)" in capsys.readouterr().out
     row = pd.read_parquet(tmp_path / "trials.parquet").iloc[0]
     assert row.latency_ms == 9.0 and "trial_latency_ms" not in row
