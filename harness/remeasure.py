@@ -54,7 +54,7 @@ def finished_students(run_paths: dict[int, Path], spec: StudySpec,
 def measure_students(spec: StudySpec, num_classes: int, input_shape: tuple[int, ...],
                      students: dict[str, dict[str, torch.Tensor]],
                      teacher_state: dict[str, torch.Tensor] | None, rounds: int) -> dict[str, dict[str, Any]]:
-    """Per trial id: median latencies over ``rounds`` interleaved passes (student, then teacher),
+    """Per row id: median latencies over ``rounds`` interleaved passes (student, then teacher),
     their spread, the parameter count of what was measured, and the device."""
     set_threads(spec.resources.cpu)
     device = claim_device(spec.resources)
@@ -79,6 +79,7 @@ def measure_students(spec: StudySpec, num_classes: int, input_shape: tuple[int, 
 
 
 def summarise(runs: list[dict[str, float]], params: int, device: str) -> dict[str, Any]:
+    """One trial's rounds: the median of each figure, and the spread of the batch latency."""
     out: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     values = [r["latency_ms"] for r in runs]
     out.update(latency_rounds=len(runs), params_measured=params, device=device,
