@@ -1,4 +1,5 @@
-"""``python -m harness``: sweep a study spec, report on studies, rank them, or list what is registered."""
+"""``python -m harness``: sweep a study spec, report on studies, rank them, measure them again, or list
+what is registered."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("storage", nargs="?", default="studies", help="the storage folder (default: studies)")
     board.add_argument("--budgets", default="0.5,1", help="latency and size budgets as fractions of the "
                        "teacher's, comma-separated (default: 0.5,1)")
+    again = commands.add_parser("remeasure", help="measure finished studies' completed trials again, together, "
+                                "one at a time, so that their latencies compare")
+    again.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study folders, e.g. studies/kd-digits")
+    again.add_argument("--rounds", type=int, default=3, help="passes over every trial, interleaved (default: 3)")
+    again.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
     commands.add_parser("list", help="list the registered methods, models and datasets")
     return parser
 
@@ -42,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             return report(args)
         if args.command == "leaderboard":
             return leaderboard(args)
+        if args.command == "remeasure":
+            return remeasure(args)
         return sweep(args)
     except (HarnessError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -79,6 +87,24 @@ def recorded_fingerprint(spec_path: str) -> str | None:
         return None
     dataset = json.loads(path.read_text()).get("dataset")
     return dataset.get("fingerprint") if isinstance(dataset, dict) else None
+
+
+def remeasure(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.rounds < 1:
+        raise HarnessError(f"--rounds: must be at least 1, got {args.rounds}")
+    from harness.cluster import configure_ray
+
+    configure_ray(args.address)  # before Ray is imported
+    from harness.cluster import connect
+    from harness.remeasure import load_finished_studies, remeasure_studies
+
+    studies = load_finished_studies([Path(s) for s in args.studies])  # every error before Ray starts
+    connect(args.address)
+    for line in remeasure_studies(studies, args.rounds):
+        print(line)
+    return 0
 
 
 def report(args: argparse.Namespace) -> int:

@@ -211,7 +211,9 @@ class ResultsWriter(LiveCallback):
             if measured.pop("params_measured") != row.get("params"):
                 mismatched.append(row["trial_id"])
                 continue
-            row.update({f"trial_{k}": row.get(k) for k in REMEASURED}, **measured)
+            if row.get("latency_rounds") is None:  # the first time: keep what the trial measured
+                row.update({f"trial_{k}": row.get(k) for k in REMEASURED})
+            row.update(measured)
         self.flush()
         return mismatched
 

@@ -35,14 +35,12 @@ from harness.cluster import check_trial_fits, connect
 from harness.data import DatasetSplits, load_splits, load_substitute
 from harness.errors import HarnessError, SpecError
 from harness.progress import ProgressPrinter
-from harness.remeasure import remeasure_study
+from harness.remeasure import StudyStudents, finished_students, measure_again
 from harness.results import ResultsWriter, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
 from harness.spec import StudySpec
 from harness.teachers import Teacher, obtain_teacher, train_teacher
-from harness.trial import run_trial
-
-STATE_FILE = "trial_state.pt"
+from harness.trial import STATE_FILE, run_trial
 
 
 def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: dict[str, Any],
@@ -144,7 +142,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
             # Tune ends a run on Ctrl-C and returns normally: stop here, not at the next seed.
             writer.mark_unfinished("interrupted")
             raise KeyboardInterrupt
-    remeasure_latency(spec, folder, data, shared["teacher"], writer)
+    remeasure_latency(spec, folder, data, teacher, writer)
     writer.flush()
     write_study_file(folder, spec, data, teacher, started=None, ended=_now())
     counts = writer.counts()
@@ -173,7 +171,7 @@ def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callba
     )
 
 
-def remeasure_latency(spec: StudySpec, folder: Path, data: DatasetSplits, teacher_ref: Any,
+def remeasure_latency(spec: StudySpec, folder: Path, data: DatasetSplits, teacher: Teacher | None,
                       writer: ResultsWriter) -> None:
     """Measure every seed's completed trials again on a machine the searches no longer load;
     if that fails, the figures taken during the trials stand."""
@@ -183,24 +181,16 @@ def remeasure_latency(spec: StudySpec, folder: Path, data: DatasetSplits, teache
         say("latency not measured again (resources.compile: every student would compile again); "
             "the figures taken during the trials stand")
         return
-    run_paths = {seed: folder / "tune" / f"seed{seed}" for seed in spec.seeds}
     try:
-        figures, seconds = remeasure_study(spec, run_paths, data.num_classes, data.input_shape, teacher_ref,
-                                           STATE_FILE)
+        students = StudyStudents(spec, data.num_classes, data.input_shape, finished_students(spec, folder),
+                                 teacher.state if teacher else None)
+        [lines] = measure_again([(students, writer)], spec.measure.rounds, spec.resources)
     except Exception as error:  # a step after the search must never cost its results
         cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]
         say(f"measuring latency again failed ({cause}); the figures taken during the trials stand")
         return
-    if not figures:
-        return
-    mismatched = writer.record_remeasurement(figures)
-    spreads = sorted(f["latency_spread"] for f in figures.values())
-    say(f"latency of {len(figures)} completed trial(s) measured again, one at a time, {spec.measure.rounds} "
-        f"interleaved round(s) [{seconds:.0f}s]; spread between rounds at batch {spec.measure.batch_size}: "
-        f"median {spreads[len(spreads) // 2]:.0%}, max {spreads[-1]:.0%}")
-    if mismatched:
-        say(f"the checkpoint of {', '.join(mismatched)} did not hold the student the trial measured; "
-            f"its in-trial latency stands")
+    for line in lines:
+        say(line)
 
 
 def prune_checkpoints(run_path: Path) -> None:

@@ -27,6 +27,7 @@ from methods.base import MethodContext, WithheldSplit
 from methods.training import evaluate, freeze
 
 Report = Callable[..., None]  # report(metrics), or report(metrics, state) with checkpoints
+STATE_FILE = "trial_state.pt"  # in each checkpoint folder: the state a report saved
 
 
 def trial_device(gpu_share: float) -> torch.device:

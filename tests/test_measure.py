@@ -35,19 +35,21 @@ def test_latency_grows_with_work_and_measure_reports_everything():
     assert m["latency_ms"] > 0 and m["latency_batch"] == 8 and "threads" in m["device"]
 
 
-def test_students_are_measured_again_from_their_saved_weights_pruned_shapes_included():
-    from harness.remeasure import measure_students
+def test_students_of_several_studies_are_measured_again_from_their_saved_weights():
+    from harness.remeasure import StudyStudents, measure_studies
     from tests.conftest import small_spec
 
     spec = small_spec(**{"measure.repeats": "2", "measure.warmup": "1", "measure.batch_size": "4"})
-    narrow = create_model("lenet5_half", 10, 0.25, (1, 28, 28))  # what a pruned student's weights look like
-    full = create_model("lenet5_half", 10, spec.student.width, (1, 28, 28))
-    teacher = create_model(spec.teacher.model, 10, spec.teacher.width, (1, 28, 28))
-    figures = measure_students(spec, 10, (1, 28, 28), {"p": narrow.state_dict(), "f": full.state_dict()},
-                               teacher.state_dict(), rounds=3)
-    assert figures["p"]["params_measured"] == count_params(narrow) < figures["f"]["params_measured"]
-    for measured in figures.values():
+    alone = small_spec(**{"method": "scratch", "measure.repeats": "2", "measure.warmup": "1"})
+    shape = (1, 28, 28)
+    narrow = create_model("lenet5_half", 10, 0.25, shape)  # what a pruned student's weights look like
+    full = create_model("lenet5_half", 10, spec.student.width, shape)
+    teacher = create_model(spec.teacher.model, 10, spec.teacher.width, shape)
+    kd, scratch = measure_studies(
+        [StudyStudents(spec, 10, shape, {"p": narrow.state_dict(), "f": full.state_dict()}, teacher.state_dict()),
+         StudyStudents(alone, 10, shape, {"f": full.state_dict()}, None)], rounds=3, resources=spec.resources)
+    assert kd["p"]["params_measured"] == count_params(narrow) < kd["f"]["params_measured"]
+    for measured in (*kd.values(), *scratch.values()):
         assert measured["latency_rounds"] == 3 and measured["latency_spread"] >= 0
-        assert min(measured[k] for k in ("latency_ms", "latency_b1_ms", "teacher_latency_ms")) > 0
-    alone = measure_students(spec, 10, (1, 28, 28), {"f": full.state_dict()}, None, rounds=1)
-    assert "teacher_latency_ms" not in alone["f"] and alone["f"]["latency_rounds"] == 1
+        assert min(measured["latency_ms"], measured["latency_b1_ms"]) > 0
+    assert min(m["teacher_latency_ms"] for m in kd.values()) > 0 and "teacher_latency_ms" not in scratch["f"]

@@ -52,3 +52,7 @@ def test_latency_measured_again_replaces_the_in_trial_figures_which_are_kept(tmp
     assert rows.loc["s0-a", ["latency_ms", "trial_latency_ms", "device", "trial_device", "latency_rounds"]].tolist() \
         == [4.0, 9.0, "idle", "busy", 3]
     assert rows.loc["s0-b", "latency_ms"] == 9.0 and pd.isna(rows.loc["s0-b", "latency_rounds"])
+
+    writer.record_remeasurement({"s0-a": {**again, "latency_ms": 5.0, "params_measured": 100}})  # once more
+    rows = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    assert rows.loc["s0-a", ["latency_ms", "trial_latency_ms", "trial_device"]].tolist() == [5.0, 9.0, "busy"]

@@ -203,6 +203,46 @@ def test_study_file_records_the_protocol_and_teacher(study):
     assert info["ended_at"] and info["spec"]["method"] == "kd"
 
 
+def test_finished_studies_are_measured_again_together_keeping_what_the_trials_measured(ray_session, tmp_path,
+                                                                                       capsys):
+    from harness.cli import main
+    from harness.sweep import run_sweep
+
+    folder = run_sweep(small_spec(**{"budget.epochs": "2", "asha.grace_period": "2", "measure.repeats": "3"}),
+                       storage=str(tmp_path))
+    other = run_sweep(small_spec(**{"study": "alone", "method": "scratch", "teacher": "null",
+                                    "search.num_samples": "1", "search.space.lr": "0.05", "budget.epochs": "1",
+                                    "measure.rounds": "0"}), storage=str(tmp_path))
+    before = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
+    assert "latency_rounds" not in pd.read_parquet(other / "trials.parquet")  # measure.rounds: 0
+
+    assert main(["remeasure", str(folder), str(other), "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{folder}: latency of" in out and f"{other}: latency of 1 completed trial(s)" in out
+    after = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
+    completed = after.status == "completed"
+    assert (after.loc[completed, "latency_rounds"] == 2).all()
+    assert after.loc[completed, "trial_latency_ms"].equals(before.loc[completed, "trial_latency_ms"])
+    assert (pd.read_parquet(other / "trials.parquet").latency_rounds == 2).all()
+
+
+def test_only_finished_studies_are_measured_again(tmp_path, capsys):
+    import json
+
+    from harness.cli import main
+
+    assert main(["remeasure", str(tmp_path)]) == 2
+    assert "error: " in capsys.readouterr().err
+    folder = tmp_path / "cut-short"
+    folder.mkdir()
+    spec = small_spec()
+    (folder / "study.json").write_text(json.dumps({"spec": json.loads(json.dumps(spec.to_dict(), default=str)),
+                                                   "ended_at": None}))
+    assert main(["remeasure", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the study has not finished" in err and "--resume" in err
+
+
 def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys, monkeypatch):
     from types import SimpleNamespace
 
@@ -219,7 +259,7 @@ def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys
     def broken(*args, **kwargs):
         raise ValueError("checkpoint unreadable\nstate_dict mismatch")
 
-    monkeypatch.setattr(harness.sweep, "remeasure_study", broken)
+    monkeypatch.setattr(harness.sweep, "measure_again", broken)
     harness.sweep.remeasure_latency(spec, tmp_path, SimpleNamespace(num_classes=10, input_shape=(1, 28, 28)),
                                     None, writer)
     assert "measuring latency again failed (state_dict mismatch)" in capsys.readouterr().out
