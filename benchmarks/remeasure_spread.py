@@ -31,7 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     for folder in args.studies:
         trials = pd.read_parquet(folder / "trials.parquet")
-        done = trials[(trials.status == "completed") & trials.get("latency_rounds", pd.Series(dtype=float)).notna()]
+        done = trials[trials.status.eq("completed") & trials["latency_rounds"].notna()] \
+            if "latency_rounds" in trials else trials.iloc[:0]
         if done.empty:
             print(f"{folder}: no completed trial was measured again (measure.rounds: 0, or an older study)")
             continue
