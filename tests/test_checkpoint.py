@@ -57,9 +57,14 @@ def test_a_resumed_trial_ends_as_if_it_never_stopped(method, digits, teacher_sta
     assert whole.state_dict().keys() == resumed.state_dict().keys()
     for name, tensor in whole.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
-    if method in ("c2s2", "filter_pruning_kd"):  # the resumed student was narrowed back to the pruned shapes
-        assert sum(p.numel() for p in resumed.parameters()) < 0.8 * sum(
+    if method in ("c2s2", "filter_pruning_kd"):
+        # The state resumed from was already pruned, so the fresh student had to be narrowed to
+        # it. (Only fewer parameters is asserted: C2S2's target is MACs, which the convolutions
+        # hold, while LeNet-5's parameters sit mostly in its fully connected layers.)
+        assert sum(p.numel() for p in resumed.parameters()) < sum(
             v.numel() for k, v in teacher_state.items() if not k.endswith("num_batches_tracked"))
+    if method == "c2s2":
+        assert reports[1]["cost_ratio"] < 1.0
 
 
 def test_fit_shapes_narrows_a_network_and_refuses_what_it_cannot_resize():
