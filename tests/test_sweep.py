@@ -126,6 +126,20 @@ def test_a_diverging_first_trial_stops_at_the_grace_period(ray_session, tmp_path
     assert trials.val_acc.iloc[0] < 0.2
 
 
+def test_a_study_run_one_trial_at_a_time_repeats_exactly(ray_session, tmp_path):
+    """Seeded trials and a seeded TPE that sees results in one order: the same rows twice."""
+    from harness.sweep import run_sweep
+
+    spec = small_spec(**{"search.num_samples": "5", "search.startup_trials": "2", "search.max_concurrent": "1",
+                         "search.space.tau": "{uniform: [1.0, 8.0]}", "budget.epochs": "4",
+                         "asha.grace_period": "1", "asha.reduction_factor": "2", "measure.repeats": "3"})
+    columns = ["param_lr", "param_tau", "status", "epochs_done", "val_acc", "test_acc"]
+    runs = [pd.read_parquet(run_sweep(spec, storage=str(tmp_path / str(i))) / "trials.parquet")[columns]
+            for i in range(2)]
+    assert runs[0]["param_lr"].nunique() == 5
+    pd.testing.assert_frame_equal(runs[0], runs[1])
+
+
 @pytest.fixture(scope="module")
 def study(ray_session, tmp_path_factory):
     from harness.sweep import run_sweep
