@@ -151,6 +151,8 @@ def load_finished_study(folder: Path) -> StudyStudents:
     from harness.spec import load_spec
     from harness.teachers import obtain_teacher
 
+    if not folder.is_dir():  # load_spec would take the name for a spec file
+        raise HarnessError(f"{folder}: no such study folder")
     spec = load_spec(str(folder))
     info = json.loads((folder / "study.json").read_text())
     if not info.get("ended_at"):

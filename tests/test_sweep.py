@@ -247,6 +247,8 @@ def test_only_finished_studies_are_measured_again(tmp_path, capsys):
 
     assert main(["remeasure", str(tmp_path)]) == 2
     assert "error: " in capsys.readouterr().err
+    assert main(["remeasure", str(tmp_path / "absent")]) == 2
+    assert "absent: no such study folder" in capsys.readouterr().err
     folder = tmp_path / "cut-short"
     folder.mkdir()
     spec = small_spec()
