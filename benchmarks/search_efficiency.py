@@ -15,7 +15,7 @@ trial-epochs spent until a finished trial first lands in that band, and the
 ratio of the means over seeds. Everything is decided on the validation split.
 
     uv run python benchmarks/search_efficiency.py [--spec search_spaces/kd.yaml] [--seeds 0,1,2]
-        [--storage DIR] [--random-from STUDY_DIR ...]
+        [--set KEY=VALUE ...] [--storage DIR] [--random-from STUDY_DIR ...]
 
 The random arm does not depend on TPE's settings: ``--random-from`` reads it from
 earlier runs' study folders (kept with ``--storage``) instead of running it again,
@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
@@ -44,6 +45,7 @@ from harness.cluster import configure_ray  # noqa: E402
 
 configure_ray(None)  # a local Ray, set up as `python -m harness sweep` does, before ray is imported
 
+from harness.errors import SpecError  # noqa: E402
 from harness.spec import load_spec  # noqa: E402
 from harness.sweep import run_sweep  # noqa: E402
 
@@ -54,8 +56,8 @@ RANDOM = "random, full budget"
 RANDOM_ARM_KEYS = ("method", "dataset", "teacher", "student", "budget", "asha", "resources")
 
 
-def arm_specs(path: str, seeds: list[int], storage: str) -> dict[str, object]:
-    common = [f"seeds={seeds}", f"storage={storage}"]
+def arm_specs(path: str, seeds: list[int], storage: str, overrides: list[str]) -> dict[str, object]:
+    common = [*overrides, f"seeds={seeds}", f"storage={storage}"]
     tpe = load_spec(path, [*common, "search.searcher=tpe"])
     epochs = tpe.budget.epochs
     return {
@@ -63,6 +65,12 @@ def arm_specs(path: str, seeds: list[int], storage: str) -> dict[str, object]:
         RANDOM: load_spec(path, [*common, f"study={tpe.study}-random-full", "search.searcher=random",
                                  f"asha.grace_period={epochs}"]),
     }
+
+
+def fail(message: str) -> NoReturn:
+    """Bad input: one line naming the cause, exit status 2 (as the harness's CLI does)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def earlier_random_arm(folders: list[str], spec, seeds: list[int]) -> pd.DataFrame:
@@ -75,15 +83,15 @@ def earlier_random_arm(folders: list[str], spec, seeds: list[int]) -> pd.DataFra
         differs += [f"search.{key}" for key in ("space", "searcher", "num_samples")
                     if saved["search"][key] != now["search"][key]]
         if differs:
-            sys.exit(f"error: --random-from {folder}: its spec differs in {', '.join(differs)}")
+            fail(f"--random-from {folder}: its spec differs in {', '.join(differs)}")
         frames.append(pd.read_parquet(folder / "epochs.parquet").assign(place=place))
     epochs = pd.concat(frames)
     twice = sorted(seed for seed, where in epochs.groupby("seed")["place"].nunique().items() if where > 1)
     if twice:
-        sys.exit(f"error: --random-from: seed(s) {twice} found in more than one of the folders given; give each run once")
+        fail(f"--random-from: seed(s) {twice} found in more than one of the folders given; give each run once")
     missing = sorted(set(seeds) - set(epochs["seed"]))
     if missing:
-        sys.exit(f"error: --random-from: no random-arm results for seed(s) {missing}")
+        fail(f"--random-from: no random-arm results for seed(s) {missing}")
     return epochs[epochs["seed"].isin(seeds)]
 
 
@@ -115,13 +123,18 @@ def main() -> None:
     parser.add_argument("--spec", default="search_spaces/kd.yaml")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--storage", default=None, help="keep the studies here (default: a temporary folder)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec entry in both arms, as `python -m harness sweep --set` does")
     parser.add_argument("--random-from", nargs="+", default=[], metavar="STUDY_DIR",
                         help="read the random arm from these earlier runs instead of running it")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     with contextlib.ExitStack() as stack:
         storage = args.storage or stack.enter_context(tempfile.TemporaryDirectory())
-        specs = arm_specs(args.spec, seeds, storage)
+        try:
+            specs = arm_specs(args.spec, seeds, storage, args.set)
+        except SpecError as exc:
+            fail(str(exc))
         runs = {}
         if args.random_from:
             runs[RANDOM] = earlier_random_arm(args.random_from, specs[RANDOM], seeds)
