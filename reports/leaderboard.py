@@ -1,7 +1,7 @@
 """``python -m harness leaderboard STORAGE``: every study under a folder, ranked.
 
 Outputs, in STORAGE: ``leaderboard.parquet`` (one row per study: dataset, pair,
-method, seeds, spread, budgets, gaps, Pareto membership), ``leaderboard_trials.parquet``
+method, seeds, spread, p-value against rank 1, budgets, gaps, Pareto membership), ``leaderboard_trials.parquet``
 (every trial with its Pareto flags), ``leaderboard.html`` and ``leaderboard.md``.
 
 Each study's trials are read once and kept in ``STORAGE/.leaderboard/`` with the
@@ -21,7 +21,7 @@ import pandas as pd
 from reports import figures
 from reports.html import Page, slug
 from reports.load import find_studies, load_study
-from reports.summary import LATENCY, SIZE, FRONTS, selected_trials, seed_spread, with_fronts
+from reports.summary import LATENCY, SIZE, FRONTS, selected_trials, seed_spread, welch_p, with_fronts
 
 FRONT_SCOPE = ["dataset"]  # every method on a data set competes on the same cost axes
 RANK_SCOPE = ["dataset", "pair"]
@@ -92,7 +92,19 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
     table["selected_on_front"] = table["study"].map(chosen.groupby("study")["pareto"].any()).fillna(False).astype(bool)
     table = table.sort_values([*RANK_SCOPE, "test_acc_mean"], ascending=[True, True, False], na_position="last")
     table["rank"] = table.groupby(RANK_SCOPE, dropna=False).cumcount() + 1
-    return table.reset_index(drop=True), trials
+    table = table.reset_index(drop=True)
+    table["p_vs_leader"] = p_vs_leader(table)
+    return table, trials
+
+
+def p_vs_leader(table: pd.DataFrame) -> pd.Series:
+    """Per study, Welch's p-value of its seeds' test accuracy against its group's rank 1
+    (NaN for rank 1 itself and where either has fewer than two seeds)."""
+    figures = ["test_acc_mean", "test_acc_std", "seeds"]
+    leader = table.groupby(RANK_SCOPE, dropna=False)[figures].transform("first")
+    return pd.Series([np.nan if rank == 1 else welch_p(*mine, *top) for rank, mine, top in
+                      zip(table["rank"], table[figures].itertuples(index=False), leader.itertuples(index=False))],
+                     index=table.index, dtype=float)
 
 
 def build_leaderboard(storage: str | Path, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple[Leaderboard, list[Path]]:
@@ -114,7 +126,7 @@ def build_leaderboard(storage: str | Path, budgets: tuple[float, ...] = (0.5, 1.
 
 
 SHOWN = {"rank": "{}", "method": "{}", "study": "{}", "seeds": "{:.0f}", "test_acc_mean": "{:.2%}",
-         "test_acc_std": "{:.2%}", "gap_to_teacher": "{:+.2%}", "gap_to_scratch": "{:+.2%}",
+         "test_acc_std": "{:.2%}", "p_vs_leader": "{:.2f}", "gap_to_teacher": "{:+.2%}", "gap_to_scratch": "{:+.2%}",
          LATENCY: "{:.3g}", SIZE: "{:,.0f}", "pareto_trials": "{}", "selected_on_front": "{}",
          "completed": "{}", "stopped": "{}", "error": "{}", "running": "{}"}
 
@@ -126,7 +138,9 @@ def _shown(table: pd.DataFrame) -> list[str]:
 def markdown(table: pd.DataFrame) -> str:
     out = ["# Leaderboard", "",
            "Per data set and teacher->student pair, ranked by mean test accuracy of each seed's "
-           "best-on-validation trial. Gaps are in accuracy points; `acc_*_le_Nx_teacher` is the same figure "
+           "best-on-validation trial. `p_vs_leader`: Welch's t-test of the seeds' test accuracy against "
+           "rank 1 of the group; above 0.05, the gap is within what the seeds' spread explains. "
+           "Gaps are in accuracy points; `acc_*_le_Nx_teacher` is the same figure "
            "among trials within N times the teacher's latency or size; Pareto flags are on validation "
            "accuracy, latency and size across every method on the data set.", ""]
     columns = _shown(table)
@@ -142,7 +156,8 @@ def markdown(table: pd.DataFrame) -> str:
 def html_page(board: Leaderboard) -> Page:
     page = Page("Leaderboard")
     page.paragraph(f"{board.table['study'].nunique()} studies, {len(board.trials)} trials. Ranked per data set "
-                   "and pair by the mean test accuracy of each seed's best-on-validation trial; Pareto fronts on "
+                   "and pair by the mean test accuracy of each seed's best-on-validation trial (p_vs_leader: "
+                   "Welch's t-test against rank 1; above 0.05 the gap is within seed noise); Pareto fronts on "
                    "validation accuracy and measured cost.", "note")
     columns = _shown(board.table)
     for (dataset, pair), group in board.table.groupby(RANK_SCOPE, dropna=False):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import ttest_ind_from_stats
 
 from reports.pareto import pareto_mask
 
@@ -57,6 +58,21 @@ def seed_spread(trials: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         seeds=("seed", "nunique"), latency_ms=(LATENCY, "median"), size_bytes=(SIZE, "median"),
         per_seed=("test_acc", lambda s: ", ".join(f"{v:.2%}" for v in s)),
     ).reset_index()
+
+
+def welch_p(mean_a: float, std_a: float, seeds_a: float, mean_b: float, std_b: float, seeds_b: float) -> float:
+    """Two-sided p-value of Welch's t-test on two studies' per-seed figures, from their
+    means, standard deviations and seed counts; NaN with fewer than two seeds a side.
+
+    A large p says the two means differ by no more than their seeds' spread explains:
+    with three seeds, ranks a few tenths of a point apart are often not a finding.
+    """
+    figures = (mean_a, std_a, seeds_a, mean_b, std_b, seeds_b)
+    if any(pd.isna(v) for v in figures) or min(seeds_a, seeds_b) < 2:
+        return np.nan
+    if std_a == 0 and std_b == 0:  # the test is undefined; equal means are a tie, others are not
+        return 1.0 if mean_a == mean_b else 0.0
+    return float(ttest_ind_from_stats(mean_a, std_a, seeds_a, mean_b, std_b, seeds_b, equal_var=False).pvalue)
 
 
 def status_counts(trials: pd.DataFrame) -> pd.DataFrame:

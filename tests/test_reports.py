@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.leaderboard import build_leaderboard
+from reports.leaderboard import build_leaderboard, p_vs_leader
 from reports.load import ReportError, load_study
 from reports.pareto import pareto_mask
 from reports.study_report import build_report
@@ -86,8 +86,49 @@ def test_leaderboard_ranks_every_study_and_its_pareto_flags_match_brute_force(st
     assert not trials.loc[~trials.index.isin(measured.index), "pareto"].any()
     on_front = trials[trials.pareto].groupby("study").size()
     assert table.set_index("study")["pareto_trials"].to_dict() == {s: int(on_front.get(s, 0)) for s in table.study}
+    assert table.loc[table["rank"] == 1, "p_vs_leader"].isna().all()
     markdown = (storage / "leaderboard.md").read_text()
-    assert "| 1 |" in markdown and "kd-digits" in markdown
+    assert "| 1 |" in markdown and "kd-digits" in markdown and "p_vs_leader" in markdown
+
+
+def test_p_vs_leader_is_welchs_test_on_the_seeds_and_says_nothing_below_two_seeds():
+    from scipy.stats import ttest_ind
+
+    seeds = {"a": [0.990, 0.991, 0.989], "b": [0.989, 0.991, 0.990, 0.988], "c": [0.95, 0.96, 0.94],
+             "d": [0.97], "e": [0.98, 0.98]}
+    table = pd.DataFrame([{"dataset": "mnist", "pair": "lenet5->lenet5_half", "study": name,
+                           "test_acc_mean": np.mean(v), "test_acc_std": np.std(v, ddof=1) if len(v) > 1 else np.nan,
+                           "seeds": len(v)} for name, v in seeds.items()])
+    table["rank"] = range(1, len(table) + 1)
+    p = dict(zip(table.study, p_vs_leader(table)))
+    assert np.isnan(p["a"]) and np.isnan(p["d"])  # the leader; a single seed
+    for name in ("b", "c"):
+        assert p[name] == pytest.approx(ttest_ind(seeds[name], seeds["a"], equal_var=False).pvalue)
+    assert p["b"] > 0.5 and p["c"] < 0.05  # within the seeds' spread; far outside it
+    assert p["e"] < 0.05  # no spread of its own, still tested against the leader's
+    table.loc[table.study == "a", "test_acc_std"] = 0.0
+    table.loc[table.study == "a", "test_acc_mean"] = 0.98
+    assert p_vs_leader(table)[4] == 1.0  # both without spread, equal means: a tie, not NaN
+    other = table.assign(pair="lenet5->lenet5", rank=[1, 2, 3, 4, 5])
+    both = pd.concat([table, other.iloc[:2]], ignore_index=True)
+    both.loc[5:, "rank"] = [1, 2]
+    assert np.isnan(p_vs_leader(both)[5])  # each group has its own leader
+
+
+def test_leaderboard_tests_each_study_against_its_pairs_leader_on_the_selected_trials(tmp_path):
+    from scipy.stats import ttest_ind
+
+    rng = np.random.default_rng(3)
+    for study, method in (("kd-digits", "kd"), ("kdgan-digits", "kdgan"), ("dafl-digits", "dafl")):
+        write_study(tmp_path, study, method, 5, seeds=(0, 1, 2), rng=rng)
+    board, _ = build_leaderboard(tmp_path)
+    table = board.table.set_index("study")
+    leader = table.index[table["rank"] == 1][0]
+    chosen = selected_trials(board.trials).groupby("study")["test_acc"].apply(list)
+    for study in table.index.drop(leader):
+        expected = ttest_ind(chosen[study], chosen[leader], equal_var=False).pvalue
+        assert table.loc[study, "p_vs_leader"] == pytest.approx(expected)
+    assert "p_vs_leader" in (tmp_path / "leaderboard.md").read_text()
 
 
 def test_leaderboard_reads_only_new_or_changed_studies(storage):
