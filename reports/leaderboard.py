@@ -100,10 +100,10 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
 def p_vs_leader(table: pd.DataFrame) -> pd.Series:
     """Per study, Welch's p-value of its seeds' test accuracy against its group's rank 1
     (NaN for rank 1 itself and where either has fewer than two seeds)."""
-    figures = ["test_acc_mean", "test_acc_std", "seeds"]
-    leader = table.groupby(RANK_SCOPE, dropna=False)[figures].transform("first")
+    spread = ["test_acc_mean", "test_acc_std", "seeds"]
+    leader = table.groupby(RANK_SCOPE, dropna=False)[spread].transform("first")
     return pd.Series([np.nan if rank == 1 else welch_p(*mine, *top) for rank, mine, top in
-                      zip(table["rank"], table[figures].itertuples(index=False), leader.itertuples(index=False))],
+                      zip(table["rank"], table[spread].itertuples(index=False), leader.itertuples(index=False))],
                      index=table.index, dtype=float)
 
 

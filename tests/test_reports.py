@@ -109,10 +109,10 @@ def test_p_vs_leader_is_welchs_test_on_the_seeds_and_says_nothing_below_two_seed
     table.loc[table.study == "a", "test_acc_std"] = 0.0
     table.loc[table.study == "a", "test_acc_mean"] = 0.98
     assert p_vs_leader(table)[4] == 1.0  # both without spread, equal means: a tie, not NaN
-    other = table.assign(pair="lenet5->lenet5", rank=[1, 2, 3, 4, 5])
-    both = pd.concat([table, other.iloc[:2]], ignore_index=True)
-    both.loc[5:, "rank"] = [1, 2]
-    assert np.isnan(p_vs_leader(both)[5])  # each group has its own leader
+    other = table.iloc[[2, 1]].assign(pair="lenet5->lenet5", rank=[1, 2])  # c leads this pair, b follows
+    both = p_vs_leader(pd.concat([table, other], ignore_index=True))
+    assert np.isnan(both[5])  # each pair has its own leader, and is tested against it
+    assert both[6] == pytest.approx(ttest_ind(seeds["b"], seeds["c"], equal_var=False).pvalue)
 
 
 def test_leaderboard_tests_each_study_against_its_pairs_leader_on_the_selected_trials(tmp_path):
