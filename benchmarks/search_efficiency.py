@@ -128,7 +128,10 @@ def main() -> None:
     parser.add_argument("--random-from", nargs="+", default=[], metavar="STUDY_DIR",
                         help="read the random arm from these earlier runs instead of running it")
     args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        fail(f"--seeds: expected integers separated by commas, got {args.seeds!r}")
     with contextlib.ExitStack() as stack:
         storage = args.storage or stack.enter_context(tempfile.TemporaryDirectory())
         try:
