@@ -85,7 +85,12 @@ def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
         # A population well below num_samples, so small studies still evolve.
         population = max(4, min(50, spec.search.num_samples // 4))
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
-    return optuna.samplers.TPESampler(n_startup_trials=startup_trials(spec), seed=seed)
+    # Optuna 5's defaults, spelled out so that an Optuna 4 install (independent TPE,
+    # no liar) searches as the published figures did: one model of all knobs
+    # together for one objective, and a constant liar, so that trials asked
+    # while others still run are not drawn next to them.
+    return optuna.samplers.TPESampler(n_startup_trials=startup_trials(spec), seed=seed,
+                                      multivariate=not spec.multi_objective, constant_liar=True)
 
 
 def make_searcher(spec: StudySpec, seed: int) -> StudySearch | None:

@@ -56,6 +56,25 @@ def test_tpe_is_random_for_its_startup_trials_then_models():
     assert tpe[:3] == random[:3] and tpe[3:] != random[3:]
 
 
+@pytest.mark.parametrize("objectives, joint", [
+    ("[{metric: val_acc, mode: max}]", True),
+    ("[{metric: val_acc, mode: max}, {metric: macs, mode: min}]", False)])
+def test_tpe_searches_as_the_published_figures_did(objectives, joint):
+    # Optuna 4's defaults differed (independent TPE, no liar): the harness must not follow them.
+    spec = small_spec(**{"search.searcher": "tpe", "search.objectives": objectives,
+                         "search.space.tau": "{uniform: [1.0, 4.0]}"})
+    searcher = make_searcher(spec, seed=0)
+    searcher.set_search_properties(None, None, {})
+    for trial_id in "012":  # the joint space is inferred from finished trials
+        searcher.suggest(trial_id)
+        searcher.on_trial_complete(trial_id, {"val_acc": 0.5, "macs": 1.0, "training_iteration": 2})
+    searcher.suggest("3")
+    study = searcher.optuna_study
+    knobs_modelled_jointly = study.sampler.infer_relative_search_space(study, study.trials[-1])
+    assert set(knobs_modelled_jointly) == ({"lr", "tau"} if joint else set())
+    assert study.sampler._constant_liar  # no public accessor
+
+
 def test_startup_trials_must_be_positive():
     with pytest.raises(SpecError, match="search.startup_trials"):
         small_spec(**{"search.startup_trials": "0"})
