@@ -59,7 +59,7 @@ def test_tpe_is_random_for_its_startup_trials_then_models():
 @pytest.mark.parametrize("objectives, joint", [
     ("[{metric: val_acc, mode: max}]", True),
     ("[{metric: val_acc, mode: max}, {metric: macs, mode: min}]", False)])
-def test_tpe_searches_as_the_published_figures_did(objectives, joint):
+def test_tpe_models_the_knobs_jointly_with_a_constant_liar(objectives, joint):
     # Optuna 4's defaults differed (independent TPE, no liar): the harness must not follow them.
     spec = small_spec(**{"search.searcher": "tpe", "search.objectives": objectives,
                          "search.space.tau": "{uniform: [1.0, 4.0]}"})
