@@ -70,8 +70,11 @@ def train_teacher(spec: StudySpec, data: DatasetSplits) -> Teacher:
 
     def report(metrics: dict[str, Any]) -> None:
         last.update(metrics)
-        print(f"  teacher {study.student.model} epoch {metrics['epoch']}/{study.budget.epochs}: "
-              f"val_acc {metrics['val_acc']:.4f}", flush=True)
+        # The last epoch's figures are in the sweep's summary line; printed here too, Ray
+        # forwards the line from the task after that summary, as if training went on.
+        if metrics["epoch"] < study.budget.epochs:
+            print(f"  teacher {study.student.model} epoch {metrics['epoch']}/{study.budget.epochs}: "
+                  f"val_acc {metrics['val_acc']:.4f}", flush=True)
 
     model = run_trial({}, study, spec.teacher.seed, data, None, report)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

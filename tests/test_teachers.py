@@ -20,10 +20,13 @@ class CountingTrainer:
         return train_teacher(spec, data)
 
 
-def test_teacher_is_trained_once_and_reused_from_the_cache(tmp_path, digits):
+def test_teacher_is_trained_once_and_reused_from_the_cache(tmp_path, digits, capsys):
     spec = small_spec()
     trainer = CountingTrainer()
     first = obtain_teacher(spec, digits, tmp_path, train=trainer)
+    # each epoch but the last, whose figures the sweep's summary line gives
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": val_acc")[0] for line in lines] == ["  teacher lenet5_half epoch 1/2"]
     second = obtain_teacher(small_spec(study="another-study"), digits, tmp_path, train=trainer)
     assert trainer.calls == 1
     assert (first.metrics["source"], second.metrics["source"]) == ("trained", "cache")
