@@ -1,4 +1,4 @@
-"""DAFL on real MNIST with no training data (issue 4's check), in one process.
+"""DAFL on real MNIST with no training data, in one process.
 
 LeNet-5 (the harness's cached teacher, trained on MNIST before anything else
 runs) teaches LeNet-5-half through ``dafl`` with the paper's loss coefficients
@@ -15,7 +15,7 @@ test split once at the end.
 
     HARNESS_DATA=../shared/datasets uv run python benchmarks/dafl_mnist.py [--reports 110] [--seeds 0]
 
-Prints validation accuracy against wall-clock time (the README's curve) and the
+Prints validation accuracy against wall-clock time (the curve in benchmarks/README.md) and the
 final test accuracy of each method and seed.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pruning figures on real MNIST, LeNet-5 (issue 3's checks), in one process.
+"""Pruning figures on real MNIST, LeNet-5, in one process.
 
 1. C2S2 at a 50% MAC target: test accuracy against the unpruned network, and
    latency at batch 64 (and 1) of both, measured here under the same conditions.
@@ -14,6 +14,7 @@ so the test split is read once per run, for the report.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -22,7 +23,7 @@ import torch
 import methods
 from harness.batches import DeviceData
 from harness.data import load_splits
-from harness.measure import count_macs, count_params, latency_ms, serialized_size
+from harness.measure import count_macs, count_params, latency_ms, network_cost, serialized_size
 from harness.spec import load_spec
 from harness.teachers import obtain_teacher
 from harness.trial import seed_everything
@@ -38,7 +39,8 @@ def prune(name: str, knobs: dict, teacher, data: DeviceData, epochs: int, seed: 
     seed_everything(seed)
     cls = methods.METHODS.get(name)
     ctx = MethodContext(student=create_model("lenet5", 10), teacher=teacher, train=data.train, val=data.val,
-                        epochs=epochs, device=CPU, generator=torch.Generator().manual_seed(seed))
+                        epochs=epochs, device=CPU, generator=torch.Generator().manual_seed(seed),
+                        cost=functools.partial(network_cost, input_shape=SHAPE, device=CPU))
     method = cls(ctx, cls.make_params(knobs))
     for epoch in range(epochs):
         method.train_step(epoch)

@@ -39,11 +39,17 @@ class DeviceSplit:
         n = len(self.y)
         order = torch.randperm(n, device=self.device, generator=generator) if shuffle else None
         for start in range(0, n, batch_size):
-            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-            x, y = self.x[idx], self.y[idx]
-            if augment and self.augment != "none":
-                x = augment_batch(x, self.augment, generator)
-            yield x, y
+            if order is None:
+                yield self._augmented(self.x[start:start + batch_size], augment, generator), self.y[start:start + batch_size]
+            else:
+                yield self.take(order[start:start + batch_size], augment, generator)
+
+    def take(self, index: torch.Tensor, augment: bool = False,
+             generator: torch.Generator | None = None) -> Batch:
+        return self._augmented(self.x[index], augment, generator), self.y[index]
+
+    def _augmented(self, x: torch.Tensor, augment: bool, generator: torch.Generator | None) -> torch.Tensor:
+        return augment_batch(x, self.augment, generator) if augment and self.augment != "none" else x
 
 
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None = None) -> torch.Tensor:

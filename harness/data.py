@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from harness.errors import DataError
-from harness.registry import Registry
+from methods.registry import Registry
 
 
 @dataclass(frozen=True)

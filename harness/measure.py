@@ -23,6 +23,15 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def network_cost(model: nn.Module, metric: str, input_shape: tuple[int, ...], device: torch.device) -> int:
+    """What a pruning target counts: one image's ``macs``, or the ``params``."""
+    if metric == "params":
+        return count_params(model)
+    if metric == "macs":
+        return count_macs(model, input_shape, device)
+    raise ValueError(f"unknown cost '{metric}' (choose from: macs, params)")
+
+
 def serialized_size(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())``: the file a user would ship."""
     buffer = io.BytesIO()

@@ -1,4 +1,10 @@
-"""Search and early stopping: Optuna through Ray Tune's OptunaSearch, and ASHA."""
+"""Search and early stopping: Optuna through Ray Tune's OptunaSearch, and ASHA.
+
+:class:`StudySearch` and :class:`StudyScheduler` extend Ray's classes through
+attributes Ray does not document (``RAY_INTERNALS``); ``pyproject.toml`` bounds
+``ray[tune]`` to the release they were tested with, and both refuse, in one
+line, a Ray that no longer has them.
+"""
 from __future__ import annotations
 
 import math
@@ -6,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import ray
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 from optuna.trial import TrialState
@@ -13,9 +20,22 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+import methods
+from harness.errors import HarnessError
 from harness.spec import Distribution, StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+RAY_INTERNALS = {OptunaSearch: ("_ot_study", "_ot_trials", "_completed_trials"),
+                 ASHAScheduler: ("_num_stopped", "_metric", "_time_attr")}
+
+
+def require_internals(obj: Any, base: type) -> None:
+    """Refuse a Ray whose ``base`` class no longer keeps what this module reads of it."""
+    missing = [name for name in RAY_INTERNALS[base] if not hasattr(obj, name)]
+    if missing:
+        raise HarnessError(f"ray {ray.__version__}: its {base.__name__} no longer has {', '.join(missing)}, which "
+                           f"harness/search.py extends; install the ray[tune] release pyproject.toml names")
 
 
 def stopped_early(result: dict[str, Any] | None, budget: int) -> bool:
@@ -34,6 +54,7 @@ class StudySearch(OptunaSearch):
 
     def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        require_internals(self, OptunaSearch)
         self.budget = budget
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -48,14 +69,18 @@ class StudySearch(OptunaSearch):
 
 
 def optuna_space(spec: StudySpec) -> dict[str, BaseDistribution]:
-    def convert(d: Distribution) -> BaseDistribution:
+    """The searched knobs as Optuna distributions; an integer knob draws whole numbers
+    under ``uniform`` and ``loguniform`` too (the latter on a log scale)."""
+    method = methods.METHODS.get(spec.method)
+
+    def convert(name: str, d: Distribution) -> BaseDistribution:
         if d.kind == "categorical":
             return CategoricalDistribution(d.args)
-        if d.kind == "int":
-            return IntDistribution(*d.args)
+        if d.kind == "int" or method.param_type(name) is int:
+            return IntDistribution(int(d.args[0]), int(d.args[1]), log=d.kind == "loguniform")
         return FloatDistribution(*d.args, log=d.kind == "loguniform")
 
-    return {name: convert(d) for name, d in spec.searched_params().items()}
+    return {name: convert(name, d) for name, d in spec.searched_params().items()}
 
 
 def startup_trials(spec: StudySpec) -> int:
@@ -137,6 +162,7 @@ class StudyScheduler(ASHAScheduler):
 
     def __init__(self, *args: Any, floor: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        require_internals(self, ASHAScheduler)
         self.floor = floor
         self.grace_period = kwargs["grace_period"]
 

@@ -15,7 +15,10 @@ from typing import Any, Union
 
 import yaml
 
-from harness.errors import SpecError, did_you_mean
+from harness.errors import SpecError
+from methods.knobs import COUNT, coerce, show
+from methods.registry import did_you_mean
+from methods.study import Distribution, Network, StudyError, StudyView
 
 # Metrics every trial reports at each epoch, and those measured once at its end.
 EPOCH_METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
@@ -52,12 +55,6 @@ class TeacherSpec(ModelSpec):
 class Objective:
     metric: str
     mode: str  # max | min
-
-
-@dataclass
-class Distribution:
-    kind: str  # uniform | loguniform | int | categorical
-    args: list[Any]
 
 
 @dataclass
@@ -203,13 +200,23 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 
 def parse_spec(raw: dict[str, Any]) -> StudySpec:
     spec = _build(StudySpec, raw, "")
-    _check_semantics(spec)
+    try:
+        _check_semantics(spec)
+    except StudyError as exc:  # a registry's unknown name, or a method's own check
+        raise SpecError(str(exc)) from None
     return spec
+
+
+def study_view(spec: StudySpec) -> StudyView:
+    """What a method may check of the study (``Method.check_spec``)."""
+    teacher = spec.teacher and Network(spec.teacher.model, spec.teacher.width)
+    return StudyView(student=Network(spec.student.model, spec.student.width), epochs=spec.budget.epochs,
+                     teacher=teacher, substitute=spec.dataset.substitute, knobs=dict(spec.search.space))
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
     if not isinstance(data, dict):
-        raise SpecError(f"{path or 'spec'}: expected a mapping, got {_show(data)}")
+        raise SpecError(f"{path or 'spec'}: expected a mapping, got {show(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
@@ -238,46 +245,25 @@ def _coerce(kind: Any, value: Any, path: str) -> Any:
         return _build(kind, value, path)
     if origin is list:
         if not isinstance(value, list):
-            raise SpecError(f"{path}: expected a list, got {_show(value)}")
+            raise SpecError(f"{path}: expected a list, got {show(value)}")
         (item,) = typing.get_args(kind)
         return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise SpecError(f"{path}: expected a mapping, got {_show(value)}")
+            raise SpecError(f"{path}: expected a mapping, got {show(value)}")
         if path.endswith("search.space"):
             return {name: _space_entry(v, _join(path, name)) for name, v in value.items()}
         return dict(value)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise SpecError(f"{path}: expected true or false, got {_show(value)}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{path}: expected an integer, got {_show(value)}")
-        return value
-    if kind is float:
-        return _number(value, path)
-    if kind is str:
-        if not isinstance(value, str):
-            raise SpecError(f"{path}: expected a string, got {_show(value)}")
-        return value
-    return value
-
-
-def _number(value: Any, path: str) -> float:
-    # YAML 1.1 reads ``1e-3`` (no dot) as a string; accept it as the number it means.
-    if isinstance(value, bool):
-        raise SpecError(f"{path}: expected a number, got {_show(value)}")
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise SpecError(f"{path}: expected a number, got {_show(value)}") from None
+        return coerce(kind, value)  # the same rule as a method's knobs
+    except ValueError as exc:
+        raise SpecError(f"{path}: {exc}") from None
 
 
 def _objective(value: dict[str, Any], path: str) -> Objective:
     objective = _build(Objective, value, path)
     if objective.mode not in ("max", "min"):
-        raise SpecError(f"{path}.mode: must be 'max' or 'min', got {_show(objective.mode)}")
+        raise SpecError(f"{path}.mode: must be 'max' or 'min', got {show(objective.mode)}")
     return objective
 
 
@@ -290,20 +276,17 @@ def _space_entry(value: Any, path: str) -> Any:
         return value
     if len(value) != 1:
         raise SpecError(f"{path}: a distribution is one key of {', '.join(DISTRIBUTIONS)}, "
-                        f"e.g. {{loguniform: [1.0e-3, 0.1]}}; got {_show(value)}")
+                        f"e.g. {{loguniform: [1.0e-3, 0.1]}}; got {show(value)}")
     (kind, args), = value.items()
     if kind not in DISTRIBUTIONS:
         raise SpecError(f"{path}: unknown distribution '{kind}'{did_you_mean(kind, DISTRIBUTIONS)}")
     if not isinstance(args, list) or not args:
-        raise SpecError(f"{path}.{kind}: expected a list, e.g. [low, high]; got {_show(args)}")
+        raise SpecError(f"{path}.{kind}: expected a list, e.g. [low, high]; got {show(args)}")
     if kind == "categorical":
         return Distribution(kind, list(args))
     if len(args) != 2:
-        raise SpecError(f"{path}.{kind}: expected [low, high], got {_show(args)}")
-    if kind == "int":
-        low, high = (_coerce(int, a, f"{path}.{kind}") for a in args)
-    else:
-        low, high = (_number(a, f"{path}.{kind}") for a in args)
+        raise SpecError(f"{path}.{kind}: expected [low, high], got {show(args)}")
+    low, high = (_coerce(int if kind == "int" else float, a, f"{path}.{kind}") for a in args)
     if not low < high:
         raise SpecError(f"{path}.{kind}: low must be below high, got [{low}, {high}]")
     if kind == "loguniform" and low <= 0:
@@ -341,7 +324,7 @@ def _check_semantics(spec: StudySpec) -> None:
             raise SpecError(f"search.space.{name}: '{spec.method}' has no knob '{name}'"
                             f"{did_you_mean(name, knobs)}")
         _check_knob(method, name, value, choices.get(name), f"search.space.{name}")
-    method.check_spec(spec)  # the method's own cross-knob checks, on values of the right types
+    method.check_spec(study_view(spec))  # the method's own cross-knob checks, on values of the right types
     searchers = ("auto", "tpe", "nsga2", "random")
     if spec.search.searcher not in searchers:
         raise SpecError(f"search.searcher: unknown searcher '{spec.search.searcher}'"
@@ -403,8 +386,10 @@ def _check_recipe(recipe: dict[str, Any]) -> None:
         if isinstance(value, dict):
             raise SpecError(f"{path}: the teacher's recipe takes fixed values, not distributions")
         if key == "epochs":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpecError(f"{path}: expected a whole number of epochs, at least 1, got {_show(value)}")
+            try:
+                coerce(int, value, COUNT)
+            except ValueError as exc:
+                raise SpecError(f"{path}: {exc}") from None
         else:
             _check_knob(Scratch, key, value, None, path)
 
@@ -427,8 +412,3 @@ def _check_objectives(objectives: list[Objective]) -> None:
 
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

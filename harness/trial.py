@@ -8,6 +8,7 @@ same under Ray Tune (see ``harness.sweep``), in a test or in a notebook. With
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -19,7 +20,7 @@ import torch
 import methods
 from harness.batches import DeviceData
 from harness.data import DatasetSplits
-from harness.measure import device_name, measure_latency, measure_model, measure_structure
+from harness.measure import device_name, measure_latency, measure_model, measure_structure, network_cost
 from harness.samples import save_sample_grid
 from harness.spec import ResourcesSpec, StudySpec
 from harness.zoo import create_model
@@ -124,6 +125,7 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
         generator=torch.Generator(device=device).manual_seed(seed),
         input_shape=data.input_shape, num_classes=data.num_classes,
         substitute=device_data.substitute if data.substitute is not None else None,
+        cost=functools.partial(network_cost, input_shape=data.input_shape, device=device),
     )
     method = method_cls(ctx, params)
     first_epoch, earlier_s = 0, 0.0

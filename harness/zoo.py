@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from harness.registry import Registry
+from methods.registry import Registry
 
 Shape = tuple[int, int, int]
 ModelFactory = Callable[..., "ZooModel"]

@@ -1,8 +1,16 @@
 """What a compression method is: a class with typed knobs and a per-report step.
 
-A method never imports Ray: the harness hands it a :class:`MethodContext` and
-calls :meth:`Method.train_step` once per report. Anything a study can search is
-a field of the method's ``Params`` dataclass.
+A method imports neither Ray nor the harness: before a study runs, the harness
+shows it the study (:meth:`Method.check_spec`, a :class:`~methods.study.StudyView`);
+in each trial it hands it a :class:`MethodContext` and calls
+:meth:`Method.train_step` once per report. Anything a study can search is a
+field of the method's ``Params`` dataclass.
+
+Three ways to write one (``docs/adding-a-method.md``): a :class:`SupervisedMethod`
+gives a per-batch :meth:`~SupervisedMethod.loss` (``kd.py``); a
+:class:`~methods.data_free.DataFreeDistillation` gives a ``draw`` of made-up
+inputs (``noise_kd.py``); a plain :class:`Method` writes :meth:`Method.train_step`
+itself (or overrides it around the others', as ``filter_pruning_kd.py`` does).
 """
 from __future__ import annotations
 
@@ -14,9 +22,10 @@ from typing import Any, Callable, ClassVar, Iterator, Union, get_args, get_origi
 import torch
 from torch import nn
 
-from harness.registry import Registry
 from methods.checkpoint import method_state, restore_method
-from methods.knobs import COUNT, MOMENTUM, NON_NEGATIVE, POSITIVE, Bounds, knob
+from methods.knobs import COUNT, MOMENTUM, NON_NEGATIVE, POSITIVE, Bounds, coerce, knob
+from methods.registry import Registry
+from methods.study import StudyView
 from methods.training import BatchSource, sgd, warmup_cosine
 
 
@@ -51,6 +60,9 @@ class WithheldSplit:
     def batches(self, *args: Any, **kwargs: Any):
         raise self._refuse()
 
+    def take(self, *args: Any, **kwargs: Any):
+        raise self._refuse()
+
 
 @dataclass
 class MethodContext:
@@ -66,6 +78,8 @@ class MethodContext:
     input_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int = 10
     substitute: BatchSource | None = None  # another data set's images, if the study names one
+    # The harness's measure of a network's cost for one image: cost(model, "macs" | "params").
+    cost: Callable[[nn.Module, str], int] | None = None
 
 
 class Method:
@@ -76,18 +90,26 @@ class Method:
     # Data-free methods get no training or validation images: the trial hands
     # them WithheldSplits, and the training images never reach the trial at all.
     data_free: ClassVar[bool] = False
+    # Attributes that checkpoints leave out because __init__ rebuilds them, or they are
+    # empty at every report; any other attribute the checkpoint cannot save is an error
+    # (methods.checkpoint). Subclasses add their own; the base classes' stay.
+    transient: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: MethodContext, params: Any) -> None:
         self.ctx = ctx
         self.params = params
 
     def train_step(self, epoch: int) -> dict[str, float]:
-        """Train for one report's worth (an epoch); return training metrics."""
+        """Train for one report's worth (an epoch); return training metrics.
+
+        ``epoch`` counts reports from 0; a resumed trial calls it first with the
+        report after the last one saved.
+        """
         raise NotImplementedError
 
     @classmethod
-    def check_spec(cls, spec: Any) -> None:
-        """Raise ``SpecError`` if the study spec cannot work with this method."""
+    def check_spec(cls, study: StudyView) -> None:
+        """Raise :class:`~methods.study.StudyError` if this method cannot run ``study``."""
 
     def export(self) -> nn.Module:
         """The student as it is deployed: what is evaluated and measured."""
@@ -134,36 +156,11 @@ class Method:
 
     @classmethod
     def cast_param(cls, name: str, value: Any) -> Any:
-        """One knob's value as its field's type, within its bounds; ``ValueError`` says
-        what was expected.
-
-        Numbers may come as strings (YAML 1.1 reads ``1e-3`` as one); an integer
-        knob takes a float sampled from a continuous distribution, rounded.
-        """
+        """One knob's value as its field's type, within its bounds (:func:`methods.knobs.coerce`);
+        ``ValueError`` says what was expected."""
         if value is None and type(None) in cls._param_options(name):
             return None
-        kind = cls.param_type(name)
-        bounds = cls.param_bounds().get(name)
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"expected true or false, got {value!r}")
-            return value
-        if kind in (int, float):
-            try:
-                number = float(value)
-            except (TypeError, ValueError, OverflowError):
-                number = math.nan
-            if isinstance(value, bool) or not math.isfinite(number):
-                raise ValueError(f"expected a number, got {value!r}")
-            number = round(number) if kind is int else number
-            if bounds is not None and number not in bounds:
-                raise ValueError(f"must be {bounds}, got {number:g}")
-            return number
-        if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        if kind is str:
-            raise ValueError(f"expected a string, got {value!r}")
-        return value
+        return coerce(cls.param_type(name), value, cls.param_bounds().get(name))
 
     @classmethod
     def make_params(cls, values: dict[str, Any]) -> Any:

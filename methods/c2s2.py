@@ -1,31 +1,40 @@
-"""``c2s2``: cost-aware channel sparse selection (METHODS.md section 3).
+"""``c2s2``: cost-aware channel sparse selection for progressive network pruning
+(Chiu, NTHU 2018: "C2S2: Cost-aware Channel Sparse Selection for Progressive
+Network Pruning"; the thesis abstract is the specification, docs/methods.md).
 
-How this implementation reads the specification:
+How this implementation reads it:
 
 - **Pruning layers.** For one pruning unit at a time (a convolution, or every
   convolution that writes the same residual stream), a per-channel gate with a
-  real-valued weight ``w >= 0`` multiplies the output of each unit member's
-  BatchNorm (or of the convolution itself when no BatchNorm follows). Dual
-  format: the forward pass uses the binary mask ``w > gate_threshold`` and the
-  gradient reaches ``w`` straight through.
-- **Phase (a).** Only the gates train (Adam, ``gate_lr``), for ``gate_iters``
-  batches, on the task loss (cross-entropy, or KD from the unpruned network
-  when ``alpha > 0``) plus ``reg * mean(w)``, the sparsity regulariser that
-  favours dropping channels. The rest of the network is frozen.
-- **Cost-aware limit.** The channels under the threshold, weakest first, are
-  the proposal. Candidate cuts of that size and of 3/4, 1/2, 1/4 and 1/8 of it
-  are tried on a copy of the network, *physically* pruned; the largest cut whose validation-accuracy damage is
-  within ``max_damage * min(1, cost it saves / fair share)`` is taken, the fair
-  share being the cost (MACs or parameters) still to save divided by the number
-  of units.
-  So a layer that hurts accuracy, or saves few MACs for its damage, is pruned
-  less, and pruning stops once ``target_ratio`` of the unpruned network's
-  ``target_metric`` (MACs or parameters) is met (no over-pruning).
+  real-valued weight ``w`` (initially 1) multiplies the output of each unit
+  member's BatchNorm (or of the convolution itself when no BatchNorm follows).
+  Dual format: the forward pass uses the binary mask ``w > gate_threshold`` and
+  the gradient reaches ``w`` straight through.
+- **Phase (a).** Only the gates train, by plain SGD at ``gate_lr`` (not Adam:
+  a gate must fall only where the task gradient is weaker than the
+  regulariser's pull, and Adam's normalised steps would move every gate
+  alike), for ``gate_iters`` batches, on the task loss (cross-entropy, or the
+  KD mix with the unpruned network when ``alpha > 0``) plus ``reg * sum(w)``,
+  the sparsity regulariser that pulls every gate down at the same rate. The
+  rest of the network is frozen, BatchNorm statistics included (eval mode).
+- **Cost-aware limit.** The channels whose gate ended under the threshold,
+  weakest first, are the proposal. Cuts of that size and of 3/4, 1/2, 1/4 and
+  1/8 of it are tried, largest first, on a copy of the network, *physically*
+  pruned; the largest cut whose validation-accuracy damage is within
+  ``max_damage * min(1, cost it saves / fair share)`` is taken, the fair
+  share being the cost (MACs or parameters, ``target_metric``) still to save
+  divided by the number of units. So a layer that hurts accuracy, or saves
+  little for its damage, is pruned less, and pruning stops once the network
+  costs at most ``target_ratio`` of the unpruned one (no over-pruning).
 - **Phase (b).** The taken cut is the new network (a smaller dense one), then
-  ``step_iters`` batches of SGD fine-tuning before the next unit.
+  ``step_iters`` batches of SGD fine-tuning at a tenth of ``lr`` before the
+  next unit.
 - **Progressive.** Units are visited in network order, spread over the first
-  ``prune_epochs`` reports; further passes run while the target is not met
-  (at most ``max_passes``). The remaining reports fine-tune the pruned network.
+  ``prune_epochs`` reports (the last of them goes on until the target is met);
+  further passes run while the target is not met, at most ``max_passes`` in
+  all. The remaining reports fine-tune the pruned network as a
+  :class:`~methods.base.SupervisedMethod` (warm-up and cosine over those
+  reports). Pruning reports carry ``cost_ratio`` and ``pruned_units``.
 """
 from __future__ import annotations
 
@@ -39,9 +48,9 @@ from torch import nn
 from methods.base import register_method
 from methods.knobs import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Bounds, knob
 from methods.pruning import PruneParams, PruningMethod
+from methods.study import StudyError, StudyView
 from methods.surgery import ChannelSurgeon, keep_count
-from methods.training import evaluate
-from harness.measure import count_macs, count_params
+from methods.training import BatchStream, evaluate
 
 
 @dataclass
@@ -117,25 +126,22 @@ class C2S2(PruningMethod):
     Params = C2S2Params
 
     @classmethod
-    def check_spec(cls, spec) -> None:
-        from harness.errors import SpecError
-        from harness.spec import Distribution
-
-        super().check_spec(spec)
-        prune = spec.search.space.get("prune_epochs", C2S2Params.prune_epochs)
-        most = max(prune.args) if isinstance(prune, Distribution) else prune
-        if round(most) >= spec.budget.epochs:
-            where = "search.space.prune_epochs" if "prune_epochs" in spec.search.space else "budget.epochs"
-            raise SpecError(f"{where}: pruning for {most:g} of budget.epochs ({spec.budget.epochs}) leaves "
-                            f"no epoch to fine-tune; prune for fewer (prune_epochs) or raise the budget")
+    def check_spec(cls, study: StudyView) -> None:
+        super().check_spec(study)
+        most = max(study.values("prune_epochs", C2S2Params.prune_epochs))
+        if most >= study.epochs:
+            where = "search.space.prune_epochs" if "prune_epochs" in study.knobs else "budget.epochs"
+            raise StudyError(f"{where}: pruning for {most:g} of budget.epochs ({study.epochs}) leaves "
+                             f"no epoch to fine-tune; prune for fewer (prune_epochs) or raise the budget")
 
     def __init__(self, ctx, params: C2S2Params) -> None:
         super().__init__(ctx, params)
         if ctx.epochs <= params.prune_epochs:
             raise ValueError(f"budget.epochs ({ctx.epochs}) must exceed prune_epochs ({params.prune_epochs})")
-        self.shape = tuple(self.example.shape[1:])
+        if ctx.cost is None:
+            raise ValueError("c2s2 needs the context's cost(model, metric) to measure its target")
         self.cost_original = self.cost(ctx.student)
-        self.batches = self._endless_batches()
+        self.batches = BatchStream(ctx.train, params.batch_size, ctx.generator, augment=True)
         self.queue: list[int] = []  # unit indices still to visit in this pass
         self.passes = 0
         self.log: list[dict] = []  # one entry per unit step: what was proposed, tried and taken
@@ -163,9 +169,7 @@ class C2S2(PruningMethod):
 
     def cost(self, model: nn.Module) -> int:
         """What the target is measured in: MACs of one image, or parameters."""
-        if self.params.target_metric == "params":
-            return count_params(model)
-        return count_macs(model, self.shape, self.ctx.device)
+        return self.ctx.cost(model, self.params.target_metric)
 
     def target_met(self) -> bool:
         return self.cost_needed() <= 0
@@ -179,6 +183,9 @@ class C2S2(PruningMethod):
         student = self.ctx.student
         surgeon = ChannelSurgeon(student, self.example)
         unit = surgeon.units()[index]
+        if unit.out_channels == 1:  # cut to the bone by an earlier pass
+            self.log.append({"unit": index, "channels": 1, "proposed": 0, "taken": 0})
+            return
         sites = gate_sites(surgeon, unit)
         gates = Gates(sites, unit.out_channels, p.gate_threshold, self.ctx.device)
         self.train_gates(gates)
@@ -219,8 +226,6 @@ class C2S2(PruningMethod):
         frozen = [q for q in student.parameters() if q.requires_grad]
         for q in frozen:
             q.requires_grad_(False)
-        # Plain SGD, not Adam: a gate must fall only where the task gradient is weaker
-        # than the regulariser's pull; Adam's normalised steps would move every gate alike.
         optimizer = torch.optim.SGD([gates.weight], lr=p.gate_lr)
         student.eval()  # frozen means frozen: BatchNorm statistics stay as they are
         for _ in range(p.gate_iters):
@@ -243,8 +248,3 @@ class C2S2(PruningMethod):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-
-    def _endless_batches(self):
-        while True:
-            yield from self.ctx.train.batches(self.params.batch_size, shuffle=True, augment=True,
-                                              generator=self.ctx.generator)

@@ -10,10 +10,15 @@ method needs no code of its own to be resumable:
   than a freshly built one, and :func:`fit_shapes` narrows it back);
 - every ``nn.Module``, optimiser (also in lists) and learning-rate scheduler;
 - tensors and plain values (numbers, strings, lists, dicts of those);
+- any object with ``state_dict``/``load_state_dict`` of such values (a
+  :class:`~methods.training.BatchStream` part-way through a pass);
 - the seeded generator, so the data order after a resume is the one the
   trial would have drawn anyway.
 
-Anything else (iterators, helpers) is rebuilt by the method's ``__init__``.
+Any other attribute is an :class:`UnsavedState` error at the first report,
+unless the class names it in ``transient`` (its ``__init__`` rebuilds it, or it
+is empty at every report): a silently dropped iterator would make a resumed
+trial train on other batches than the one it replaces.
 """
 from __future__ import annotations
 
@@ -31,6 +36,10 @@ SKIPPED = ("ctx", "params")  # rebuilt from the trial's spec, never from a file
 PLAIN = (type(None), bool, int, float, str)
 
 
+class UnsavedState(TypeError):
+    """A method attribute that a checkpoint cannot hold and the class does not declare transient."""
+
+
 def is_plain(value: Any) -> bool:
     if isinstance(value, PLAIN):
         return True
@@ -41,12 +50,23 @@ def is_plain(value: Any) -> bool:
     return False
 
 
+def transient_names(cls: type) -> set[str]:
+    """``transient`` of the class and of every base class."""
+    return {name for klass in cls.__mro__ for name in vars(klass).get("transient", ())}
+
+
+def is_stateful(value: Any) -> bool:
+    return callable(getattr(value, "state_dict", None)) and callable(getattr(value, "load_state_dict", None))
+
+
 def method_state(method: Method) -> dict[str, Any]:
     state: dict[str, Any] = {"student": method.ctx.student.state_dict(),
                              "generator": method.ctx.generator.get_state(),
-                             "modules": {}, "optimizers": {}, "schedulers": {}, "tensors": {}, "values": {}}
+                             "modules": {}, "optimizers": {}, "schedulers": {}, "tensors": {}, "values": {},
+                             "stateful": {}}
+    transient = transient_names(type(method))
     for name, value in vars(method).items():
-        if name in SKIPPED or value is method.ctx.student:
+        if name in SKIPPED or name in transient or value is method.ctx.student:
             continue
         if isinstance(value, nn.Module):
             state["modules"][name] = value.state_dict()
@@ -60,6 +80,14 @@ def method_state(method: Method) -> dict[str, Any]:
             state["tensors"][name] = value
         elif is_plain(value):
             state["values"][name] = value
+        elif is_stateful(value):
+            state["stateful"][name] = value.state_dict()
+        else:
+            raise UnsavedState(
+                f"{type(method).__name__}.{name}: a {type(value).__name__} cannot be saved in a checkpoint, so a "
+                f"resumed trial would lose it; hold it as a tensor, module, optimiser, plain value or an object "
+                f"with state_dict()/load_state_dict(), or, if __init__ rebuilds it, declare "
+                f"transient = (\"{name}\",)")
     return state
 
 
@@ -79,6 +107,8 @@ def restore_method(method: Method, state: dict[str, Any]) -> None:
         for optimizer, weights in zip(live, saved) if isinstance(saved, list) else [(live, saved)]:
             optimizer.load_state_dict(weights)
     for name, saved in state["schedulers"].items():
+        getattr(method, name).load_state_dict(saved)
+    for name, saved in state.get("stateful", {}).items():
         getattr(method, name).load_state_dict(saved)
 
 

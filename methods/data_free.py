@@ -21,6 +21,7 @@ import torch
 
 from methods.base import Method, MethodContext
 from methods.knobs import COUNT, MOMENTUM, NON_NEGATIVE, POSITIVE, knob
+from methods.study import StudyError, StudyView
 from methods.training import kd_loss
 
 
@@ -68,13 +69,10 @@ class DataFreeDistillation(Method):
         self.last_inputs: torch.Tensor | None = None
 
     @classmethod
-    def check_spec(cls, spec) -> None:
-        from harness.errors import SpecError
-        from harness.spec import Distribution
-
-        if isinstance(spec.search.space.get("iterations_per_report"), Distribution):
-            raise SpecError("search.space.iterations_per_report: must be a fixed value; it sets what one "
-                            "report (ASHA's unit of budget) is worth, so trials would not compare")
+    def check_spec(cls, study: StudyView) -> None:
+        if study.searched("iterations_per_report"):
+            raise StudyError("search.space.iterations_per_report: must be a fixed value; it sets what one "
+                             "report (ASHA's unit of budget) is worth, so trials would not compare")
 
     def draw(self, batch_size: int) -> Draw:
         raise NotImplementedError

@@ -1,5 +1,7 @@
-"""``filter_pruning_kd``: L1-norm filter pruning (Li et al. 2017), then fine-tuning
-with KD from the unpruned network (METHODS.md section 4).
+"""``filter_pruning_kd``: L1-norm filter pruning (Li et al., "Pruning Filters for
+Efficient ConvNets", ICLR 2017), then fine-tuning with KD from the unpruned network
+(Prakosa, "Improving the Accuracy of Pruned Network Using Knowledge Distillation",
+NTUST master's thesis, 2018).
 
 Each pruning unit (a convolution, or all convolutions writing one residual
 stream) loses its filters with the smallest L1 norm; for a residual stream the
@@ -20,6 +22,7 @@ import torch
 from methods.base import register_method
 from methods.knobs import UNIT, Bounds, knob
 from methods.pruning import PruneParams, PruningMethod
+from methods.study import StudyError, StudyView
 from methods.surgery import ChannelSurgeon, keep_count, l1_norms
 
 
@@ -44,18 +47,14 @@ class FilterPruningKD(PruningMethod):
     Params = FilterPruneParams
 
     @classmethod
-    def check_spec(cls, spec) -> None:
-        from harness.errors import SpecError
-        from harness.spec import Distribution
-
-        super().check_spec(spec)
-        skip = spec.search.space.get("skip", "")
-        for value in skip.args if isinstance(skip, Distribution) else [skip]:
+    def check_spec(cls, study: StudyView) -> None:
+        super().check_spec(study)
+        for value in study.values("skip", ""):
             try:
                 skipped_units(str(value))
             except ValueError:
-                raise SpecError(f"search.space.skip: expected unit indices separated by commas, e.g. '0,3'; "
-                                f"got '{value}'") from None
+                raise StudyError(f"search.space.skip: expected unit indices separated by commas, e.g. '0,3'; "
+                                 f"got '{value}'") from None
 
     def __init__(self, ctx, params: FilterPruneParams) -> None:
         super().__init__(ctx, params)

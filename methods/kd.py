@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from methods.base import SupervisedMethod, TrainParams, register_method
 from methods.knobs import POSITIVE, UNIT, knob
-from methods.training import kd_loss
+from methods.training import distillation_loss
 
 
 @dataclass
@@ -30,6 +29,4 @@ class HintonKD(SupervisedMethod):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             teacher_logits = self.ctx.teacher(x)
-        logits = self.ctx.student(x)
-        p = self.params
-        return (1 - p.alpha) * F.cross_entropy(logits, y) + p.alpha * kd_loss(logits, teacher_logits, p.tau)
+        return distillation_loss(self.ctx.student(x), teacher_logits, y, self.params.alpha, self.params.tau)

@@ -1,5 +1,6 @@
-"""``kdgan``: knowledge distillation through feature maps (Chen, NTHU 2018; published
-as KDFM), METHODS.md section 2.
+"""``kdgan``: knowledge distillation through feature maps (Chen, "Knowledge Distillation
+via Generative Adversarial Networks", NTHU master's thesis, 2018; published as KDFM,
+"Knowledge Distillation with Feature Maps"). What differs from it: docs/methods.md.
 
 Both networks are split as ``classifier(features(x))``. The student's loss is
 
@@ -37,6 +38,7 @@ from torch import nn
 
 from methods.base import MethodContext, SupervisedMethod, TrainParams, register_method
 from methods.knobs import COUNT, NON_NEGATIVE, POSITIVE, UNIT, knob
+from methods.study import StudyError, StudyView
 from methods.training import kd_loss
 
 
@@ -114,6 +116,7 @@ def conv3x3(channels: int, width: int, size: tuple[int, int]) -> nn.Conv2d:
 @register_method("kdgan")
 class KDGAN(SupervisedMethod):
     Params = KDGANParams
+    transient = ("sums",)  # the running means of a report's loss terms, emptied at its end
 
     def __init__(self, ctx: MethodContext, params: KDGANParams) -> None:
         super().__init__(ctx, params)
@@ -127,14 +130,11 @@ class KDGAN(SupervisedMethod):
         self.batches = 0
 
     @classmethod
-    def check_spec(cls, spec) -> None:
-        from harness.errors import SpecError
-
-        space = spec.search.space
-        both = [name for name in ("w_ce", "w_kd") if name in space]
-        if "alpha" in space and both:
-            raise SpecError(f"search.space: alpha sets w_kd = alpha and w_ce = 1 - alpha; "
-                            f"remove {' and '.join(both)} or alpha")
+    def check_spec(cls, study: StudyView) -> None:
+        both = [name for name in ("w_ce", "w_kd") if name in study.knobs]
+        if "alpha" in study.knobs and both:
+            raise StudyError(f"search.space: alpha sets w_kd = alpha and w_ce = 1 - alpha; "
+                             f"remove {' and '.join(both)} or alpha")
 
     @torch.no_grad()
     def _feature_shapes(self) -> tuple[torch.Size, torch.Size]:

@@ -1,13 +1,15 @@
-"""Declaring a method's knobs: a default, and the values the knob may take.
+"""Declaring a method's knobs, and the one rule by which spec values become typed values.
 
 ``Params`` dataclasses declare each field with :func:`knob`, so that a study
 spec is checked against the method's own limits before any trial runs: a
 negative temperature or a pruning ratio of 1.5 is one error line, not a
-study of failed or meaningless trials.
+study of failed or meaningless trials. :func:`coerce` reads every scalar of a
+spec, the harness's own fields and the methods' knobs alike.
 """
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,3 +45,42 @@ def knob(default: Any, bounds: Bounds | None = None, *, choices: tuple[Any, ...]
     """A ``Params`` field: its default, and its bounds (numbers) or named values."""
     metadata = {key: value for key, value in (("bounds", bounds), ("choices", choices)) if value is not None}
     return field(default=default, metadata=metadata)
+
+
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def coerce(kind: type, value: Any, bounds: Bounds | None = None) -> Any:
+    """``value`` as a ``kind`` (bool, int, float or str) within ``bounds``; other kinds pass.
+
+    Numbers may come as text (YAML 1.1 reads ``1e-3`` as a string) and must be
+    finite; an integer must be whole (``64.0`` is 64, ``64.5`` is refused); a
+    string may be written as a number (``skip: 3``); true and false are only
+    ever booleans. The ``ValueError`` says what was expected and what came.
+    """
+    if kind not in _EXPECTED:
+        return value
+    refused = ValueError(f"expected {_EXPECTED[kind]}, got {show(value)}")
+    if kind is bool or isinstance(value, bool):
+        if kind is bool and isinstance(value, bool):
+            return value
+        raise refused
+    if kind is str:
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise refused
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise refused from None
+    if not math.isfinite(number) or (kind is int and not number.is_integer()):
+        raise refused
+    number = int(number) if kind is int else number
+    if bounds is not None and number not in bounds:
+        raise ValueError(f"must be {bounds}, got {number:g}")
+    return number
+
+
+def show(value: Any) -> str:
+    """A short repr for error lines, built without rendering a huge value whole."""
+    return reprlib.repr(value)

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from methods.base import MethodContext, SupervisedMethod, TrainParams
 from methods.knobs import COUNT, POSITIVE, UNIT, knob
-from methods.training import kd_loss
+from methods.study import StudyError, StudyView
+from methods.training import distillation_loss
 
 
 @dataclass
@@ -23,12 +24,10 @@ class PruningMethod(SupervisedMethod):
     is pruned, then fine-tuned with optional KD from the unpruned network."""
 
     @classmethod
-    def check_spec(cls, spec) -> None:
-        from harness.errors import SpecError
-
-        if spec.teacher is None or (spec.student.model, spec.student.width) != (spec.teacher.model, spec.teacher.width):
-            raise SpecError(f"student: '{cls.name}' prunes the unpruned network given as teacher; "
-                            f"student.model and width must equal the teacher's")
+    def check_spec(cls, study: StudyView) -> None:
+        if study.student != study.teacher:
+            raise StudyError(f"student: '{cls.name}' prunes the unpruned network given as teacher; "
+                             f"student.model and width must equal the teacher's")
 
     def __init__(self, ctx: MethodContext, params: PruneParams) -> None:
         super().__init__(ctx, params)
@@ -40,9 +39,8 @@ class PruningMethod(SupervisedMethod):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy, blended with KD from the unpruned network when ``alpha > 0``."""
         logits = self.ctx.student(x)
-        loss = F.cross_entropy(logits, y)
-        if self.params.alpha > 0:
-            with torch.no_grad():
-                teacher_logits = self.ctx.teacher(x)
-            loss = (1 - self.params.alpha) * loss + self.params.alpha * kd_loss(logits, teacher_logits, self.params.tau)
-        return loss
+        if self.params.alpha == 0:
+            return F.cross_entropy(logits, y)
+        with torch.no_grad():
+            teacher_logits = self.ctx.teacher(x)
+        return distillation_loss(logits, teacher_logits, y, self.params.alpha, self.params.tau)

@@ -10,6 +10,8 @@ import torch
 
 from methods.base import MethodContext, register_method
 from methods.data_free import DataFreeDistillation, DataFreeParams, Draw
+from methods.study import StudyError, StudyView
+from methods.training import BatchStream
 
 
 @register_method("substitute_kd")
@@ -18,25 +20,17 @@ class SubstituteKD(DataFreeDistillation):
         super().__init__(ctx, params)
         if ctx.substitute is None:
             raise ValueError("substitute_kd needs substitute images (dataset.substitute in the spec)")
-        self.stream = self._batches()
+        self.stream = BatchStream(ctx.substitute, params.batch_size, ctx.generator)
 
     @classmethod
-    def check_spec(cls, spec) -> None:
-        from harness.errors import SpecError
-
-        super().check_spec(spec)
-        if not spec.dataset.substitute:
-            raise SpecError("dataset.substitute: method 'substitute_kd' distils on another data set's "
-                            "images; name one, e.g. substitute: usps")
-
-    def _batches(self):
-        while True:  # endless reshuffled passes over the substitute set
-            for x, _ in self.ctx.substitute.batches(self.params.batch_size, shuffle=True,
-                                                    generator=self.ctx.generator):
-                yield x
+    def check_spec(cls, study: StudyView) -> None:
+        super().check_spec(study)
+        if not study.substitute:
+            raise StudyError("dataset.substitute: method 'substitute_kd' distils on another data set's "
+                             "images; name one, e.g. substitute: usps")
 
     def draw(self, batch_size: int) -> Draw:
-        x = next(self.stream)
+        x, _ = next(self.stream)  # its labels are never used
         with torch.no_grad():
             logits = self.ctx.teacher(x)
         return Draw(x, logits)

@@ -30,11 +30,11 @@ class ChannelSurgeon:
         return self._graph
 
     def prunable(self) -> list[nn.Conv2d]:
-        """Convolutions whose output channels can go: not depth-wise (those follow
-        their input channels) and with more than one channel."""
-        convs = [m for m in self.model.modules() if isinstance(m, nn.Conv2d)
-                 and not (m.groups > 1 and m.groups == m.in_channels)]
-        return [c for c in convs if c.out_channels > 1]
+        """Convolutions whose output channels can go: not depth-wise (those follow their
+        input channels). One cut down to a single channel stays listed, so that a unit's
+        index means the same unit before and after other cuts; it has nothing left to give."""
+        return [m for m in self.model.modules() if isinstance(m, nn.Conv2d)
+                and not (m.groups > 1 and m.groups == m.in_channels)]
 
     def units(self) -> list[nn.Conv2d]:
         """One representative convolution per set of coupled channels, in network order.

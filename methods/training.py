@@ -19,6 +19,44 @@ class BatchSource(Protocol):
     def batches(self, batch_size: int, shuffle: bool = False, augment: bool = False,
                 generator: torch.Generator | None = None) -> Iterable[Batch]: ...
 
+    def take(self, index: torch.Tensor, augment: bool = False,
+             generator: torch.Generator | None = None) -> Batch:
+        """The samples at ``index`` (a slice of a permutation), augmented if asked."""
+
+
+class BatchStream:
+    """Endless reshuffled passes over a split, one batch per ``next()``, resumable mid-pass.
+
+    For methods that count training in steps rather than passes (C2S2's gate
+    and fine-tuning steps, substitute-data distillation). It draws exactly what
+    ``split.batches(shuffle=True)`` would, pass after pass, and its state (the
+    pass's order and the position in it) goes into checkpoints, so a trial
+    resumed part-way through a pass takes the batches it would have taken.
+    """
+
+    def __init__(self, split: BatchSource, batch_size: int, generator: torch.Generator,
+                 augment: bool = False) -> None:
+        self.split, self.batch_size, self.generator, self.augment = split, batch_size, generator, augment
+        self.order: torch.Tensor | None = None
+        self.position = 0
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> Batch:
+        if self.order is None or self.position >= len(self.order):
+            self.order = torch.randperm(len(self.split), device=self.generator.device, generator=self.generator)
+            self.position = 0
+        index = self.order[self.position:self.position + self.batch_size]
+        self.position += len(index)
+        return self.split.take(index, self.augment, self.generator)
+
+    def state_dict(self) -> dict[str, torch.Tensor | int | None]:
+        return {"order": self.order, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int | None]) -> None:
+        self.order, self.position = state["order"], state["position"]
+
 
 def sgd(params, lr: float, momentum: float, weight_decay: float, nesterov: bool = True) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -38,6 +76,12 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, alpha: float,
+                      tau: float) -> torch.Tensor:
+    """Hinton's mix: ``(1 - alpha) * CE(z_S, y) + alpha * kd_loss(z_S, z_T, tau)``."""
+    return (1 - alpha) * F.cross_entropy(logits, y) + alpha * kd_loss(logits, teacher_logits, tau)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:

@@ -1,31 +1,67 @@
-"""Trial checkpoints: a trial resumed from its state after a report ends exactly as one
-that never stopped, for every kind of method (pruned students included), and the
-state loads with ``weights_only=True``."""
+"""Trial checkpoints: a trial resumed from the state saved at any report ends exactly as one
+that never stopped, for every registered method (pruned students and C2S2's pruning phase
+included), and the state loads with ``weights_only=True``."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
 
+import methods
+from harness.spec import load_spec
+from harness.sweep import trial_splits
 from harness.teachers import train_teacher
 from harness.trial import run_trial
-from methods.checkpoint import fit_shapes
-from tests.conftest import small_spec
+from methods.base import SupervisedMethod, TrainParams
+from methods.checkpoint import UnsavedState, fit_shapes
 
-SAME_AS_TEACHER = {"student.width": "1.0"}  # pruning methods start from the teacher itself
-CASES = {
-    "kd": ({}, {"lr": 0.05, "batch_size": 32}),
-    "kdgan": ({}, {"lr": 0.05, "batch_size": 32}),
-    "c2s2": (SAME_AS_TEACHER, {"target_ratio": 0.6, "prune_epochs": 2, "batch_size": 32}),
-    "filter_pruning_kd": (SAME_AS_TEACHER, {"ratio": 0.5, "batch_size": 32}),
-    "dafl": ({}, {"iterations_per_report": 10, "batch_size": 32}),
-}
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 4
+# Knobs set whichever method has them: small trials; and C2S2 pruning one unit per report for
+# three reports toward a target it cannot meet sooner, so that resuming after the first or
+# second report resumes inside its pruning phase.
+FIXED = {"batch_size": 32, "iterations_per_report": 10, "gate_iters": 10, "step_iters": 10,
+         "generator_width": 0.25, "prune_epochs": 3, "target_ratio": 0.1, "reg": 2.0, "max_damage": 0.5}
+
+
+def shipped_spec(method: str):
+    """The method's own study from search_spaces/ (top level first), made small and put on digits."""
+    paths = sorted(ROOT.glob("search_spaces/*.yaml")) + sorted(ROOT.glob("search_spaces/mnist/*.yaml"))
+    for path in paths:
+        spec = load_spec(path)
+        if spec.method == method:
+            break
+    else:
+        pytest.fail(f"method '{method}' has no study in search_spaces/")
+    changes = {"dataset.name": "digits", "budget.epochs": str(EPOCHS), "asha.grace_period": "1",
+               "search.num_samples": "1", "teacher.recipe": "{epochs: 2, batch_size: 64}"}
+    if spec.dataset.substitute:
+        changes["dataset.substitute"] = "digits"
+    return load_spec(path, [f"{key}={value}" for key, value in changes.items()])
+
+
+def trial_config(spec) -> dict:
+    """One value per searched knob (the last choice, or the high bound), as FIXED says."""
+    cls = methods.METHODS.get(spec.method)
+    config = {name: d.args[-1] for name, d in spec.searched_params().items()}
+    config.update({name: value for name, value in FIXED.items() if name in cls.param_names()})
+    return config
 
 
 @pytest.fixture(scope="module")
-def teacher_state(digits):
-    return train_teacher(small_spec(), digits).state
+def teachers(digits):
+    """Teachers trained once per architecture, as a study would (weights only)."""
+    trained = {}
+
+    def get(spec):
+        key = (spec.teacher.model, spec.teacher.width)
+        if key not in trained:
+            trained[key] = train_teacher(spec, digits).state
+        return trained[key]
+
+    return get
 
 
 def _saved(state):
@@ -36,11 +72,12 @@ def _saved(state):
     return torch.load(buffer, weights_only=True)
 
 
-@pytest.mark.parametrize("method", list(CASES))
-def test_a_resumed_trial_ends_as_if_it_never_stopped(method, digits, teacher_state):
-    overrides, config = CASES[method]
-    spec = small_spec(method=method, **{"budget.epochs": "4", "search.space": "{}", **overrides})
-    data = digits.without_training_images() if method == "dafl" else digits
+@pytest.mark.parametrize("method", methods.METHODS.names())
+def test_a_trial_resumed_at_any_report_ends_as_if_it_never_stopped(method, digits, teachers):
+    spec = shipped_spec(method)
+    config = trial_config(spec)
+    data = trial_splits(spec, digits)  # as the sweep ships them: data-free trials get no training images
+    teacher_state = teachers(spec) if spec.teacher else None
     reports, states = [], []
 
     def keep(metrics, state):
@@ -48,23 +85,50 @@ def test_a_resumed_trial_ends_as_if_it_never_stopped(method, digits, teacher_sta
         states.append(_saved(state))
 
     whole = run_trial(config, spec, 0, data, teacher_state, keep, checkpoints=True)
-    resumed_reports = []
-    resumed = run_trial(config, spec, 0, data, teacher_state, lambda m, s: resumed_reports.append(m),
-                        checkpoints=True, resume=states[1])
-
-    assert [r["epoch"] for r in resumed_reports] == [3, 4]
-    assert [r["val_acc"] for r in resumed_reports] == [r["val_acc"] for r in reports[2:]]
-    assert whole.state_dict().keys() == resumed.state_dict().keys()
-    for name, tensor in whole.state_dict().items():
-        assert torch.equal(tensor, resumed.state_dict()[name]), name
-    if method in ("c2s2", "filter_pruning_kd"):
-        # The state resumed from was already pruned, so the fresh student had to be narrowed to
-        # it. (Only fewer parameters is asserted: C2S2's target is MACs, which the convolutions
-        # hold, while LeNet-5's parameters sit mostly in its fully connected layers.)
-        assert sum(p.numel() for p in resumed.parameters()) < sum(
-            v.numel() for k, v in teacher_state.items() if not k.endswith("num_batches_tracked"))
+    assert len(states) == EPOCHS
+    for after in range(1, EPOCHS):
+        resumed_reports = []
+        resumed = run_trial(config, spec, 0, data, teacher_state, lambda m, s: resumed_reports.append(m),
+                            checkpoints=True, resume=states[after - 1])
+        assert [r["epoch"] for r in resumed_reports] == list(range(after + 1, EPOCHS + 1))
+        assert [r["val_acc"] for r in resumed_reports] == [r["val_acc"] for r in reports[after:]], after
+        assert whole.state_dict().keys() == resumed.state_dict().keys()
+        for name, tensor in whole.state_dict().items():
+            assert torch.equal(tensor, resumed.state_dict()[name]), (after, name)
     if method == "c2s2":
-        assert reports[1]["cost_ratio"] < 1.0
+        # The resumes after reports 1 and 2 came back in the middle of pruning, with units left.
+        assert reports[0]["pruned_units"] < reports[1]["pruned_units"] < reports[2]["pruned_units"]
+        assert reports[2]["cost_ratio"] < reports[0]["cost_ratio"] < 1.0
+
+
+def test_every_registered_method_is_covered_by_a_shipped_study():
+    shipped = {load_spec(path).method for path in ROOT.glob("search_spaces/**/*.yaml")}
+    assert set(methods.METHODS.names()) <= shipped
+
+
+class _Counting(SupervisedMethod):
+    def __init__(self, ctx, params) -> None:
+        super().__init__(ctx, params)
+        self.seen = iter(range(10))  # an iterator: a checkpoint cannot hold it
+
+
+class _CountingTransient(_Counting):
+    transient = ("seen",)  # rebuilt by __init__; declared, so checkpoints leave it out
+
+
+def test_an_attribute_the_checkpoint_cannot_save_is_an_error_unless_declared_transient(digits):
+    from harness.batches import DeviceData
+    from harness.zoo import create_model
+    from methods.base import MethodContext
+
+    data = DeviceData(digits, torch.device("cpu"), parts=("val",))
+    ctx = MethodContext(student=create_model("lenet5_half", 10), teacher=None, train=data.val, val=data.val,
+                        epochs=1, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(UnsavedState, match=r"_Counting.seen: a range_iterator cannot be saved .* "
+                                           r"transient = \(\"seen\",\)"):
+        _Counting(ctx, TrainParams()).state_dict()
+    state = _CountingTransient(ctx, TrainParams()).state_dict()
+    assert not any("seen" in part for part in state.values() if isinstance(part, dict))
 
 
 def test_fit_shapes_narrows_a_network_and_refuses_what_it_cannot_resize():

@@ -1,6 +1,8 @@
 """Physical channel removal and the pruning methods, in plain PyTorch."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -8,7 +10,7 @@ from torch import nn
 import methods
 from harness.batches import DeviceData
 from harness.errors import SpecError
-from harness.measure import count_macs, count_params, serialized_size
+from harness.measure import count_macs, count_params, network_cost, serialized_size
 from harness.zoo import create_model
 from methods.base import MethodContext
 from methods.c2s2 import choose_cut
@@ -146,8 +148,10 @@ def trained_lenet(digits):
 
 
 def _context(student, teacher, data, epochs):
+    cpu = torch.device("cpu")
     return MethodContext(student=student, teacher=teacher, train=data.train, val=data.val, epochs=epochs,
-                         device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+                         device=cpu, generator=torch.Generator().manual_seed(0),
+                         cost=functools.partial(network_cost, input_shape=(1, 28, 28), device=cpu))
 
 
 def _run(name, knobs, trained_lenet, epochs=3):

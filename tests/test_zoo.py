@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.errors import SpecError
+from methods.study import StudyError
 from harness.zoo import MODELS, create_model
 from harness.measure import count_params
 
@@ -52,5 +52,5 @@ def test_lenet_fits_32px_inputs():
 
 
 def test_unknown_model_suggests_a_name():
-    with pytest.raises(SpecError, match="did you mean 'resnet20'"):
+    with pytest.raises(StudyError, match="did you mean 'resnet20'"):
         create_model("resnet21", 10)

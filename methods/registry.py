@@ -1,9 +1,14 @@
-"""A name -> factory registry, in the manner of timm's ``@register_model``."""
+"""A name -> entry registry, in the manner of timm's ``@register_model``.
+
+Methods, models and data sets each have one; an unknown name is a
+:class:`~methods.study.StudyError` that suggests the closest registered one.
+"""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import difflib
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
-from harness.errors import SpecError, did_you_mean
+from methods.study import StudyError
 
 T = TypeVar("T")
 
@@ -27,9 +32,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             where = f"{field}: " if field else ""
-            raise SpecError(
-                f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}"
-            ) from None
+            raise StudyError(f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -39,3 +42,12 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def did_you_mean(name: object, choices: Iterable[object]) -> str:
+    """' (did you mean 'x'?)' for the closest valid name, or the list of valid names."""
+    choices = sorted(map(str, choices))
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (choose from: {', '.join(choices)})"
