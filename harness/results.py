@@ -121,7 +121,7 @@ class ResultsWriter(LiveCallback):
         if row["trial_id"] in self._carried:  # running when an earlier driver stopped
             self._carried.discard(row["trial_id"])
             row["resumes"] = (row.get("resumes") or 0) + 1
-        row.update(status="running", started_at=row.get("started_at") or _now())
+        row.update(status="running", started_at=row.get("started_at") or utc_now())
         self._unwritten = True
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -190,7 +190,7 @@ class ResultsWriter(LiveCallback):
         row = self._row(trial)
         if error is None and row.get("retries"):
             error = row.get("error")  # keep what the retries were about
-        row.update(status=status, ended_at=_now(), error=error,
+        row.update(status=status, ended_at=utc_now(), error=error,
                    epochs_done=result.get("training_iteration", row.get("epochs_done", 0)),
                    duration_s=result.get("time_total_s"),
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
@@ -221,7 +221,7 @@ class ResultsWriter(LiveCallback):
         """Give trials that never ended (an interrupted run) a final status, and write."""
         for row in self.trials.values():
             if row["status"] in ("pending", "running"):
-                row.update(status=status, ended_at=_now())
+                row.update(status=status, ended_at=utc_now())
         self.flush()
 
     def flush(self) -> None:
@@ -257,8 +257,9 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # short trials last about a second
+def utc_now() -> str:
+    """The time now, as results record it (milliseconds: short trials last about a second)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _error_line(trial) -> str:

@@ -18,10 +18,11 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from harness.data import DatasetSplits, load_splits, load_substitute
 from harness.errors import HarnessError, SpecError
 from harness.progress import ProgressPrinter
 from harness.remeasure import StudyStudents, finished_students, measure_again
-from harness.results import ResultsWriter, versions
+from harness.results import ResultsWriter, utc_now, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
 from harness.spec import StudySpec
 from harness.teachers import Teacher, obtain_teacher, train_teacher
@@ -111,7 +112,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     teacher = prepare_teacher(spec, data, root)
     if not resume and (archived := archive_previous(folder)):  # only once the study can start
         say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
-    write_study_file(folder, spec, data, teacher, started=None if resume else _now())
+    write_study_file(folder, spec, data, teacher, started=None if resume else utc_now())
     shared = {"data": ray.put(shipped),
               "teacher": ray.put(teacher.state) if teacher else None}
     writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None)
@@ -144,7 +145,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
             raise KeyboardInterrupt
     remeasure_latency(spec, folder, data, teacher, writer)
     writer.flush()
-    write_study_file(folder, spec, data, teacher, started=None, ended=_now())
+    write_study_file(folder, spec, data, teacher, started=None, ended=utc_now())
     counts = writer.counts()
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
         f"results in {folder}/trials.parquet and epochs.parquet")
@@ -284,7 +285,8 @@ def archive_previous(folder: Path) -> Path | None:
 
 def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher: Teacher | None,
                      started: str | None, ended: str | None = None) -> None:
-    """``study.json``: the protocol behind the results (spec, splits, teacher, versions)."""
+    """``study.json``: the protocol behind the results (spec, splits, teacher, versions), and
+    the driver writing them, so that a report can tell a running study from an interrupted one."""
     path = folder / "study.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     folder.mkdir(parents=True, exist_ok=True)
@@ -295,6 +297,7 @@ def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher
         "teacher": teacher.metrics if teacher else None,
         "versions": json.loads(versions()),
         "started_at": started or previous.get("started_at"), "ended_at": ended,
+        "driver": {"host": socket.gethostname(), "pid": os.getpid()},
     }
     path.write_text(json.dumps(info, indent=2, default=str))
 
@@ -302,6 +305,3 @@ def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher
 def say(text: str) -> None:
     print(text, flush=True)
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from reports import figures
 from reports.html import Page, slug
-from reports.load import find_studies, load_study
+from reports.load import find_studies, load_study, read_info, study_state
 from reports.summary import LATENCY, SIZE, FRONTS, selected_trials, seed_spread, welch_p, with_fronts
 
 FRONT_SCOPE = ["dataset"]  # every method on a data set competes on the same cost axes
@@ -36,7 +36,10 @@ class Leaderboard:
 
 
 def collect(storage: Path) -> tuple[pd.DataFrame, int, int]:
-    """All studies' trials, reading only those whose files changed since the last run."""
+    """All studies' trials, reading only those whose files changed since the last run.
+
+    A study's state (finished, running, interrupted) is read afresh every time: a
+    driver can die without changing any file."""
     folders = find_studies(storage)  # first: a missing storage folder is an error, not a cache to create
     cache = storage / ".leaderboard"
     cache.mkdir(exist_ok=True)
@@ -51,11 +54,11 @@ def collect(storage: Path) -> tuple[pd.DataFrame, int, int]:
             frames.append(pd.read_parquet(path))
             cached += 1
         else:
-            study = load_study(folder)
-            trials = study.trials.assign(study_folder=str(folder), study_running=study.running)
+            trials = load_study(folder).trials.assign(study_folder=str(folder))
             trials.to_parquet(path, index=False)
             frames.append(trials)
             read += 1
+        frames[-1] = frames[-1].assign(study_state=study_state(read_info(folder)))
         fresh_index[name] = key
     index_path.write_text(json.dumps(fresh_index, indent=1))
     trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -73,6 +76,7 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
     table = table.join(spread, how="left").reset_index()
     teacher = trials.groupby("study")[["teacher_test_acc", "teacher_latency_ms", "teacher_size_bytes"]].median()
     table = table.join(teacher, on="study")
+    table["state"] = table["study"].map(trials.groupby("study")["study_state"].first())
     table["gap_to_teacher"] = table["test_acc_mean"] - table["teacher_test_acc"]
     scratch = table[table["method"].eq("scratch")].groupby(["dataset", "student"])["test_acc_mean"].max()
     table["gap_to_scratch"] = table["test_acc_mean"] - pd.Series(
@@ -125,7 +129,7 @@ def build_leaderboard(storage: str | Path, budgets: tuple[float, ...] = (0.5, 1.
     return board, paths
 
 
-SHOWN = {"rank": "{}", "method": "{}", "study": "{}", "seeds": "{:.0f}", "test_acc_mean": "{:.2%}",
+SHOWN = {"rank": "{}", "method": "{}", "study": "{}", "state": "{}", "seeds": "{:.0f}", "test_acc_mean": "{:.2%}",
          "test_acc_std": "{:.2%}", "p_vs_leader": "{:.2f}", "gap_to_teacher": "{:+.2%}", "gap_to_scratch": "{:+.2%}",
          LATENCY: "{:.3g}", SIZE: "{:,.0f}", "pareto_trials": "{}", "selected_on_front": "{}",
          "completed": "{}", "stopped": "{}", "error": "{}", "running": "{}"}

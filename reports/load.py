@@ -1,13 +1,15 @@
 """Study folders as tables: what the harness wrote, read back without torch or Ray.
 
 A study folder holds ``study.json``, ``trials.parquet`` and ``epochs.parquet``
-(README, "Results"). Studies are read as they are: still running (no
-``ended_at``), with errored trials, with NaN metrics or with one trial; nothing
-is dropped here, the figures label what they cannot place.
+(docs/results.md). Studies are read as they are: still running or interrupted
+(``ended_at`` null), with errored trials, with NaN metrics or with one trial;
+nothing is dropped here, the figures label what they cannot place.
 """
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,27 @@ class Study:
         return self.info.get("spec", {})
 
     @property
+    def state(self) -> str:
+        return study_state(self.info)
+
+    @property
     def running(self) -> bool:
-        """No end time recorded: the study is still running, or its driver died."""
-        return "ended_at" not in self.info
+        """Not finished: still running, or its driver stopped before the end."""
+        return self.state != "finished"
+
+    def state_line(self) -> str:
+        """The study's state in words, with what to do about an interrupted one."""
+        driver = self.info.get("driver") or {}
+        where = f"pid {driver.get('pid')} on {driver.get('host')}"
+        return {
+            "finished": f"{self.name}: finished at {self.info.get('ended_at')}",
+            "running": f"{self.name}: still running (its driver, {where}, is alive); figures show the trials "
+                       f"written so far",
+            "interrupted": f"{self.name}: interrupted (its driver, {where}, stopped before the end); figures show "
+                           f"the trials written so far; `harness sweep {self.folder} --resume` finishes it",
+            "running or interrupted": f"{self.name}: not finished (still running, or interrupted: its driver ran "
+                                      f"as {where}); figures show the trials written so far",
+        }[self.state]
 
     @property
     def objectives(self) -> list[dict[str, str]]:
@@ -49,15 +69,41 @@ class Study:
         return self.info.get("teacher") or {}
 
 
-def load_study(folder: str | Path) -> Study:
-    folder = Path(folder)
-    info_path = folder / "study.json"
-    if not info_path.is_file():
+def study_state(info: dict[str, Any]) -> str:
+    """``finished``; ``running`` (its driver is alive on this host); ``interrupted`` (its
+    driver is gone); or ``running or interrupted`` (its driver ran on another host)."""
+    if info.get("ended_at"):
+        return "finished"
+    driver = info.get("driver") or {}
+    if driver.get("host") != socket.gethostname() or not isinstance(driver.get("pid"), int):
+        return "running or interrupted"
+    return "running" if _alive(driver["pid"]) else "interrupted"
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    """A study folder's ``study.json``."""
+    path = folder / "study.json"
+    if not path.is_file():
         raise ReportError(f"{folder}: not a study folder (no study.json)")
     try:
-        info = json.loads(info_path.read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{info_path}: unreadable ({exc})") from exc
+        raise ReportError(f"{path}: unreadable ({exc})") from exc
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def load_study(folder: str | Path) -> Study:
+    folder = Path(folder)
+    info = read_info(folder)
     trials = _read(folder / "trials.parquet")
     epochs = _read(folder / "epochs.parquet")
     if trials.empty:

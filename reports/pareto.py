@@ -29,8 +29,3 @@ def pareto_mask(frame: pd.DataFrame, objectives: Objectives) -> pd.Series:
     mask[np.flatnonzero(valid)] = on_front
     return pd.Series(mask, index=frame.index, name="pareto")
 
-
-def front_line(frame: pd.DataFrame, x: str, y: str, x_mode: str = "min", y_mode: str = "max") -> pd.DataFrame:
-    """The two-objective front of ``frame`` as a staircase-ready table sorted by ``x``."""
-    front = frame[pareto_mask(frame, {x: x_mode, y: y_mode})]
-    return front.sort_values(x)

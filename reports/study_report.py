@@ -36,12 +36,11 @@ def protocol_section(page: Page, studies: list[Study], trials: pd.DataFrame) -> 
     page.heading("Protocol")
     for study in studies:
         page.paragraph(protocol(study))
-        if study.running:
-            page.paragraph(f"{study.name}: still running (or its driver stopped before the end); "
-                           f"figures show the trials written so far.", "warn")
+    notes = [study.state_line() for study in studies if study.running]
+    for note in notes:
+        page.paragraph(note, "warn")
     page.heading("Trials")
     page.table(status_counts(trials))
-    notes = []
     missing = unplaced(trials)
     if missing:
         text = "Not on the cost charts (no final measurement): " + ", ".join(f"{n} {k}" for k, n in missing.items())

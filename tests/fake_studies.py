@@ -7,6 +7,9 @@ stopped, errored and running trials, NaN metrics, several seeds.
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +18,20 @@ import pandas as pd
 STATUSES = ("completed", "stopped", "error", "running")
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
+
+
 def write_study(folder: Path, study: str, method: str, n_trials: int, seeds=(0,), dataset: str = "digits",
                 student: str = "lenet5_half", teacher: str | None = "lenet5", statuses=None, epochs: int = 6,
-                rng: np.random.Generator | None = None, finished: bool = True) -> Path:
-    """A study folder with ``n_trials`` trials per seed; ``statuses`` cycles over the trials."""
+                rng: np.random.Generator | None = None, finished: bool = True,
+                driver: dict | None = None) -> Path:
+    """A study folder with ``n_trials`` trials per seed; ``statuses`` cycles over the trials.
+
+    Unfinished, its study.json says what a running sweep writes: ``ended_at`` null, and
+    the driver (``{"host", "pid"}``; by default a pid on this host that no process has)."""
     rng = rng or np.random.default_rng(0)
     statuses = statuses or ("completed",)
     folder = folder / study
@@ -36,9 +49,9 @@ def write_study(folder: Path, study: str, method: str, n_trials: int, seeds=(0,)
                    "num_samples": n_trials},
         "asha": {"grace_period": 2, "reduction_factor": 2}, "seeds": list(seeds)},
         "dataset": {"name": dataset, "train": 1000, "val": 100, "test": 300},
-        "teacher": teacher_info, "versions": {"python": "3.11"}, "started_at": "2026-11-23T00:00:00+00:00"}
-    if finished:
-        info["ended_at"] = "2026-11-23T01:00:00+00:00"
+        "teacher": teacher_info, "versions": {"python": "3.11"}, "started_at": "2026-11-23T00:00:00+00:00",
+        "ended_at": "2026-11-23T01:00:00+00:00" if finished else None,
+        "driver": driver or {"host": socket.gethostname(), "pid": _dead_pid()}}
     (folder / "study.json").write_text(json.dumps(info))
     trials, curves = [], []
     for seed in seeds:

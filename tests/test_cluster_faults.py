@@ -21,6 +21,7 @@ import yaml
 pytestmark = pytest.mark.cluster
 psutil = pytest.importorskip("psutil")
 
+from harness.cli import main as harness_main  # noqa: E402
 from tests.ray_cluster import LocalCluster  # noqa: E402
 
 # Epochs of ~0.4 s (batch 4 on digits): a trial seen half-way in epochs.parquet, which the driver
@@ -133,7 +134,7 @@ def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
     assert "RETRY" in out
 
 
-def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path):
+def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
     cluster.add_node()
     storage = tmp_path / "studies"
     folder = storage / "driver-kill"
@@ -149,6 +150,13 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path):
     before = _epochs(folder).groupby("trial_id")["epoch"].max()
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
+
+    # Killed mid-run: the report and the leaderboard say so, and how to finish it.
+    assert harness_main(["report", str(folder), "-o", str(tmp_path / "report.html"), "--no-images"]) == 0
+    assert "driver-kill: interrupted (its driver, pid" in capsys.readouterr().out
+    assert harness_main(["leaderboard", str(storage)]) == 0
+    assert pd.read_parquet(storage / "leaderboard.parquet").set_index("study").loc["driver-kill", "state"] == \
+        "interrupted"
 
     out = _finish(_sweep(cluster, spec, storage, "--resume"))
     assert "resuming" in out

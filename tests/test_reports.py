@@ -155,9 +155,29 @@ def test_a_report_copes_with_messy_studies_and_labels_what_it_cannot_place(stora
     path, notes = build_report(folders, tmp_path / "out" / "report.html", images=False)
     text = path.read_text()
     assert text.count("Plotly.newPlot") >= 8 and text.count("plotly.js v") == 1  # the library embedded once
-    assert "still running" in text and "RuntimeError: boom" in text
+    assert "c2s2-digits: interrupted (its driver, pid" in text and "RuntimeError: boom" in text
+    assert any(n.startswith("c2s2-digits: interrupted") and "--resume" in n for n in notes)
     assert any("2 error" in n and "2 running" in n and "stopped" in n for n in notes)
     assert "scratch lenet5_half" in text and "teacher lenet5 99.00%" in text  # reference lines
+
+
+def test_an_unfinished_study_is_running_while_its_driver_lives_and_interrupted_after(tmp_path):
+    import os
+    import socket
+
+    here = socket.gethostname()
+    write_study(tmp_path, "live", "kd", 2, finished=False, driver={"host": here, "pid": os.getpid()})
+    write_study(tmp_path, "dead", "kd", 2, finished=False)  # a pid no process has
+    write_study(tmp_path, "elsewhere", "kd", 2, finished=False, driver={"host": "node-7", "pid": os.getpid()})
+    write_study(tmp_path, "done", "kd", 2)
+    states = {name: load_study(tmp_path / name).state for name in ("live", "dead", "elsewhere", "done")}
+    assert states == {"live": "running", "dead": "interrupted", "elsewhere": "running or interrupted",
+                      "done": "finished"}
+    assert [load_study(tmp_path / name).running for name in states] == [True, True, True, False]
+    build_leaderboard(tmp_path)
+    table = pd.read_parquet(tmp_path / "leaderboard.parquet").set_index("study")
+    assert table["state"].to_dict() == states
+    assert "| interrupted |" in (tmp_path / "leaderboard.md").read_text()
 
 
 def test_report_and_leaderboard_errors_are_one_line_and_exit_2(tmp_path):
