@@ -1,25 +1,33 @@
-"""``python -m harness``: sweep a study spec, report on studies, rank them, measure them again, or list
-what is registered."""
+"""``harness`` (or ``python -m harness``): check or sweep a study spec, report on studies,
+rank them, measure them again, or list what is registered. docs/cli.md describes each command."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from harness.errors import HarnessError
+from methods.study import StudyError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    sweep = commands.add_parser("sweep", help="run a hyperparameter study from a YAML spec")
-    sweep.add_argument("spec", help="the study spec, e.g. search_spaces/kd.yaml")
-    sweep.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
-    sweep.add_argument("--storage", help="results folder (default: the spec's storage, 'studies')")
-    sweep.add_argument("--num-samples", type=int, help="trials per seed (overrides search.num_samples)")
+
+    def study_command(name: str, help: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help)
+        command.add_argument("spec", help="the study spec, e.g. search_spaces/kd.yaml, or a study's results folder")
+        command.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+        command.add_argument("--storage", help="results folder (default: the spec's storage, 'studies')")
+        command.add_argument("--num-samples", type=int, help="trials per seed (overrides search.num_samples)")
+        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a spec field, e.g. --set budget.epochs=5 (repeatable)")
+        return command
+
+    sweep = study_command("sweep", "run a hyperparameter study from a YAML spec")
     sweep.add_argument("--resume", action="store_true",
                        help="continue the interrupted run of this study in its storage folder")
-    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a spec field, e.g. --set budget.epochs=5 (repeatable)")
+    study_command("check", "validate a spec completely and print what a sweep would do, without starting Ray")
     report = commands.add_parser("report", help="one offline HTML report for one or more study folders")
     report.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study folders, e.g. studies/kd-digits")
     report.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default: report.html)")
@@ -33,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study folders, e.g. studies/kd-digits")
     again.add_argument("--rounds", type=int, default=3, help="passes over every trial, interleaved (default: 3)")
     again.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
-    commands.add_parser("list", help="list the registered methods, models and datasets")
+    listing = commands.add_parser("list", help="the registered methods (with their knobs), models and datasets")
+    listing.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                         help="markdown: the knob tables of docs/methods.md (default: text)")
     return parser
 
 
@@ -41,17 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from reports.load import ReportError
 
+    commands = {"sweep": sweep, "check": check, "report": report, "leaderboard": leaderboard,
+                "remeasure": remeasure, "list": list_registered}
     try:
-        if args.command == "list":
-            return list_registered()
-        if args.command == "report":
-            return report(args)
-        if args.command == "leaderboard":
-            return leaderboard(args)
-        if args.command == "remeasure":
-            return remeasure(args)
-        return sweep(args)
-    except (HarnessError, ReportError) as exc:
+        return commands[args.command](args)
+    except (HarnessError, StudyError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -59,13 +63,38 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def sweep(args: argparse.Namespace) -> int:
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("compression-harness")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def load(args: argparse.Namespace):
+    """The spec a study command names, with its overrides, validated."""
     from harness.spec import load_spec
 
     overrides = list(args.overrides)
     if args.num_samples is not None:
         overrides.append(f"search.num_samples={args.num_samples}")
-    spec = load_spec(args.spec, overrides)  # validated before anything starts
+    return load_spec(args.spec, overrides)
+
+
+def check(args: argparse.Namespace) -> int:
+    from harness.check import plan
+
+    spec = load(args)
+    for line in plan(spec, args.storage, args.address):
+        print(line)
+    print(f"ok: `harness sweep {args.spec}` would run this study")
+    return 0
+
+
+def sweep(args: argparse.Namespace) -> int:
+    spec = load(args)  # validated before anything starts
     from harness.cluster import configure_ray
 
     configure_ray(args.address)  # before Ray is imported
@@ -132,27 +161,9 @@ def leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_registered() -> int:
-    import methods
-    from harness.data import DATASETS
-    from harness.zoo import MODELS
+def list_registered(args: argparse.Namespace) -> int:
+    from harness import registered
 
-    for cls_name in methods.METHODS.names():
-        cls = methods.METHODS.get(cls_name)
-        flag = " (data-free)" if cls.data_free else ""
-        print(f"method   {cls_name}{flag}: knobs (defaults) {', '.join(describe_knobs(cls))}")
-    print(f"models   {', '.join(MODELS.names())}")
-    print(f"datasets {', '.join(DATASETS.names())}")
+    print({"text": registered.text, "json": registered.json_text, "markdown": registered.markdown}[args.format](),
+          end="")
     return 0
-
-
-def describe_knobs(method: type) -> list[str]:
-    """``name=default`` for each knob as a spec writes it, with the named values a knob takes."""
-    from dataclasses import fields
-
-    def shown(value: object) -> str:
-        return "null" if value is None else "''" if value == "" else str(value)
-
-    choices = method.param_choices()
-    return [f"{f.name}={shown(f.default)}" + (f" ({'|'.join(choices[f.name])})" if f.name in choices else "")
-            for f in fields(method.Params)]

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.errors import DataError, DataMissing
 from methods.registry import Registry
 
 
@@ -186,7 +186,7 @@ def _torchvision(name: str, root: Path, download: bool, **kwargs):
     except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
         how = "and the download failed" if download else "and dataset.download is false"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
+        raise DataMissing(
             f"dataset {name}: no usable files under '{root}' {how} ({reason}); "
             f"put the data there or set dataset.root / HARNESS_DATA to the folder that holds it"
         ) from None

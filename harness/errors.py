@@ -14,6 +14,10 @@ class DataError(HarnessError):
     """A dataset cannot be found, read or downloaded."""
 
 
+class DataMissing(DataError):
+    """A data set's files are not where the spec says (and were not, or could not be, downloaded)."""
+
+
 class CheckpointError(HarnessError):
     """A teacher checkpoint cannot be loaded into its architecture."""
 

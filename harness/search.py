@@ -176,12 +176,17 @@ class StudyScheduler(ASHAScheduler):
         return action
 
 
+def chance_guard(spec: StudySpec) -> bool:
+    """Whether trials no better than guessing are stopped too (``asha.stop_at_chance`` on ``val_acc``)."""
+    return spec.asha.stop_at_chance and spec.search.objectives[0].metric == "val_acc"
+
+
 def make_scheduler(spec: StudySpec, val_labels: np.ndarray | None = None) -> StudyScheduler:
     """ASHA on the first objective, one rung unit per epoch report; with the
     validation labels, and ``asha.stop_at_chance`` on a first objective of
     ``val_acc``, trials no better than guessing stop too."""
     first = spec.search.objectives[0]
-    guard = spec.asha.stop_at_chance and first.metric == "val_acc" and val_labels is not None
+    guard = chance_guard(spec) and val_labels is not None
     return StudyScheduler(
         time_attr=TRAINING_ITERATION, metric=first.metric, mode=first.mode,
         max_t=spec.budget.epochs, grace_period=spec.asha.grace_period,

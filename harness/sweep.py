@@ -34,7 +34,7 @@ from ray.tune.logger import JsonLoggerCallback
 import methods
 from harness.cluster import check_trial_fits, connect
 from harness.data import DatasetSplits, load_splits, load_substitute
-from harness.errors import HarnessError, SpecError
+from harness.errors import HarnessError
 from harness.progress import ProgressPrinter
 from harness.remeasure import StudyStudents, finished_students, measure_again
 from harness.results import ResultsWriter, utc_now, versions
@@ -78,11 +78,6 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     ``recorded_data``: the data fingerprint of the study this one repeats (its
     study.json's); different splits are said, since the results will differ.
     """
-    if not spec.searched_params() and spec.search.num_samples > 1:
-        # A trial's torch seed is its study seed: the trials would repeat one run.
-        raise SpecError(f"search.space: every knob is fixed, so the {spec.search.num_samples} trials of a seed "
-                        f"would be the same run; search at least one knob, or set search.num_samples: 1 "
-                        f"(one run per seed)")
     root = Path(storage or spec.storage).expanduser().resolve()
     folder = root / spec.study
     if resume:

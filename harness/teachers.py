@@ -83,22 +83,27 @@ def train_teacher(spec: StudySpec, data: DatasetSplits) -> Teacher:
     return Teacher(state, {k: last[k] for k in keep if k in last})
 
 
+def cached_files(spec: StudySpec, data: DatasetSplits, storage: Path) -> tuple[Path, Path]:
+    """Where the cache under ``storage`` keeps this teacher: its weights and its metrics."""
+    key = cache_key(spec, data)
+    stem = storage / "teachers" / f"{spec.teacher.model}-{data.name}-{key[:16]}"
+    return stem.with_suffix(".pt"), stem.with_suffix(".json")
+
+
 def obtain_teacher(spec: StudySpec, data: DatasetSplits, storage: Path,
                    train: TrainFn = train_teacher) -> Teacher:
     """The study's teacher: from its checkpoint, from the cache, or trained now and cached."""
     assert spec.teacher is not None
     if spec.teacher.checkpoint:
         return load_checkpoint(spec, data)
-    key = cache_key(spec, data)
-    stem = storage / "teachers" / f"{spec.teacher.model}-{data.name}-{key[:16]}"
-    weights, meta = stem.with_suffix(".pt"), stem.with_suffix(".json")
+    weights, meta = cached_files(spec, data, storage)
     if weights.is_file() and meta.is_file():
         state = torch.load(weights, map_location="cpu", weights_only=True)
         return Teacher(state, {**json.loads(meta.read_text()), "source": "cache"})
     teacher = train(spec, data)
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(teacher.state, weights)
-    metrics = {**teacher.metrics, "key": key, "model": spec.teacher.model, "dataset": data.name}
+    metrics = {**teacher.metrics, "key": cache_key(spec, data), "model": spec.teacher.model, "dataset": data.name}
     meta.write_text(json.dumps(metrics, indent=2))
     return Teacher(teacher.state, {**metrics, "source": "trained"})
 

@@ -33,11 +33,12 @@ from methods.training import BatchSource, sgd, warmup_cosine
 class TrainParams:
     """Knobs of the student's optimiser, common to every method."""
 
-    lr: float = knob(0.05, POSITIVE)
-    momentum: float = knob(0.9, MOMENTUM)
-    weight_decay: float = knob(5e-4, NON_NEGATIVE)
-    batch_size: int = knob(128, COUNT)
-    warmup_epochs: float = knob(0.5, NON_NEGATIVE)
+    lr: float = knob(0.05, POSITIVE, help="the student's SGD learning rate, reached after the warm-up")
+    momentum: float = knob(0.9, MOMENTUM, help="SGD momentum (Nesterov)")
+    weight_decay: float = knob(5e-4, NON_NEGATIVE, help="SGD weight decay")
+    batch_size: int = knob(128, COUNT, help="images per step")
+    warmup_epochs: float = knob(0.5, NON_NEGATIVE,
+                                help="linear warm-up, in epochs, before the cosine decay over the whole budget")
 
 
 class DataWithheld(PermissionError):
@@ -87,6 +88,7 @@ class Method:
 
     Params: ClassVar[type] = TrainParams
     needs_teacher: ClassVar[bool] = True
+    family: ClassVar[str] = "distillation"  # how reports group methods: also pruning, data-free, baseline
     # Data-free methods get no training or validation images: the trial hands
     # them WithheldSplits, and the training images never reach the trial at all.
     data_free: ClassVar[bool] = False

@@ -55,16 +55,20 @@ from methods.training import BatchStream, evaluate
 
 @dataclass
 class C2S2Params(PruneParams):
-    target_ratio: float = knob(0.5, Bounds(0, 1, low_open=True))  # the pruned cost as a fraction of the unpruned one's
-    target_metric: str = knob("macs", choices=("macs", "params"))
-    reg: float = knob(0.1, NON_NEGATIVE)  # sparsity regulariser weight on sum(w): each gate's steady downward pull
-    gate_threshold: float = knob(0.5, UNIT)
-    gate_lr: float = knob(0.1, POSITIVE)
-    gate_iters: int = knob(50, NON_NEGATIVE)
-    max_damage: float = knob(0.01, NON_NEGATIVE)  # tolerated validation-accuracy drop for a step that saves its fair share of MACs
-    step_iters: int = knob(50, NON_NEGATIVE)
-    prune_epochs: int = knob(1, COUNT)
-    max_passes: int = knob(3, COUNT)
+    target_ratio: float = knob(0.5, Bounds(0, 1, low_open=True),
+                               help="the pruned network's cost as a fraction of the unpruned one's")
+    target_metric: str = knob("macs", choices=("macs", "params"),
+                              help="what the target counts: MACs of one image, or parameters")
+    reg: float = knob(0.1, NON_NEGATIVE,
+                      help="sparsity regulariser weight on sum(w): each gate's steady downward pull")
+    gate_threshold: float = knob(0.5, UNIT, help="a channel is kept while its gate weight is above this")
+    gate_lr: float = knob(0.1, POSITIVE, help="SGD learning rate of the gates")
+    gate_iters: int = knob(50, NON_NEGATIVE, help="batches of gate training per unit")
+    max_damage: float = knob(0.01, NON_NEGATIVE,
+                             help="validation-accuracy drop tolerated for a cut that saves its fair share of the cost")
+    step_iters: int = knob(50, NON_NEGATIVE, help="batches of fine-tuning after each cut")
+    prune_epochs: int = knob(1, COUNT, help="reports over which the first pass visits every unit")
+    max_passes: int = knob(3, COUNT, help="passes over the units while the target is not met")
 
 
 class Gates:

@@ -33,12 +33,14 @@ from methods.data_free import DataFreeDistillation, DataFreeParams, Draw
 
 @dataclass
 class DAFLParams(DataFreeParams):
-    alpha: float = knob(0.1, NON_NEGATIVE)  # activation loss
-    beta: float = knob(5.0, NON_NEGATIVE)  # information-entropy loss
-    one_hot: float = knob(1.0, NON_NEGATIVE)  # one-hot loss (the authors use 0.5 for CIFAR-100)
-    lr_generator: float = knob(0.2, POSITIVE)
-    latent_dim: int = knob(100, COUNT)
-    generator_width: float = knob(1.0, POSITIVE)
+    alpha: float = knob(0.1, NON_NEGATIVE, help="weight of the activation loss (paper: 0.1)")
+    beta: float = knob(5.0, NON_NEGATIVE, help="weight of the information-entropy loss (paper: 5)")
+    one_hot: float = knob(1.0, NON_NEGATIVE,
+                          help="weight of the one-hot loss (paper: 1; the authors use 0.5 for CIFAR-100)")
+    lr_generator: float = knob(0.2, POSITIVE, help="the generator's Adam learning rate (paper: 0.2 on MNIST)")
+    latent_dim: int = knob(100, COUNT, help="size of the generator's noise input")
+    generator_width: float = knob(1.0, POSITIVE,
+                                  help="scales the generator's 128/64 channels (0.25 for CPU studies)")
 
 
 class Generator(nn.Module):

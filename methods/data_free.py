@@ -29,15 +29,17 @@ from methods.training import kd_loss
 class DataFreeParams:
     """The student's side of data-free distillation (DAFL's MNIST settings by default)."""
 
-    lr_student: float = knob(2e-3, POSITIVE)
-    student_optimizer: str = knob("adam", choices=("adam", "sgd"))
-    # step: x0.1 at 40% and x0.01 at 80% of the budget (DAFL's CIFAR schedule, 800/1600 of 2000)
-    lr_schedule: str = knob("constant", choices=("constant", "step", "cosine"))
-    momentum: float = knob(0.9, MOMENTUM)  # SGD only
-    weight_decay: float = knob(0.0, NON_NEGATIVE)
-    batch_size: int = knob(512, COUNT)
-    iterations_per_report: int = knob(120, COUNT)
-    tau: float = knob(1.0, POSITIVE)  # KD temperature; DAFL's code uses plain KL (tau = 1)
+    lr_student: float = knob(2e-3, POSITIVE, help="the student's learning rate")
+    student_optimizer: str = knob("adam", choices=("adam", "sgd"), help="the student's optimiser")
+    lr_schedule: str = knob("constant", choices=("constant", "step", "cosine"),
+                            help="step: x0.1 at 40% and x0.01 at 80% of the budget (DAFL's CIFAR schedule, "
+                                 "800 and 1,600 of 2,000); cosine: to zero at the end")
+    momentum: float = knob(0.9, MOMENTUM, help="SGD momentum (student_optimizer: sgd)")
+    weight_decay: float = knob(0.0, NON_NEGATIVE, help="the student's weight decay")
+    batch_size: int = knob(512, COUNT, help="made-up images per iteration")
+    iterations_per_report: int = knob(120, COUNT,
+                                      help="iterations in one report; fixed in a study (ASHA's unit of budget)")
+    tau: float = knob(1.0, POSITIVE, help="KD temperature (DAFL's code uses plain KL: 1)")
 
 
 @dataclass
@@ -55,6 +57,7 @@ class DataFreeDistillation(Method):
 
     Params = DataFreeParams
     data_free = True
+    family = "data-free"
 
     def __init__(self, ctx: MethodContext, params: DataFreeParams) -> None:
         super().__init__(ctx, params)

@@ -18,8 +18,9 @@ from methods.training import distillation_loss
 
 @dataclass
 class KDParams(TrainParams):
-    tau: float = knob(4.0, POSITIVE)
-    alpha: float = knob(0.9, UNIT)
+    tau: float = knob(4.0, POSITIVE, help="softmax temperature of the soft targets")
+    alpha: float = knob(0.9, UNIT,
+                        help="weight of the soft-target term; 1 - alpha weighs cross-entropy on the labels")
 
 
 @register_method("kd")

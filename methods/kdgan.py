@@ -44,16 +44,20 @@ from methods.training import kd_loss
 
 @dataclass
 class KDGANParams(TrainParams):
-    tau: float = knob(4.0, POSITIVE)
-    w_ce: float = knob(0.1, NON_NEGATIVE)
-    w_kd: float = knob(0.9, NON_NEGATIVE)
-    w_adv: float = knob(0.05, NON_NEGATIVE)
-    w_shared: float = knob(0.5, NON_NEGATIVE)
-    w_l2: float = knob(0.0, NON_NEGATIVE)
-    d_lr: float = knob(2e-4, POSITIVE)
-    d_steps: int = knob(1, COUNT)  # discriminator steps per student step (set w_adv: 0 to train without it)
-    d_width: int = knob(64, COUNT)  # the discriminator's channels
-    alpha: float | None = knob(None, UNIT)  # kd's mix in one knob: w_kd = alpha, w_ce = 1 - alpha
+    tau: float = knob(4.0, POSITIVE, help="KD temperature")
+    w_ce: float = knob(0.1, NON_NEGATIVE, help="weight of cross-entropy on the labels")
+    w_kd: float = knob(0.9, NON_NEGATIVE, help="weight of Hinton's soft-target term")
+    w_adv: float = knob(0.05, NON_NEGATIVE,
+                        help="weight of the adversarial (least-squares GAN) term on the adapted student features")
+    w_shared: float = knob(0.5, NON_NEGATIVE,
+                           help="weight of cross-entropy through the teacher's frozen classifier on the adapted student features")
+    w_l2: float = knob(0.0, NON_NEGATIVE,
+                       help="weight of the mean squared distance between adapted student and teacher features")
+    d_lr: float = knob(2e-4, POSITIVE, help="the discriminator's Adam learning rate")
+    d_steps: int = knob(1, COUNT, help="discriminator steps per student step (w_adv: 0 trains without it)")
+    d_width: int = knob(64, COUNT, help="the discriminator's channels")
+    alpha: float | None = knob(None, UNIT,
+                               help="KD's mix in one knob: sets w_kd = alpha and w_ce = 1 - alpha (null: w_kd and w_ce apply)")
 
     def __post_init__(self) -> None:
         if self.alpha is not None:

@@ -41,10 +41,12 @@ MOMENTUM = Bounds(0, 1, high_open=True)
 COUNT = Bounds(1)  # sizes, steps, epochs
 
 
-def knob(default: Any, bounds: Bounds | None = None, *, choices: tuple[Any, ...] | None = None) -> Any:
-    """A ``Params`` field: its default, and its bounds (numbers) or named values."""
+def knob(default: Any, bounds: Bounds | None = None, *, choices: tuple[Any, ...] | None = None,
+         help: str = "") -> Any:
+    """A ``Params`` field: its default, its bounds (numbers) or named values, and what it does
+    (shown by ``harness list`` and in docs/methods.md)."""
     metadata = {key: value for key, value in (("bounds", bounds), ("choices", choices)) if value is not None}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata={**metadata, "help": help})
 
 
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

@@ -14,14 +14,16 @@ from methods.training import distillation_loss
 
 @dataclass
 class PruneParams(TrainParams):
-    round_to: int = knob(1, COUNT)  # kept channel counts are rounded up to a multiple of this
-    alpha: float = knob(0.0, UNIT)  # KD weight from the unpruned network while fine-tuning (0 = plain fine-tuning)
-    tau: float = knob(4.0, POSITIVE)
+    round_to: int = knob(1, COUNT, help="kept channel counts are rounded up to a multiple of this")
+    alpha: float = knob(0.0, UNIT, help="KD weight from the unpruned network while fine-tuning (0: plain fine-tuning)")
+    tau: float = knob(4.0, POSITIVE, help="KD temperature while fine-tuning")
 
 
 class PruningMethod(SupervisedMethod):
     """The student starts as a copy of the unpruned network (the study's teacher),
     is pruned, then fine-tuned with optional KD from the unpruned network."""
+
+    family = "pruning"
 
     @classmethod
     def check_spec(cls, study: StudyView) -> None:

@@ -11,6 +11,7 @@ from methods.base import SupervisedMethod, TrainParams, register_method
 class Scratch(SupervisedMethod):
     Params = TrainParams
     needs_teacher = False
+    family = "baseline"
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.ctx.student(x), y)

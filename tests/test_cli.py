@@ -54,6 +54,87 @@ def test_module_entry_point_exits_2_without_traceback(spec_file):
     assert run.stderr.strip() == "error: method: unknown method 'kdd' (did you mean 'kd'?)"
 
 
+def test_the_console_script_and_its_version():
+    import shutil
+    from importlib.metadata import version
+    from pathlib import Path
+
+    script = shutil.which("harness", path=str(Path(sys.executable).parent))
+    assert script, "the harness console script is not installed beside this interpreter"
+    run = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == f"harness {version('compression-harness')}"
+
+
+def test_check_validates_and_prints_the_plan_without_starting_ray(spec_file, tmp_path, capsys):
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert main(["check", str(spec_file), "--storage", str(tmp_path), "--set", "seeds=[0, 1]"]) == 0
+    out = capsys.readouterr().out
+    assert "data      digits found: train 1294, validation 144" in out
+    assert "teacher   lenet5: to be trained (20 epochs; scratch's defaults)" in out
+    assert "search    8 trials per seed x 2 seed(s) [0, 1] = 16 trials; tpe (4 random startup trials)" in out
+    assert "asha      budget 10 reports; may stop trials at 1, 2, 4, 8" in out
+    assert "resources 1 CPU, 0 GPU, fp32 per trial; this machine" in out
+    assert out.rstrip().endswith("would run this study")
+    import ray
+
+    assert not ray.is_initialized()
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before  # no Ray process started
+
+
+def test_check_finds_a_cached_teacher(spec_file, tmp_path, capsys):
+    import torch
+
+    from harness.data import load_splits
+    from harness.spec import load_spec
+    from harness.teachers import cached_files
+
+    weights, meta = cached_files(load_spec(spec_file), load_splits("digits"), tmp_path)
+    weights.parent.mkdir(parents=True)
+    torch.save({}, weights)
+    meta.write_text("{}")
+    assert main(["check", str(spec_file), "--storage", str(tmp_path)]) == 0
+    assert f"teacher   lenet5: cached ({weights})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("overrides, cause", [
+    (["searh.num_samples=2"], "searh: unknown key (did you mean 'search'?)"),
+    (["dataset.name=mnist", "dataset.root=/nonexistent/data", "dataset.download=false"],
+     "dataset MNIST: no usable files under '/nonexistent/data'"),
+    (["resources.gpu=64"], "resources: a trial needs 1 CPU and 64 GPU, and this machine has"),
+    (["teacher.checkpoint=/nonexistent.pt"], "teacher.checkpoint: file '/nonexistent.pt' does not exist"),
+])
+def test_check_refuses_what_the_sweep_would_refuse_in_one_line(spec_file, capsys, overrides, cause):
+    args = ["check", str(spec_file)]
+    for override in overrides:
+        args += ["--set", override]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and cause in err and len(err.splitlines()) == 1
+
+
+def test_check_says_missing_data_will_be_downloaded(spec_file, tmp_path, capsys):
+    assert main(["check", str(spec_file), "--set", "dataset.name=mnist", "--set", f"dataset.root={tmp_path}"]) == 0
+    assert f"data      mnist: not under {tmp_path}; the sweep downloads it there" in capsys.readouterr().out
+
+
+def test_list_as_json_describes_every_method_and_knob(capsys):
+    import json
+
+    import methods
+
+    assert main(["list", "--format", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in listing["methods"]] == methods.METHODS.names()
+    kd = next(m for m in listing["methods"] if m["name"] == "kd")
+    assert kd["family"] == "distillation" and kd["class"] == "methods.kd.HintonKD"
+    tau = next(k for k in kd["knobs"] if k["name"] == "tau")
+    assert tau == {"name": "tau", "type": "float", "default": 4.0, "choices": None, "allowed": "above 0",
+                   "help": "softmax temperature of the soft targets"}
+    assert "lenet5_half" in listing["models"] and "cifar100" in listing["datasets"]
+
+
 def test_list_shows_registered_names(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out

@@ -75,6 +75,23 @@ def test_tpe_models_the_knobs_jointly_with_a_constant_liar(objectives, joint):
     assert study.sampler._constant_liar  # no public accessor
 
 
+def test_the_ray_internals_search_extends_are_there_or_refused_in_one_line():
+    """Fails, naming the attributes, when a Ray release drops what StudySearch and StudyScheduler read."""
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from harness.errors import HarnessError
+    from harness.search import RAY_INTERNALS, require_internals
+
+    spec = small_spec()
+    for built, base in ((make_searcher(spec, seed=0), OptunaSearch), (make_scheduler(spec), ASHAScheduler)):
+        missing = [name for name in RAY_INTERNALS[base] if not hasattr(built, name)]
+        assert not missing, f"this Ray's {base.__name__} no longer has {missing}: adapt harness/search.py"
+    with pytest.raises(HarnessError, match=r"^ray [\d.]+: its OptunaSearch no longer has _ot_study, _ot_trials, "
+                                           r"_completed_trials, which harness/search.py extends; install"):
+        require_internals(object(), OptunaSearch)
+
+
 def test_startup_trials_must_be_positive():
     with pytest.raises(SpecError, match="search.startup_trials"):
         small_spec(**{"search.startup_trials": "0"})
