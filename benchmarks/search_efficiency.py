@@ -174,7 +174,7 @@ def report(runs: dict[str, pd.DataFrame], specs: dict[str, object], seeds: list[
             cells.append(f"{('' if reached else '>') + str(compute)} of {total}")
         print(f"{seed:>4} {best:>12.4f} " + " ".join(f"{c:>34}" for c in cells))
     means = {arm: statistics.mean(v) for arm, v in spent.items()}
-    print(f"mean trial-epochs to the band: " + ", ".join(f"{arm} {m:.1f}" for arm, m in means.items()))
+    print("mean trial-epochs to the band: " + ", ".join(f"{arm} {m:.1f}" for arm, m in means.items()))
     print(f"{TPE} needs {100 * means[TPE] / means[RANDOM]:.0f}% of the compute of random search with full budgets")
 
 

@@ -39,17 +39,15 @@ class DeviceSplit:
         n = len(self.y)
         order = torch.randperm(n, device=self.device, generator=generator) if shuffle else None
         for start in range(0, n, batch_size):
-            if order is None:
-                yield self._augmented(self.x[start:start + batch_size], augment, generator), self.y[start:start + batch_size]
-            else:
-                yield self.take(order[start:start + batch_size], augment, generator)
+            index = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+            yield self.take(index, augment, generator)
 
-    def take(self, index: torch.Tensor, augment: bool = False,
+    def take(self, index: torch.Tensor | slice, augment: bool = False,
              generator: torch.Generator | None = None) -> Batch:
-        return self._augmented(self.x[index], augment, generator), self.y[index]
-
-    def _augmented(self, x: torch.Tensor, augment: bool, generator: torch.Generator | None) -> torch.Tensor:
-        return augment_batch(x, self.augment, generator) if augment and self.augment != "none" else x
+        x = self.x[index]
+        if augment and self.augment != "none":
+            x = augment_batch(x, self.augment, generator)
+        return x, self.y[index]
 
 
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -14,11 +14,12 @@ import methods
 from harness.data import DatasetSplits, data_root, load_splits, load_substitute
 from harness.errors import DataMissing, HarnessError
 from harness.search import asha_rungs, chance_guard, describe_searcher
-from harness.spec import StudySpec
+from harness.spec import StudySpec, check_sweep
 
 
 def plan(spec: StudySpec, storage: str | None = None, address: str | None = None) -> list[str]:
     """The lines ``harness check`` prints; a ``HarnessError`` for what would stop the sweep."""
+    check_sweep(spec)
     method = methods.METHODS.get(spec.method)
     root = Path(storage or spec.storage).expanduser().resolve()
     pair = f"{spec.teacher.model} -> {spec.student.model}" if spec.teacher else f"student {spec.student.model}"
@@ -64,12 +65,13 @@ def _data(spec: StudySpec, lines: list[str]) -> DatasetSplits | None:
         except DataMissing:
             if not d.download:
                 raise
-            lines.append(f"data      substitute {d.substitute}: not under {data_root(d.root).resolve()}; the sweep downloads it")
+            lines.append(f"data      substitute {d.substitute}: not under {data_root(d.root).resolve()}; "
+                         f"the sweep downloads it")
     return data
 
 
 def _teacher(spec: StudySpec, data: DatasetSplits | None, root: Path) -> str:
-    from harness.teachers import cached_files, load_checkpoint, teacher_study
+    from harness.teachers import cache_files, cache_key, load_checkpoint, teacher_study
 
     t = spec.teacher
     if t.checkpoint:
@@ -81,7 +83,7 @@ def _teacher(spec: StudySpec, data: DatasetSplits | None, root: Path) -> str:
     epochs = teacher_study(spec).budget.epochs
     if data is None:
         return f"teacher   {t.model}: trained ({epochs} epochs) and cached in {root / 'teachers'} unless it is there"
-    weights, meta = cached_files(spec, data, root)
+    weights, meta = cache_files(root, spec, data, cache_key(spec, data))
     if weights.is_file() and meta.is_file():
         return f"teacher   {t.model}: cached ({weights})"
     recipe = ", ".join(f"{k} {v}" for k, v in t.recipe.items() if k != "epochs") or "scratch's defaults"

@@ -1,7 +1,7 @@
 """Parquet results, written while the study runs and complete when it ends.
 
 ``trials.parquet`` has one row per trial, ``epochs.parquet`` one row per report.
-The schema is documented in the README ("Results").
+The schema is documented in docs/results.md.
 """
 from __future__ import annotations
 

@@ -207,6 +207,15 @@ def parse_spec(raw: dict[str, Any]) -> StudySpec:
     return spec
 
 
+def check_sweep(spec: StudySpec) -> None:
+    """What a sweep of a valid spec also needs (``harness check`` and ``harness sweep``)."""
+    if not spec.searched_params() and spec.search.num_samples > 1:
+        # A trial's torch seed is its study seed: the trials would repeat one run.
+        raise SpecError(f"search.space: every knob is fixed, so the {spec.search.num_samples} trials of a seed "
+                        f"would be the same run; search at least one knob, or set search.num_samples: 1 "
+                        f"(one run per seed)")
+
+
 def study_view(spec: StudySpec) -> StudyView:
     """What a method may check of the study (``Method.check_spec``)."""
     teacher = spec.teacher and Network(spec.teacher.model, spec.teacher.width)
@@ -324,11 +333,6 @@ def _check_semantics(spec: StudySpec) -> None:
             raise SpecError(f"search.space.{name}: '{spec.method}' has no knob '{name}'"
                             f"{did_you_mean(name, knobs)}")
         _check_knob(method, name, value, choices.get(name), f"search.space.{name}")
-    if not spec.searched_params() and spec.search.num_samples > 1:
-        # A trial's torch seed is its study seed: the trials would repeat one run.
-        raise SpecError(f"search.space: every knob is fixed, so the {spec.search.num_samples} trials of a seed "
-                        f"would be the same run; search at least one knob, or set search.num_samples: 1 "
-                        f"(one run per seed)")
     method.check_spec(study_view(spec))  # the method's own cross-knob checks, on values of the right types
     searchers = ("auto", "tpe", "nsga2", "random")
     if spec.search.searcher not in searchers:

@@ -39,7 +39,7 @@ from harness.progress import ProgressPrinter
 from harness.remeasure import StudyStudents, finished_students, measure_again
 from harness.results import ResultsWriter, utc_now, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
-from harness.spec import StudySpec
+from harness.spec import StudySpec, check_sweep
 from harness.teachers import Teacher, obtain_teacher, train_teacher
 from harness.trial import STATE_FILE, run_trial
 
@@ -78,6 +78,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     ``recorded_data``: the data fingerprint of the study this one repeats (its
     study.json's); different splits are said, since the results will differ.
     """
+    check_sweep(spec)
     root = Path(storage or spec.storage).expanduser().resolve()
     folder = root / spec.study
     if resume:

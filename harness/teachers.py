@@ -83,9 +83,8 @@ def train_teacher(spec: StudySpec, data: DatasetSplits) -> Teacher:
     return Teacher(state, {k: last[k] for k in keep if k in last})
 
 
-def cached_files(spec: StudySpec, data: DatasetSplits, storage: Path) -> tuple[Path, Path]:
-    """Where the cache under ``storage`` keeps this teacher: its weights and its metrics."""
-    key = cache_key(spec, data)
+def cache_files(storage: Path, spec: StudySpec, data: DatasetSplits, key: str) -> tuple[Path, Path]:
+    """Where the cache under ``storage`` keeps the teacher of ``key``: its weights and its metrics."""
     stem = storage / "teachers" / f"{spec.teacher.model}-{data.name}-{key[:16]}"
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
@@ -96,14 +95,15 @@ def obtain_teacher(spec: StudySpec, data: DatasetSplits, storage: Path,
     assert spec.teacher is not None
     if spec.teacher.checkpoint:
         return load_checkpoint(spec, data)
-    weights, meta = cached_files(spec, data, storage)
+    key = cache_key(spec, data)
+    weights, meta = cache_files(storage, spec, data, key)
     if weights.is_file() and meta.is_file():
         state = torch.load(weights, map_location="cpu", weights_only=True)
         return Teacher(state, {**json.loads(meta.read_text()), "source": "cache"})
     teacher = train(spec, data)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(teacher.state, weights)
-    metrics = {**teacher.metrics, "key": cache_key(spec, data), "model": spec.teacher.model, "dataset": data.name}
+    metrics = {**teacher.metrics, "key": key, "model": spec.teacher.model, "dataset": data.name}
     meta.write_text(json.dumps(metrics, indent=2))
     return Teacher(teacher.state, {**metrics, "source": "trained"})
 

@@ -31,7 +31,8 @@ class FilterPruneParams(PruneParams):
     ratio: float = knob(0.5, Bounds(0, 1, high_open=True),
                         help="share of filters removed: of every unit (scope layer), or of all filters (scope global)")
     scope: str = knob("layer", choices=("layer", "global"),
-                      help="layer: the same share of every unit; global: the lowest-ranked filters of the whole network")
+                      help="layer: the same share of every unit; global: the lowest-ranked filters of the "
+                           "whole network")
     skip: str = knob("", help="comma-separated unit indices left whole, e.g. '0' for the first convolution")
     alpha: float = knob(0.9, UNIT,
                         help="KD weight from the unpruned network while fine-tuning (0: plain fine-tuning)")

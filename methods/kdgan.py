@@ -50,14 +50,16 @@ class KDGANParams(TrainParams):
     w_adv: float = knob(0.05, NON_NEGATIVE,
                         help="weight of the adversarial (least-squares GAN) term on the adapted student features")
     w_shared: float = knob(0.5, NON_NEGATIVE,
-                           help="weight of cross-entropy through the teacher's frozen classifier on the adapted student features")
+                           help="weight of cross-entropy through the teacher's frozen classifier on the adapted "
+                                "student features")
     w_l2: float = knob(0.0, NON_NEGATIVE,
                        help="weight of the mean squared distance between adapted student and teacher features")
     d_lr: float = knob(2e-4, POSITIVE, help="the discriminator's Adam learning rate")
     d_steps: int = knob(1, COUNT, help="discriminator steps per student step (w_adv: 0 trains without it)")
     d_width: int = knob(64, COUNT, help="the discriminator's channels")
     alpha: float | None = knob(None, UNIT,
-                               help="KD's mix in one knob: sets w_kd = alpha and w_ce = 1 - alpha (null: w_kd and w_ce apply)")
+                               help="KD's mix in one knob: sets w_kd = alpha and w_ce = 1 - alpha "
+                                    "(null: w_kd and w_ce apply)")
 
     def __post_init__(self) -> None:
         if self.alpha is not None:

@@ -1,12 +1,14 @@
-"""``python -m harness leaderboard STORAGE``: every study under a folder, ranked.
+"""``harness leaderboard STORAGE``: every study under a folder, ranked.
 
 Outputs, in STORAGE: ``leaderboard.parquet`` (one row per study: dataset, pair,
-method, seeds, spread, p-value against rank 1, budgets, gaps, Pareto membership), ``leaderboard_trials.parquet``
-(every trial with its Pareto flags), ``leaderboard.html`` and ``leaderboard.md``.
+method, state, seeds, spread, p-value against rank 1, budgets, gaps, Pareto
+membership), ``leaderboard_trials.parquet`` (every trial with its Pareto flags),
+``leaderboard.html`` and ``leaderboard.md`` (docs/results.md).
 
 Each study's trials are read once and kept in ``STORAGE/.leaderboard/`` with the
 size and modification time of its files; a re-run reads only studies that are
-new or changed. Rankings and fronts span studies, so they are recomputed (cheap).
+new or changed, and every study's state. Rankings and fronts span studies, so
+they are recomputed (cheap).
 """
 from __future__ import annotations
 

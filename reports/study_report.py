@@ -1,4 +1,4 @@
-"""``python -m harness report STUDY_DIR ...``: one offline HTML file for one or more studies."""
+"""``harness report STUDY_DIR ...``: one offline HTML file for one or more studies."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""The numbers behind every report: selected trials per seed, spread, references, fronts.
+"""The numbers behind every report: selected trials per seed, their spread over seeds and
+Welch's p between studies, Pareto fronts, and trials counted by status.
 
 Protocol: within a study each seed is a whole search; its *selected* trial is
 the completed trial with the best validation accuracy (the search's own

@@ -88,9 +88,10 @@ def test_check_finds_a_cached_teacher(spec_file, tmp_path, capsys):
 
     from harness.data import load_splits
     from harness.spec import load_spec
-    from harness.teachers import cached_files
+    from harness.teachers import cache_files, cache_key
 
-    weights, meta = cached_files(load_spec(spec_file), load_splits("digits"), tmp_path)
+    spec, data = load_spec(spec_file), load_splits("digits")
+    weights, meta = cache_files(tmp_path, spec, data, cache_key(spec, data))
     weights.parent.mkdir(parents=True)
     torch.save({}, weights)
     meta.write_text("{}")
@@ -104,6 +105,7 @@ def test_check_finds_a_cached_teacher(spec_file, tmp_path, capsys):
      "dataset MNIST: no usable files under '/nonexistent/data'"),
     (["resources.gpu=64"], "resources: a trial needs 1 CPU and 64 GPU, and this machine has"),
     (["teacher.checkpoint=/nonexistent.pt"], "teacher.checkpoint: file '/nonexistent.pt' does not exist"),
+    (["search.space.lr=0.05"], "search.space: every knob is fixed, so the 8 trials of a seed would be the same run"),
 ])
 def test_check_refuses_what_the_sweep_would_refuse_in_one_line(spec_file, capsys, overrides, cause):
     args = ["check", str(spec_file)]
