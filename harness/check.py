@@ -15,6 +15,7 @@ from harness.data import DatasetSplits, data_root, load_splits, load_substitute
 from harness.errors import DataMissing, HarnessError
 from harness.search import asha_rungs, chance_guard, describe_searcher
 from harness.spec import StudySpec, check_sweep
+from harness.storage import held_by, lock_holder
 
 
 def plan(spec: StudySpec, storage: str | None = None, address: str | None = None) -> list[str]:
@@ -22,6 +23,8 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
     check_sweep(spec)
     method = methods.METHODS.get(spec.method)
     root = Path(storage or spec.storage).expanduser().resolve()
+    if (holder := lock_holder(root / spec.study)) is not None:
+        raise HarnessError(held_by(root / spec.study, holder))
     pair = f"{spec.teacher.model} -> {spec.student.model}" if spec.teacher else f"student {spec.student.model}"
     lines = [f"study     '{spec.study}': {spec.method}{' (data-free)' if method.data_free else ''}, {pair}"]
     data = _data(spec, lines)

@@ -14,20 +14,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def study_command(name: str, help: str) -> argparse.ArgumentParser:
+    def study_command(name: str, help: str, runs: bool = True) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help)
         command.add_argument("spec", help="the study spec, e.g. search_spaces/kd.yaml, or a study's results folder")
-        command.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
-        command.add_argument("--storage", help="results folder (default: the spec's storage, 'studies')")
-        command.add_argument("--num-samples", type=int, help="trials per seed (overrides search.num_samples)")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override a spec field, e.g. --set budget.epochs=5 (repeatable)")
+        if runs:
+            command.add_argument("--num-samples", type=int, help="trials per seed (overrides search.num_samples)")
+            command.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+            command.add_argument("--storage", help="results folder (default: the spec's storage, 'studies')")
         return command
 
     sweep = study_command("sweep", "run a hyperparameter study from a YAML spec")
     sweep.add_argument("--resume", action="store_true",
                        help="continue the interrupted run of this study in its storage folder")
     study_command("check", "validate a spec completely and print what a sweep would do, without starting Ray")
+    splits = study_command("splits", "write the indices of the images in the study's training, validation "
+                           "and test splits (keep a teacher of your own off the last two)", runs=False)
+    splits.add_argument("-o", "--output", help="the JSON file to write (default: <study>-splits.json)")
     report = commands.add_parser("report", help="one offline HTML report for one or more study folders")
     report.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study folders, e.g. studies/kd-digits")
     report.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default: report.html)")
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from reports.load import ReportError
 
-    commands = {"sweep": sweep, "check": check, "report": report, "leaderboard": leaderboard,
+    commands = {"sweep": sweep, "check": check, "splits": splits, "report": report, "leaderboard": leaderboard,
                 "remeasure": remeasure, "list": list_registered}
     try:
         return commands[args.command](args)
@@ -78,7 +82,7 @@ def load(args: argparse.Namespace):
     from harness.spec import load_spec
 
     overrides = list(args.overrides)
-    if args.num_samples is not None:
+    if getattr(args, "num_samples", None) is not None:
         overrides.append(f"search.num_samples={args.num_samples}")
     return load_spec(args.spec, overrides)
 
@@ -90,6 +94,23 @@ def check(args: argparse.Namespace) -> int:
     for line in plan(spec, args.storage, args.address):
         print(line)
     print(f"ok: `harness sweep {args.spec}` would run this study")
+    return 0
+
+
+def splits(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.data import load_splits, split_indices
+    from harness.storage import writing
+
+    spec = load(args)
+    d = spec.dataset
+    data = load_splits(d.name, d.root, d.val_fraction, d.split_seed, d.download, d.augment)
+    path = Path(args.output or f"{spec.study}-splits.json")
+    with writing(path):
+        path.write_text(split_indices(data))
+    print(f"{path}: {data.name} ({data.fingerprint}): train {len(data.train)}, validation {len(data.val)}, "
+          f"test {len(data.test)} images, by their index in the data set's own splits")
     return 0
 
 
@@ -126,13 +147,19 @@ def remeasure(args: argparse.Namespace) -> int:
     from harness.cluster import configure_ray
 
     configure_ray(args.address)  # before Ray is imported
+    from contextlib import ExitStack
+
     from harness.cluster import connect
     from harness.remeasure import load_finished_studies, remeasure_studies
+    from harness.storage import StudyLock
 
     studies = load_finished_studies([Path(s) for s in args.studies])  # every error before Ray starts
-    connect(args.address)
-    for line in remeasure_studies(studies, args.rounds):
-        print(line)
+    with ExitStack() as locks:
+        for students, writer in studies:
+            locks.enter_context(StudyLock(writer.folder, "remeasure"))
+        connect(args.address)
+        for line in remeasure_studies(studies, args.rounds):
+            print(line)
     return 0
 
 

@@ -8,6 +8,7 @@ cheap to put once in Ray's object store and share with every trial.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,6 +69,15 @@ class DatasetSplits:
         """
         empty = Split(self.train.x[:0], self.train.y[:0], self.train.source, self.train.index[:0])
         return replace(self, train=empty)
+
+
+def split_indices(data: DatasetSplits) -> str:
+    """Which images each split holds, as JSON: for each, the loader's split the images come
+    from ("train", "test", or "all" for a set without its own test split) and their indices
+    there, so that a teacher trained elsewhere can be kept off the validation and test images."""
+    parts = {name: {"source": split.source, "count": len(split), "index": split.index.tolist()}
+             for name, split in (("train", data.train), ("validation", data.val), ("test", data.test))}
+    return json.dumps({"dataset": data.name, "fingerprint": data.fingerprint, **parts})
 
 
 Loader = Callable[[Path, bool], RawDataset]

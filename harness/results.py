@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any, ClassVar
 
 import pandas as pd
 from ray.tune import Callback
+from ray.tune.stopper import NoopStopper, Stopper
 
+from harness.errors import HarnessError
 from harness.search import stopped_early
 from harness.spec import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 
@@ -49,26 +52,48 @@ def versions() -> str:
                        "ray": ray.__version__, "optuna": optuna.__version__})
 
 
-class LiveCallback(Callback):
-    """A driver-side callback that Tune's saved experiment refers to by name only.
+class Live:
+    """A driver-side object that Tune's saved experiment refers to by name only.
 
-    Tune pickles its callbacks into the experiment it saves; a study resumed in a
-    new driver must report to that driver's callbacks, not to unpickled copies of
-    the old ones. Pickling stores the key, unpickling finds the live object.
+    Tune pickles its callbacks and stopper into the experiment it saves; a study
+    resumed in a new driver must report to that driver's objects, not to unpickled
+    copies of the old ones. Pickling stores the key, unpickling finds the live
+    object (or, where none is, an instance of ``idle``, which does nothing).
     """
 
-    live: ClassVar[dict[str, Callback]] = {}
+    live: ClassVar[dict[str, Any]] = {}
+    idle: ClassVar[type]
 
     def __init__(self, key: str) -> None:
         self.key = key
-        LiveCallback.live[key] = self
+        Live.live[key] = self
 
     def __reduce__(self):
-        return _live_callback, (self.key,)
+        return _live_object, (self.key, self.idle)
 
 
-def _live_callback(key: str) -> Callback:
-    return LiveCallback.live.get(key) or Callback()
+def _live_object(key: str, idle: type) -> Any:
+    return Live.live.get(key) or idle()
+
+
+class LiveCallback(Live, Callback):
+    idle = Callback
+
+
+class StopOnWriteFailure(Live, Stopper):
+    """Stops every trial once the results can no longer be written: training on would be lost."""
+
+    idle = NoopStopper
+
+    def __init__(self, writer: "ResultsWriter") -> None:
+        super().__init__(f"{writer.spec.study}#stop")
+        self.writer = writer
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return self.writer.failure is not None
+
+    def stop_all(self) -> bool:
+        return self.writer.failure is not None
 
 
 class ResultsWriter(LiveCallback):
@@ -89,6 +114,8 @@ class ResultsWriter(LiveCallback):
         self.epochs: list[dict[str, Any]] = []
         self._versions = versions()
         self._carried: set[str] = set()  # unfinished trials of an interrupted run, until Tune restarts them
+        self._earlier: set[str] = set()  # every trial of an interrupted run, until Tune restarts it
+        self.failure: str | None = None  # why the files could not be written, once they could not
         self._unwritten = False  # reports since the last flush
 
     def start_seed(self, seed: int) -> None:
@@ -99,6 +126,7 @@ class ResultsWriter(LiveCallback):
         trials, epochs = _read_rows(self.folder / "trials.parquet"), _read_rows(self.folder / "epochs.parquet")
         self.trials = {row["trial_id"]: row for row in trials}
         self._carried = {row["trial_id"] for row in trials if row["status"] in UNFINISHED}
+        self._earlier = set(self.trials)
         self.epochs.extend(epochs)
 
     def seed_rows(self, seed: int) -> list[dict[str, Any]]:
@@ -118,11 +146,12 @@ class ResultsWriter(LiveCallback):
     # --- Tune callback hooks ---------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         row = self._row(trial)
-        if row["trial_id"] in self._carried:  # running when an earlier driver stopped
-            self._carried.discard(row["trial_id"])
+        self._carried.discard(row["trial_id"])
+        if row["trial_id"] in self._earlier:  # started by an earlier driver, continued by this one
+            self._earlier.discard(row["trial_id"])
             row["resumes"] = (row.get("resumes") or 0) + 1
         row.update(status="running", started_at=row.get("started_at") or utc_now())
-        self._unwritten = True
+        self.flush()  # every trial that started has a row, should the driver die before the next snapshot
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         """The trial's worker died; Tune restarts it from its last checkpoint."""
@@ -225,17 +254,32 @@ class ResultsWriter(LiveCallback):
         self.flush()
 
     def flush(self) -> None:
-        """Rewrite both files atomically (write, then rename) from the rows so far."""
+        """Rewrite both files atomically (write, then rename) from the rows so far.
+
+        A write that fails leaves the files as the last flush wrote them and sets
+        ``failure`` (one line: the path and the OS error); StopOnWriteFailure then
+        stops the trials, and the sweep ends with that line."""
         self._unwritten = False
-        self.folder.mkdir(parents=True, exist_ok=True)
-        _write(pd.DataFrame(list(self.trials.values())), self.folder / "trials.parquet")
+        if self.failure:
+            return
         # Before the first report the file still has its key columns, for readers of a running study.
         columns = None if self.epochs else ["study", "seed", "trial_id", *EPOCH_COLUMNS]
         epochs = pd.DataFrame(self.epochs, columns=columns)
         if len(epochs):
             # A trial restarted from its checkpoint reports again from there: keep the latest.
             epochs = epochs.drop_duplicates(["trial_id", "epoch"], keep="last")
-        _write(epochs, self.folder / "epochs.parquet")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write(pd.DataFrame(list(self.trials.values())), self.folder / "trials.parquet")
+            _write(epochs, self.folder / "epochs.parquet")
+        except OSError as exc:
+            self.failure = (f"storage: cannot write '{exc.filename or self.folder}' ({exc.strerror or exc}); "
+                            f"the results written before stay in {self.folder}")
+
+    def check_written(self) -> None:
+        """Raise the write failure, if there was one, as the sweep's one error line."""
+        if self.failure:
+            raise HarnessError(self.failure)
 
     # --- summaries for the progress line ---------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -252,9 +296,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".parquet.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # this writer's own
+    try:
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    except OSError as exc:  # named after the file it was to replace, not the temporary one
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def utc_now() -> str:

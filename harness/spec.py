@@ -16,7 +16,7 @@ from typing import Any, Union
 import yaml
 
 from harness.errors import SpecError
-from methods.knobs import COUNT, coerce, show
+from methods.knobs import COUNT, Bounds, coerce, format_number, show
 from methods.registry import did_you_mean
 from methods.study import Distribution, Network, StudyError, StudyView
 
@@ -145,13 +145,12 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
     """
     path = spec_file(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise SpecError(f"spec file '{path}' does not exist") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"spec file '{path}' cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    raw = read_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec is a YAML mapping (study:, method:, ...)")
     if isinstance(raw.get("spec"), dict) and "method" not in raw:  # a results folder's study.json
@@ -181,6 +180,35 @@ def _from_record(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # a complex key: YAML refuses the unhashable ones itself
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{show(key)} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """A YAML document, or one SpecError line saying where and what is wrong with it."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise SpecError(f"{where}: not valid YAML{line}: {problem}") from None
+
+
 def apply_override(raw: dict[str, Any], override: str) -> None:
     """``search.num_samples=4``: set a dotted key; the value is read as YAML."""
     key, sep, value = override.partition("=")
@@ -195,7 +223,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise SpecError(f"--set {key}: '{part}' is not a mapping")
         node = child
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = read_yaml(value, f"--set {key}")
 
 
 def parse_spec(raw: dict[str, Any]) -> StudySpec:
@@ -339,31 +367,55 @@ def _check_semantics(spec: StudySpec) -> None:
         raise SpecError(f"search.searcher: unknown searcher '{spec.search.searcher}'"
                         f"{did_you_mean(spec.search.searcher, searchers)}")
     _check_objectives(spec.search.objectives)
-    for path, value, low in (("budget.epochs", spec.budget.epochs, 1),
-                             ("search.num_samples", spec.search.num_samples, 1),
-                             ("search.startup_trials", 1 if spec.search.startup_trials is None else spec.search.startup_trials, 1),
-                             ("asha.grace_period", spec.asha.grace_period, 1),
-                             ("measure.batch_size", spec.measure.batch_size, 1),
-                             ("measure.repeats", spec.measure.repeats, 1),
-                             ("measure.rounds", spec.measure.rounds, 0)):
-        if value < low:
-            raise SpecError(f"{path}: must be at least {low}, got {value}")
+    _check_ranges(spec)
     if spec.asha.grace_period > spec.budget.epochs:
         raise SpecError(f"asha.grace_period: {spec.asha.grace_period} exceeds budget.epochs "
                         f"({spec.budget.epochs}); lower it or raise the budget")
-    if spec.asha.reduction_factor <= 1:
-        raise SpecError(f"asha.reduction_factor: must be above 1, got {spec.asha.reduction_factor}")
-    if spec.resources.cpu <= 0 or spec.resources.gpu < 0:
-        raise SpecError("resources: cpu must be positive and gpu not negative")
     if spec.resources.precision not in ("fp32", "bf16"):
         raise SpecError(f"resources.precision: '{spec.resources.precision}' is not fp32 or bf16"
                         f"{did_you_mean(spec.resources.precision, ['fp32', 'bf16'])}")
-    if spec.resources.retries < 0:
-        raise SpecError(f"resources.retries: must be 0 or more, got {spec.resources.retries}")
     if not spec.seeds:
         raise SpecError("seeds: give at least one seed, e.g. [0]")
+    if len(set(spec.seeds)) < len(spec.seeds):
+        raise SpecError(f"seeds: {show(spec.seeds)} names a seed twice; each seed is one search")
     if not spec.study.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise SpecError(f"study: '{spec.study}' must be letters, digits, '-', '_' or '.' (it names a folder)")
+
+
+SEED = Bounds(0, 2**32 - 1)  # what NumPy's and Optuna's generators take
+WIDTH = Bounds(0, 64, low_open=True)
+MAX_TRIALS_PER_SEED = 10_000
+MAX_SEEDS = 100
+
+
+def _check_ranges(spec: StudySpec) -> None:
+    """Every number of the spec within what it can mean."""
+    teacher = spec.teacher
+    ranges = [
+        ("budget.epochs", spec.budget.epochs, COUNT),
+        ("search.num_samples", spec.search.num_samples, Bounds(1, MAX_TRIALS_PER_SEED)),
+        ("search.startup_trials", spec.search.startup_trials, COUNT),
+        ("search.max_concurrent", spec.search.max_concurrent, COUNT),
+        ("asha.grace_period", spec.asha.grace_period, COUNT),
+        ("asha.reduction_factor", spec.asha.reduction_factor, Bounds(1, low_open=True)),
+        ("resources.cpu", spec.resources.cpu, Bounds(0, low_open=True)),
+        ("resources.gpu", spec.resources.gpu, Bounds(0)),
+        ("resources.retries", spec.resources.retries, Bounds(0)),
+        ("measure.batch_size", spec.measure.batch_size, COUNT),
+        ("measure.warmup", spec.measure.warmup, Bounds(0)),
+        ("measure.repeats", spec.measure.repeats, COUNT),
+        ("measure.rounds", spec.measure.rounds, Bounds(0)),
+        ("dataset.split_seed", spec.dataset.split_seed, SEED),
+        ("student.width", spec.student.width, WIDTH),
+        ("teacher.width", teacher and teacher.width, WIDTH),
+        ("teacher.seed", teacher and teacher.seed, SEED),
+        *((f"seeds[{i}]", seed, SEED) for i, seed in enumerate(spec.seeds)),
+    ]
+    for path, value, bounds in ranges:
+        if value is not None and value not in bounds:
+            raise SpecError(f"{path}: must be {bounds}, got {format_number(value)}")
+    if len(spec.seeds) > MAX_SEEDS:
+        raise SpecError(f"seeds: at most {MAX_SEEDS} (one search each), got {len(spec.seeds)}")
 
 
 def _check_knob(method: Any, name: str, value: Any, choices: tuple[Any, ...] | None, path: str) -> None:
@@ -377,7 +429,7 @@ def _check_knob(method: Any, name: str, value: Any, choices: tuple[Any, ...] | N
         values = [value]
     for v in values:
         if choices is not None and v not in choices:
-            raise SpecError(f"{path}: unknown value '{v}'{did_you_mean(v, choices)}")
+            raise SpecError(f"{path}: unknown value {show(v)}{did_you_mean(v, choices)}")
         try:
             method.cast_param(name, v)
         except ValueError as exc:

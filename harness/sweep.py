@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import replace
@@ -33,13 +32,14 @@ from ray.tune.logger import JsonLoggerCallback
 
 import methods
 from harness.cluster import check_trial_fits, connect
-from harness.data import DatasetSplits, load_splits, load_substitute
+from harness.data import DatasetSplits, load_splits, load_substitute, split_indices
 from harness.errors import HarnessError
 from harness.progress import ProgressPrinter
 from harness.remeasure import StudyStudents, finished_students, measure_again
-from harness.results import ResultsWriter, utc_now, versions
+from harness.results import ResultsWriter, StopOnWriteFailure, utc_now, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
 from harness.spec import StudySpec, check_sweep
+from harness.storage import StudyLock, probe_storage, this_process, writing
 from harness.teachers import Teacher, obtain_teacher, train_teacher
 from harness.trial import STATE_FILE, run_trial
 
@@ -77,12 +77,21 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
 
     ``recorded_data``: the data fingerprint of the study this one repeats (its
     study.json's); different splits are said, since the results will differ.
+    The storage is checked writable and the study folder locked before any work.
     """
     check_sweep(spec)
     root = Path(storage or spec.storage).expanduser().resolve()
     folder = root / spec.study
+    probe_storage(root)
     if resume:
         check_resumable(spec, folder)
+    with StudyLock(folder, "sweep --resume" if resume else "sweep"):
+        return _sweep(spec, root, folder, address, resume, recorded_data)
+
+
+def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resume: bool,
+           recorded_data: str | None) -> Path:
+    if resume:
         say(f"resuming '{spec.study}' from {folder}")
     data = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction,
                        spec.dataset.split_seed, spec.dataset.download, spec.dataset.augment)
@@ -106,15 +115,18 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     if note := check_trial_fits(spec.resources.cpu, spec.resources.gpu, address):
         say(note)
     teacher = prepare_teacher(spec, data, root)
-    if not resume and (archived := archive_previous(folder)):  # only once the study can start
-        say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
-    write_study_file(folder, spec, data, teacher, started=None if resume else utc_now())
+    with writing(folder):
+        if not resume and (archived := archive_previous(folder)):  # only once the study can start
+            say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
+        write_study_file(folder, spec, data, teacher, started=None if resume else utc_now())
+        (folder / "splits.json").write_text(split_indices(data))
     shared = {"data": ray.put(shipped),
               "teacher": ray.put(teacher.state) if teacher else None}
     writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None)
     if resume:
         writer.load_previous()
     printer = ProgressPrinter(writer)
+    stopper = StopOnWriteFailure(writer)
     for seed in spec.seeds:
         writer.start_seed(seed)
         run_path = folder / "tune" / f"seed{seed}"
@@ -130,8 +142,10 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
             # The searcher's state, the trials and their checkpoints come back from the run folder.
             tuner = tune.Tuner.restore(str(run_path), trainable=trainable, resume_unfinished=True)
         else:
-            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer], val_labels=data.val.y)
+            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer], stopper=stopper,
+                              val_labels=data.val.y)
         results = tuner.fit()
+        writer.check_written()
         prune_checkpoints(run_path)
         if resume and (lost := writer.mark_lost(seed)):
             say(f"seed {seed}: {lost} trial(s) of the interrupted run could not be resumed (status 'lost')")
@@ -141,7 +155,9 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
             raise KeyboardInterrupt
     remeasure_latency(spec, folder, data, teacher, writer)
     writer.flush()
-    write_study_file(folder, spec, data, teacher, started=None, ended=utc_now())
+    writer.check_written()
+    with writing(folder):
+        write_study_file(folder, spec, data, teacher, started=None, ended=utc_now())
     counts = writer.counts()
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
         f"results in {folder}/trials.parquet and epochs.parquet")
@@ -149,7 +165,7 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
 
 
 def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callbacks: list,
-              val_labels: Any = None) -> tune.Tuner:
+              stopper: tune.Stopper | None = None, val_labels: Any = None) -> tune.Tuner:
     """One seed's search: Optuna + ASHA, a retry budget per trial, results to ``run_path``."""
     return tune.Tuner(
         trainable,
@@ -161,7 +177,7 @@ def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callba
         run_config=tune.RunConfig(
             name=run_path.name, storage_path=str(run_path.parent), verbose=0,
             callbacks=[*callbacks, JsonLoggerCallback()],  # result.json: what Tune's result grid reads
-            failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
+            failure_config=tune.FailureConfig(max_failures=spec.resources.retries), stop=stopper,
             # Every checkpoint is kept while the run goes on: the experiment state that a
             # resumed study restores names checkpoints as they were when it was saved.
         ),
@@ -273,7 +289,7 @@ def archive_previous(folder: Path) -> Path | None:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target = folder / "previous" / stamp
     target.mkdir(parents=True)
-    for name in ("trials.parquet", "epochs.parquet", "study.json", "tune", "samples"):
+    for name in ("trials.parquet", "epochs.parquet", "study.json", "splits.json", "tune", "samples"):
         if (folder / name).exists():
             shutil.move(str(folder / name), str(target / name))
     return target
@@ -293,7 +309,7 @@ def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher
         "teacher": teacher.metrics if teacher else None,
         "versions": json.loads(versions()),
         "started_at": started or previous.get("started_at"), "ended_at": ended,
-        "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+        "driver": this_process(),
     }
     path.write_text(json.dumps(info, indent=2, default=str))
 

@@ -20,8 +20,11 @@ import torch
 
 from harness.data import DatasetSplits
 from harness.errors import CheckpointError
+from harness.measure import measure_model
 from harness.spec import BudgetSpec, ModelSpec, SearchSpec, StudySpec
+from harness.storage import writing
 from harness.zoo import create_model
+from methods.knobs import show
 
 CACHE_VERSION = 1  # bump when the training loop changes what a recipe produces
 DEFAULT_EPOCHS = 20
@@ -101,10 +104,11 @@ def obtain_teacher(spec: StudySpec, data: DatasetSplits, storage: Path,
         state = torch.load(weights, map_location="cpu", weights_only=True)
         return Teacher(state, {**json.loads(meta.read_text()), "source": "cache"})
     teacher = train(spec, data)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(teacher.state, weights)
     metrics = {**teacher.metrics, "key": key, "model": spec.teacher.model, "dataset": data.name}
-    meta.write_text(json.dumps(metrics, indent=2))
+    with writing(weights.parent):
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(teacher.state, weights)
+        meta.write_text(json.dumps(metrics, indent=2))
     return Teacher(teacher.state, {**metrics, "source": "trained"})
 
 
@@ -133,9 +137,12 @@ def load_checkpoint(spec: StudySpec, data: DatasetSplits) -> Teacher:
             parts.append(f"unexpected {_few(result.unexpected_keys)}")
         raise CheckpointError(f"{what} does not fit {spec.teacher.model} "
                               f"(width {spec.teacher.width}, {data.num_classes} classes): {'; '.join(parts)}")
-    device_data = DeviceData(data, torch.device("cpu"), parts=("val", "test"))
-    metrics = {"val_acc": evaluate(model, device_data.val)["acc"],
-               "test_acc": evaluate(model, device_data.test)["acc"], "source": "checkpoint"}
+    cpu = torch.device("cpu")
+    device_data = DeviceData(data, cpu, parts=("val", "test"))
+    m = spec.measure
+    metrics = {"val_acc": evaluate(model, device_data.val)["acc"], "test_acc": evaluate(model, device_data.test)["acc"],
+               **measure_model(model, data.input_shape, cpu, m.batch_size, m.warmup, m.repeats),
+               "source": "checkpoint"}  # the same columns as a teacher trained here
     return Teacher(model.state_dict(), metrics)
 
 
@@ -157,7 +164,10 @@ def _unloadable(exc: Exception) -> str:
 def _shapes_fit(model: torch.nn.Module, state: dict[str, Any], what: str) -> bool:
     own = model.state_dict()
     for name, tensor in state.items():
-        if name in own and getattr(tensor, "shape", None) != own[name].shape:
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{what} is not a state_dict: {show(name)} holds {show(tensor)}, "
+                                  f"not a tensor")
+        if name in own and tensor.shape != own[name].shape:
             raise CheckpointError(f"{what} does not fit: {name} has shape {tuple(tensor.shape)}, "
                                   f"the model expects {tuple(own[name].shape)}")
     return True

@@ -30,8 +30,14 @@ class Bounds:
 
     def __str__(self) -> str:
         if self.high == math.inf:
-            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"{'above' if self.low_open else 'at least'} {format_number(self.low)}"
+        low, high = format_number(self.low), format_number(self.high)
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def format_number(value: float) -> str:
+    """A number as a person writes it: whole numbers in full, others in short."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 POSITIVE = Bounds(0, low_open=True)
@@ -72,15 +78,15 @@ def coerce(kind: type, value: Any, bounds: Bounds | None = None) -> Any:
             return str(value)
         raise refused
     try:
-        number = float(value)
+        parsed = float(value)
     except (TypeError, ValueError, OverflowError):
         raise refused from None
-    if not math.isfinite(number) or (kind is int and not number.is_integer()):
+    if not math.isfinite(parsed) or (kind is int and not parsed.is_integer()):
         raise refused
-    number = int(number) if kind is int else number
-    if bounds is not None and number not in bounds:
-        raise ValueError(f"must be {bounds}, got {number:g}")
-    return number
+    parsed = int(parsed) if kind is int else parsed
+    if bounds is not None and parsed not in bounds:
+        raise ValueError(f"must be {bounds}, got {format_number(parsed)}")
+    return parsed
 
 
 def show(value: Any) -> str:

@@ -47,7 +47,7 @@ class Registry(Generic[T]):
 def did_you_mean(name: object, choices: Iterable[object]) -> str:
     """' (did you mean 'x'?)' for the closest valid name, or the list of valid names."""
     choices = sorted(map(str, choices))
-    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5) if isinstance(name, str) else []
     if close:
         return f" (did you mean '{close[0]}'?)"
     return f" (choose from: {', '.join(choices)})"

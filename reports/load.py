@@ -8,14 +8,14 @@ nothing is dropped here, the figures label what they cannot place.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from harness.storage import holder_alive  # the record a sweep's driver leaves (no torch, no Ray)
 
 
 class ReportError(Exception):
@@ -74,10 +74,8 @@ def study_state(info: dict[str, Any]) -> str:
     driver is gone); or ``running or interrupted`` (its driver ran on another host)."""
     if info.get("ended_at"):
         return "finished"
-    driver = info.get("driver") or {}
-    if driver.get("host") != socket.gethostname() or not isinstance(driver.get("pid"), int):
-        return "running or interrupted"
-    return "running" if _alive(driver["pid"]) else "interrupted"
+    alive = holder_alive(info.get("driver") or {})
+    return "running or interrupted" if alive is None else "running" if alive else "interrupted"
 
 
 def read_info(folder: Path) -> dict[str, Any]:
@@ -89,16 +87,6 @@ def read_info(folder: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ReportError(f"{path}: unreadable ({exc})") from exc
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
 
 
 def load_study(folder: str | Path) -> Study:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,6 +151,7 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
     before = _epochs(folder).groupby("trial_id")["epoch"].max()
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
+    started = set(re.findall(r"start +(s\d+-\w+)", driver.stdout.read()))
 
     # Killed mid-run: the report and the leaderboard say so, and how to finish it.
     assert harness_main(["report", str(folder), "-o", str(tmp_path / "report.html"), "--no-images"]) == 0
@@ -161,6 +163,7 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
     out = _finish(_sweep(cluster, spec, storage, "--resume"))
     assert "resuming" in out
     trials, epochs = _check_consistent(folder)
+    assert started and started <= set(trials["trial_id"])  # every trial the killed driver started has a row
     kept = trials[trials["status"] != "lost"]
     assert len(kept) == TRIALS and set(kept["status"]) == {"completed"}, out[-2000:]
     # Measured again after the search, trials finished before the kill included (from their checkpoints).

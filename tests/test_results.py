@@ -18,9 +18,11 @@ def test_reports_are_written_with_every_experiment_snapshot_not_every_report(tmp
     writer = ResultsWriter(small_spec(**{"budget.epochs": "3"}), tmp_path, None)
     trial = SimpleNamespace(trial_id="t1", config={"lr": 0.01}, last_result={})
     writer.on_trial_start(0, [], trial)
+    # A started trial is written at once: should the driver die now, --resume still finds its row.
+    assert pd.read_parquet(tmp_path / "trials.parquet")["status"].tolist() == ["running"]
     _report(writer, trial, 1)
     _report(writer, trial, 2)
-    assert not (tmp_path / "epochs.parquet").exists()  # no rewrite per report
+    assert pd.read_parquet(tmp_path / "epochs.parquet").empty  # no rewrite per report
 
     # What Tune runs when it snapshots the experiment (the state --resume restores):
     CallbackList([writer]).save_to_dir(str(tmp_path / "snapshot"), session_str="s")
@@ -56,3 +58,48 @@ def test_latency_measured_again_replaces_the_in_trial_figures_which_are_kept(tmp
     writer.record_remeasurement({"s0-a": {**again, "latency_ms": 5.0, "params_measured": 100}})  # once more
     rows = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
     assert rows.loc["s0-a", ["latency_ms", "trial_latency_ms", "trial_device"]].tolist() == [5.0, 9.0, "busy"]
+
+
+def test_a_resumed_study_counts_every_trial_an_earlier_driver_started(tmp_path):
+    """Running, stopped or lost: a trial that Tune continues after --resume counts a resume."""
+    spec = small_spec(**{"budget.epochs": "3"})
+    first = ResultsWriter(spec, tmp_path, None)
+    trials = {name: SimpleNamespace(trial_id=name, config={"lr": 0.01}, last_result={}) for name in "abc"}
+    for trial in trials.values():
+        first.on_trial_start(0, [], trial)
+    trials["b"].last_result = {"training_iteration": 1}
+    first.on_trial_complete(0, [], trials["b"])  # stopped by ASHA before the driver died
+
+    second = ResultsWriter(spec, tmp_path, None)
+    second.load_previous()
+    second.on_trial_start(0, [], trials["a"])  # running when the driver died
+    second.on_trial_start(0, [], trials["b"])  # stopped, yet continued from its checkpoint by Tune
+    second.on_trial_start(0, [], trials["a"])  # a retry within this driver is not another resume
+    assert second.mark_lost(0) == 1  # c: never restored
+    rows = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    assert rows["resumes"].to_dict() == {"s0-a": 1, "s0-b": 1, "s0-c": 0}
+    assert rows.loc["s0-c", "status"] == "lost"
+
+
+def test_a_results_write_that_fails_keeps_the_files_and_stops_the_study_in_one_line(tmp_path):
+    import pytest
+
+    from harness.errors import HarnessError
+    from harness.results import StopOnWriteFailure
+
+    writer = ResultsWriter(small_spec(), tmp_path, None)
+    stop = StopOnWriteFailure(writer)
+    trial = SimpleNamespace(trial_id="t1", config={"lr": 0.01}, last_result={})
+    writer.on_trial_start(0, [], trial)
+    before = (tmp_path / "trials.parquet").read_bytes()
+    (tmp_path / "epochs.parquet").unlink()
+    (tmp_path / "epochs.parquet").mkdir()  # the next write cannot replace it
+    assert not stop("s0-t1", {}) and not stop.stop_all()
+    _report(writer, trial, 1)
+    writer.flush()
+    assert stop("s0-t1", {}) and stop.stop_all()  # Tune stops every trial
+    assert (tmp_path / "trials.parquet").read_bytes() != before  # trials were written, then epochs failed
+    with pytest.raises(HarnessError, match=r"^storage: cannot write '.*epochs.parquet' \(Is a directory\); "
+                                           r"the results written before stay in "):
+        writer.check_written()
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))

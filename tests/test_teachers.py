@@ -53,6 +53,9 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, digits):
     torch.save(model.state_dict(), good)
     teacher = obtain_teacher(small_spec(**{"teacher.checkpoint": str(good)}), digits, tmp_path)
     assert teacher.metrics["source"] == "checkpoint" and 0 <= teacher.metrics["test_acc"] <= 1
+    # Measured like a teacher trained here, so that the leaderboard's size budgets apply.
+    assert teacher.metrics["params"] == sum(p.numel() for p in model.parameters())
+    assert teacher.metrics["size_bytes"] > 0 and teacher.metrics["macs"] > 0 and teacher.metrics["latency_ms"] > 0
 
     wrong = tmp_path / "wrong.pt"
     torch.save(create_model("lenet5", 10).state_dict(), wrong)
@@ -86,6 +89,7 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path, digits):
      "cannot be loaded safely: it holds more than tensors (torch.nn.modules.linear.Linear)"),
     (lambda path: path.write_text("not a checkpoint"), "is not a PyTorch checkpoint"),
     (lambda path: path.write_bytes(b""), "is not a PyTorch checkpoint"),
+    (lambda path: torch.save({"head.3.bias": 3}, path), "is not a state_dict: 'head.3.bias' holds 3, not a tensor"),
 ])
 def test_unloadable_checkpoints_say_why_in_one_line(tmp_path, digits, write, cause):
     path = tmp_path / "teacher.pt"
