@@ -2,8 +2,9 @@
 without starting Ray (and without downloading anything or training a teacher).
 
 Every check the sweep makes before its first trial is made here too: the spec,
-the data (found, or to be downloaded), the teacher (its checkpoint loaded and
-fitted, or whether the cache holds it), and whether one trial fits this machine.
+the storage (writable, the study not being written by another command), the data
+(found, or to be downloaded), the teacher (its checkpoint loaded and fitted, or
+whether the cache holds it), and whether one trial fits this machine.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from harness.data import DatasetSplits, data_root, load_splits, load_substitute
 from harness.errors import DataMissing, HarnessError
 from harness.search import asha_rungs, chance_guard, describe_searcher
 from harness.spec import StudySpec, check_sweep
-from harness.storage import held_by, lock_holder
+from harness.storage import held_by, lock_holder, probe_storage
 
 
 def plan(spec: StudySpec, storage: str | None = None, address: str | None = None) -> list[str]:
@@ -23,6 +24,7 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
     check_sweep(spec)
     method = methods.METHODS.get(spec.method)
     root = Path(storage or spec.storage).expanduser().resolve()
+    probe_storage(root)  # creates it, as the sweep would
     if (holder := lock_holder(root / spec.study)) is not None:
         raise HarnessError(held_by(root / spec.study, holder))
     pair = f"{spec.teacher.model} -> {spec.student.model}" if spec.teacher else f"student {spec.student.model}"

@@ -107,8 +107,8 @@ def test_check_finds_a_cached_teacher(spec_file, tmp_path, capsys):
     (["teacher.checkpoint=/nonexistent.pt"], "teacher.checkpoint: file '/nonexistent.pt' does not exist"),
     (["search.space.lr=0.05"], "search.space: every knob is fixed, so the 8 trials of a seed would be the same run"),
 ])
-def test_check_refuses_what_the_sweep_would_refuse_in_one_line(spec_file, capsys, overrides, cause):
-    args = ["check", str(spec_file)]
+def test_check_refuses_what_the_sweep_would_refuse_in_one_line(spec_file, tmp_path, capsys, overrides, cause):
+    args = ["check", str(spec_file), "--storage", str(tmp_path)]
     for override in overrides:
         args += ["--set", override]
     assert main(args) == 2
@@ -117,7 +117,8 @@ def test_check_refuses_what_the_sweep_would_refuse_in_one_line(spec_file, capsys
 
 
 def test_check_says_missing_data_will_be_downloaded(spec_file, tmp_path, capsys):
-    assert main(["check", str(spec_file), "--set", "dataset.name=mnist", "--set", f"dataset.root={tmp_path}"]) == 0
+    assert main(["check", str(spec_file), "--set", "dataset.name=mnist", "--set", f"dataset.root={tmp_path}",
+                 "--storage", str(tmp_path / "studies")]) == 0
     assert f"data      mnist: not under {tmp_path}; the sweep downloads it there" in capsys.readouterr().out
 
 

@@ -88,11 +88,12 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_names_its_holder(tmp_path):
         StudyLock(folder, "sweep").__enter__()
 
 
+@pytest.mark.parametrize("command", ["sweep", "check"])
 @pytest.mark.parametrize("storage", ["/proc/studies", "a-file", "a-file/below"])
-def test_storage_that_cannot_be_written_is_one_line_before_any_work(tmp_path, capsys, storage):
+def test_storage_that_cannot_be_written_is_one_line_before_any_work(tmp_path, capsys, storage, command):
     (tmp_path / "a-file").write_text("not a folder")
     started = time.monotonic()
-    assert main(["sweep", str(_spec(tmp_path)), "--storage", str(tmp_path / storage)]) == 2
+    assert main([command, str(_spec(tmp_path)), "--storage", str(tmp_path / storage)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: storage: cannot write ") and len(err.splitlines()) == 1
     assert time.monotonic() - started < 5  # no teacher trained, no Ray started
