@@ -37,8 +37,8 @@ def spec_file(tmp_path):
      "dataset MNIST: no usable files under '/nonexistent/data'"),
     (["search.space.lr=0.05"], "search.space: every knob is fixed, so the 8 trials of a seed would be the same run"),
 ])
-def test_bad_input_exits_2_with_one_line(spec_file, capsys, overrides, cause):
-    args = ["sweep", str(spec_file)]
+def test_bad_input_exits_2_with_one_line(spec_file, tmp_path, capsys, overrides, cause):
+    args = ["sweep", str(spec_file), "--storage", str(tmp_path)]
     for override in overrides:
         args += ["--set", override]
     assert main(args) == 2
