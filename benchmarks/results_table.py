@@ -4,14 +4,17 @@ Per study: the family of its method, the mean and standard deviation over seeds 
 selected (best-on-validation) trials' test accuracy, Welch's p-value of those per-seed
 figures against the `kd` study's, and the selected students' parameters and batch
 latency as a ratio to their teacher's, measured right after each student in the same
-window (their medians over seeds).
+window (their medians over seeds). `--per-seed` prints benchmarks/README.md's table
+instead, with each seed's figure.
 
-    uv run python benchmarks/results_table.py /tmp/mnist_studies [--link benchmarks/README.md#anchor]
+    uv run python benchmarks/results_table.py /tmp/mnist_studies [--link benchmarks/README.md#anchor] [--per-seed]
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import pandas as pd
 
 import methods
 from reports.leaderboard import collect
@@ -20,25 +23,45 @@ from reports.summary import selected_trials, welch_p
 FAMILIES = ("baseline", "distillation", "pruning", "data-free")  # the table's order
 
 
-def table(storage: Path, link: str) -> list[str]:
+def per_study(storage: Path) -> pd.DataFrame:
+    """One row per study, in the table's order, with its p-value against `kd`."""
     trials, _, _ = collect(storage)
     chosen = selected_trials(trials).assign(latency_ratio=lambda f: f["latency_ms"] / f["teacher_latency_ms"])
-    per_study = chosen.groupby("study").agg(
+    studies = chosen.groupby("study").agg(
         method=("method", "first"), mean=("test_acc", "mean"), std=("test_acc", "std"), seeds=("seed", "nunique"),
+        per_seed=("test_acc", lambda s: ", ".join(f"{100 * v:.2f}" for v in s)),
         params=("params", "median"), ratio=("latency_ratio", "median"), state=("study_state", "first"))
-    kd = per_study[per_study["method"].eq("kd")].iloc[0]
+    kd = studies[studies["method"].eq("kd")].iloc[0]
+    studies["p"] = [welch_p(row["mean"], row["std"], row["seeds"], kd["mean"], kd["std"], kd["seeds"])
+                    for _, row in studies.iterrows()]
+    studies["family"] = studies["method"].map(lambda name: methods.METHODS.get(name).family)
+    rank = studies["family"].map(FAMILIES.index)
+    return studies.assign(rank=rank).sort_values(["rank", "mean"], ascending=[True, False])
+
+
+def _cells(row: pd.Series) -> tuple[str, str, str]:
+    state = "" if row["state"] == "finished" else f" ({row['state']})"
+    p = "-" if row["method"] == "kd" else f"{row['p']:.2f}"
+    return f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}", state, p
+
+
+def readme_table(studies: pd.DataFrame, link: str) -> list[str]:
     rows = ["| method | family | test accuracy, mean ± std over seeds | p vs KD | params | latency / teacher's |",
             "|---|---|---|---|---|---|"]
-    family = {name: methods.METHODS.get(name).family for name in per_study["method"]}
-    per_study["family"] = per_study["method"].map(family)
-    order = per_study.assign(rank=per_study["family"].map(FAMILIES.index)).sort_values(["rank", "mean"],
-                                                                                       ascending=[True, False])
-    for study, row in order.iterrows():
-        p = welch_p(row["mean"], row["std"], row["seeds"], kd["mean"], kd["std"], kd["seeds"])
-        shown_p = "-" if row["method"] == "kd" else f"{p:.2f}"
-        state = "" if row["state"] == "finished" else f" ({row['state']})"
-        rows.append(f"| [`{study}`]({link}) | {row['family']} | {100 * row['mean']:.2f} ± {100 * row['std']:.2f} "
-                    f"({row['seeds']} seeds){state} | {shown_p} | {row['params']:,.0f} | {row['ratio']:.2f} |")
+    for study, row in studies.iterrows():
+        spread, state, p = _cells(row)
+        rows.append(f"| [`{study}`]({link}) | {row['family']} | {spread} ({row['seeds']} seeds){state} | {p} "
+                    f"| {row['params']:,.0f} | {row['ratio']:.2f} |")
+    return rows
+
+
+def per_seed_table(studies: pd.DataFrame) -> list[str]:
+    rows = ["| study | per seed | mean ± std | p vs `kd` | params | latency / teacher's |",
+            "|---|---|---|---|---|---|"]
+    for study, row in studies.iterrows():
+        spread, state, p = _cells(row)
+        rows.append(f"| `{study}` | {row['per_seed']} | {spread}{state} | {p} | {row['params']:,.0f} "
+                    f"| {row['ratio']:.2f} |")
     return rows
 
 
@@ -46,8 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("storage", type=Path)
     parser.add_argument("--link", default="benchmarks/README.md", help="where each row links to")
+    parser.add_argument("--per-seed", action="store_true", help="each seed's figure, for benchmarks/README.md")
     args = parser.parse_args()
-    print("\n".join(table(args.storage, args.link)))
+    studies = per_study(args.storage)
+    print("\n".join(per_seed_table(studies) if args.per_seed else readme_table(studies, args.link)))
 
 
 if __name__ == "__main__":

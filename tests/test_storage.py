@@ -36,7 +36,7 @@ def _spec(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_second_writer_of_a_running_study_is_refused_and_the_first_completes(tmp_path, capsys):
+def test_a_second_writer_of_a_running_study_is_refused_and_the_first_completes(ray_session, tmp_path, capsys):
     spec, storage = _spec(tmp_path), tmp_path / "studies"
     folder = storage / SPEC["study"]
     first = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(spec), "--storage", str(storage)],
@@ -58,6 +58,9 @@ def test_a_second_writer_of_a_running_study_is_refused_and_the_first_completes(t
     assert len(trials) == 2 and set(trials["status"]) == {"completed"}
     assert not (folder / LOCK_FILE).exists() and not list(folder.glob(".*.tmp"))
     assert "previous" not in {p.name for p in folder.iterdir()}  # nothing of the first run was moved
+    # Once the first has ended, a third sweep runs as usual (the first's results moved aside).
+    assert main(["sweep", str(spec), "--storage", str(storage)]) == 0
+    assert len(list((folder / "previous").iterdir())) == 1 and not (folder / LOCK_FILE).exists()
 
 
 def test_check_says_a_sweep_now_would_be_refused(tmp_path, capsys):
