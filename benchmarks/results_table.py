@@ -39,29 +39,17 @@ def per_study(storage: Path) -> pd.DataFrame:
     return studies.assign(rank=rank).sort_values(["rank", "mean"], ascending=[True, False])
 
 
-def _cells(row: pd.Series) -> tuple[str, str, str]:
-    state = "" if row["state"] == "finished" else f" ({row['state']})"
-    p = "-" if row["method"] == "kd" else f"{row['p']:.2f}"
-    return f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}", state, p
-
-
-def readme_table(studies: pd.DataFrame, link: str) -> list[str]:
-    rows = ["| method | family | test accuracy, mean ± std over seeds | p vs KD | params | latency / teacher's |",
-            "|---|---|---|---|---|---|"]
+def table(studies: pd.DataFrame, link: str | None) -> list[str]:
+    """The README's table, each study linking to ``link``; with ``link`` None, the per-seed one."""
+    second = "per seed" if link is None else "family"
+    rows = [f"| {'study' if link is None else 'method'} | {second} | test accuracy, mean ± std over seeds "
+            f"| p vs KD | params | latency / teacher's |", "|---|---|---|---|---|---|"]
     for study, row in studies.iterrows():
-        spread, state, p = _cells(row)
-        rows.append(f"| [`{study}`]({link}) | {row['family']} | {spread} ({row['seeds']} seeds){state} | {p} "
-                    f"| {row['params']:,.0f} | {row['ratio']:.2f} |")
-    return rows
-
-
-def per_seed_table(studies: pd.DataFrame) -> list[str]:
-    rows = ["| study | per seed | mean ± std | p vs `kd` | params | latency / teacher's |",
-            "|---|---|---|---|---|---|"]
-    for study, row in studies.iterrows():
-        spread, state, p = _cells(row)
-        rows.append(f"| `{study}` | {row['per_seed']} | {spread}{state} | {p} | {row['params']:,.0f} "
-                    f"| {row['ratio']:.2f} |")
+        name, detail = (f"`{study}`", row["per_seed"]) if link is None else (f"[`{study}`]({link})", row["family"])
+        state = "" if row["state"] == "finished" else f" ({row['state']})"
+        p = "-" if row["method"] == "kd" else f"{row['p']:.2f}"
+        rows.append(f"| {name} | {detail} | {100 * row['mean']:.2f} ± {100 * row['std']:.2f} "
+                    f"({row['seeds']} seeds){state} | {p} | {row['params']:,.0f} | {row['ratio']:.2f} |")
     return rows
 
 
@@ -72,7 +60,7 @@ def main() -> None:
     parser.add_argument("--per-seed", action="store_true", help="each seed's figure, for benchmarks/README.md")
     args = parser.parse_args()
     studies = per_study(args.storage)
-    print("\n".join(per_seed_table(studies) if args.per_seed else readme_table(studies, args.link)))
+    print("\n".join(table(studies, None if args.per_seed else args.link)))
 
 
 if __name__ == "__main__":
