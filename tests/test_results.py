@@ -4,9 +4,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 from ray.tune.callback import CallbackList
 
-from harness.results import ResultsWriter
+from harness.errors import HarnessError
+from harness.results import ResultsWriter, StopOnWriteFailure
 from tests.conftest import small_spec
 
 
@@ -82,11 +84,6 @@ def test_a_resumed_study_counts_every_trial_an_earlier_driver_started(tmp_path):
 
 
 def test_a_results_write_that_fails_keeps_the_files_and_stops_the_study_in_one_line(tmp_path):
-    import pytest
-
-    from harness.errors import HarnessError
-    from harness.results import StopOnWriteFailure
-
     writer = ResultsWriter(small_spec(), tmp_path, None)
     stop = StopOnWriteFailure(writer)
     trial = SimpleNamespace(trial_id="t1", config={"lr": 0.01}, last_result={})
