@@ -14,6 +14,7 @@ from pathlib import Path
 import methods
 from harness.data import DatasetSplits, data_root, load_splits, load_substitute
 from harness.errors import DataMissing, HarnessError
+from harness.networks import check_networks
 from harness.search import asha_rungs, chance_guard, describe_searcher
 from harness.spec import StudySpec, check_sweep
 from harness.storage import held_by, lock_holder, probe_storage
@@ -30,6 +31,8 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
     pair = f"{spec.teacher.model} -> {spec.student.model}" if spec.teacher else f"student {spec.student.model}"
     lines = [f"study     '{spec.study}': {spec.method}{' (data-free)' if method.data_free else ''}, {pair}"]
     data = _data(spec, lines)
+    if data is not None:
+        lines += [f"networks  {note}" for note in check_networks(spec, data.num_classes, data.input_shape)]
     if spec.teacher is not None:
         lines.append(_teacher(spec, data, root))
     searched = ", ".join(spec.searched_params()) or "none"

@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("spec", help="the study spec, e.g. search_spaces/kd.yaml, or a study's results folder")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override a spec field, e.g. --set budget.epochs=5 (repeatable)")
+        command.add_argument("--code", action="append", default=[], metavar="FOLDER",
+                             help="a package folder of yours (models, loaders) to import and ship to every "
+                                  "node, as the spec's `code:` (repeatable)")
         if runs:
             command.add_argument("--num-samples", type=int, help="trials per seed (overrides search.num_samples)")
             command.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
@@ -84,7 +87,7 @@ def load(args: argparse.Namespace):
     overrides = list(args.overrides)
     if getattr(args, "num_samples", None) is not None:
         overrides.append(f"search.num_samples={args.num_samples}")
-    return load_spec(args.spec, overrides)
+    return load_spec(args.spec, overrides, code=args.code)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -157,7 +160,8 @@ def remeasure(args: argparse.Namespace) -> int:
     with ExitStack() as locks:
         for students, writer in studies:
             locks.enter_context(StudyLock(writer.folder, "remeasure"))
-        connect(args.address)
+        code = sorted({folder for students, _ in studies for folder in students.spec.code})
+        connect(args.address, code)  # the studies' own networks may come from the user's code
         for line in remeasure_studies(studies, args.rounds):
             print(line)
     return 0

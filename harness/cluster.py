@@ -35,15 +35,17 @@ def _token_available() -> bool:
     return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
 
 
-def connect(address: str | None) -> None:
-    """Join the cluster at ``address`` (or $RAY_ADDRESS), else start Ray with this machine's CPUs."""
+def connect(address: str | None, code: list[str] = ()) -> None:
+    """Join the cluster at ``address`` (or $RAY_ADDRESS), else start Ray with this machine's CPUs.
+    The user's ``code`` folders go with the job to every worker."""
     import ray
 
     if ray.is_initialized():
         return
     address = cluster_address(address)
     if not address:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"py_modules": list(code)} if code else None)
         return
     if reason := unreachable(address):
         raise HarnessError(f"--address {address}: cannot join the Ray cluster ({reason}); is its head node "
@@ -53,9 +55,9 @@ def connect(address: str | None) -> None:
     import harness
 
     # Ship our packages with the job so worker nodes need only the dependencies.
-    code = [str(Path(harness.__file__).parent), str(Path(methods.__file__).parent)]
+    ours = [str(Path(harness.__file__).parent), str(Path(methods.__file__).parent)]
     try:
-        ray.init(address=address, logging_level="WARNING", runtime_env={"py_modules": code})
+        ray.init(address=address, logging_level="WARNING", runtime_env={"py_modules": [*ours, *code]})
     except (ConnectionError, RuntimeError) as exc:
         raise HarnessError(join_failure(address, exc.__cause__ or exc)) from None
 

@@ -34,7 +34,7 @@ from harness.measure import count_params, device_name, measure_latency
 from harness.results import ResultsWriter, trial_key
 from harness.spec import ResourcesSpec, StudySpec
 from harness.trial import STATE_FILE, claim_device, load_teacher, prepare_model, set_threads
-from harness.zoo import create_model
+from harness.networks import build_network
 from methods.checkpoint import fit_shapes
 
 Figures = dict[str, dict[str, Any]]  # row id -> what was measured
@@ -81,7 +81,7 @@ def measure_studies(studies: list[StudyStudents], rounds: int, resources: Resour
         spec = study.spec
         teacher = load_teacher(spec, study.num_classes, study.input_shape, study.teacher_state, device)
         for key, state in study.students.items():
-            model = create_model(spec.student.model, study.num_classes, spec.student.width, study.input_shape)
+            model = build_network(spec.student, study.num_classes, study.input_shape, "student")
             fit_shapes(model, state)  # a pruned student is narrower than a fresh one
             model.load_state_dict(state)
             model = prepare_model(model.to(device), spec.resources.channels_last).eval()

@@ -7,6 +7,7 @@ dotted path of the field and, for names, the closest valid one.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,8 +41,10 @@ class DatasetSpec:
 
 @dataclass
 class ModelSpec:
-    model: str
-    width: float = 1.0
+    model: str  # a zoo name, torchvision:NAME or package.module:function (harness/networks.py)
+    width: float = 1.0  # zoo models only
+    kwargs: dict[str, Any] = field(default_factory=dict)  # a factory's own arguments
+    features: str | None = None  # outside the zoo: the node that ends the features, for feature methods
 
 
 @dataclass
@@ -113,6 +116,7 @@ class StudySpec:
     measure: MeasureSpec = field(default_factory=MeasureSpec)
     seeds: list[int] = field(default_factory=lambda: [0])
     storage: str = "studies"
+    code: list[str] = field(default_factory=list)  # the user's package folders, shipped to every node
 
     @property
     def multi_objective(self) -> bool:
@@ -137,8 +141,9 @@ class StudySpec:
 
 # --- loading -------------------------------------------------------------------------
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
-    """Read a YAML spec, apply ``key=value`` overrides, validate everything.
+def load_spec(path: str | Path, overrides: list[str] = (), code: list[str] = ()) -> StudySpec:
+    """Read a YAML spec, apply ``key=value`` overrides and extra ``code`` folders, validate
+    everything.
 
     A results folder, or its ``study.json``, gives the spec that study ran
     with, so a study can be run again from its results alone.
@@ -157,6 +162,8 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
         raw = _from_record(raw["spec"])
     for override in overrides:
         apply_override(raw, override)
+    if code:
+        raw["code"] = [*(raw.get("code") or []), *code] if isinstance(raw.get("code") or [], list) else raw["code"]
     return parse_spec(raw)
 
 
@@ -335,13 +342,13 @@ def _check_semantics(spec: StudySpec) -> None:
     """Cross-field checks: registry names, knobs of the method, objectives."""
     import methods
     from harness.data import AUGMENTATIONS, DATASETS
-    from harness.zoo import MODELS
 
+    spec.code = use_code(spec.code)
     method = methods.METHODS.get(spec.method, field="method")
     DATASETS.get(spec.dataset.name, field="dataset.name")
     if spec.dataset.substitute is not None:
         DATASETS.get(spec.dataset.substitute, field="dataset.substitute")
-    MODELS.get(spec.student.model, field="student.model")
+    _check_network(spec.student, "student", method)
     if spec.dataset.augment is not None and spec.dataset.augment not in AUGMENTATIONS:
         raise SpecError(f"dataset.augment: unknown augmentation '{spec.dataset.augment}'"
                         f"{did_you_mean(spec.dataset.augment, AUGMENTATIONS)}")
@@ -350,7 +357,7 @@ def _check_semantics(spec: StudySpec) -> None:
     if method.needs_teacher and spec.teacher is None:
         raise SpecError(f"teacher: method '{spec.method}' needs a teacher (teacher: {{model: ...}})")
     if spec.teacher is not None:
-        MODELS.get(spec.teacher.model, field="teacher.model")
+        _check_network(spec.teacher, "teacher", method)
         _check_recipe(spec.teacher.recipe)
         if spec.teacher.checkpoint and not Path(spec.teacher.checkpoint).expanduser().is_file():
             raise SpecError(f"teacher.checkpoint: file '{spec.teacher.checkpoint}' does not exist")
@@ -416,6 +423,39 @@ def _check_ranges(spec: StudySpec) -> None:
             raise SpecError(f"{path}: must be {bounds}, got {format_number(value)}")
     if len(spec.seeds) > MAX_SEEDS:
         raise SpecError(f"seeds: at most {MAX_SEEDS} (one search each), got {len(spec.seeds)}")
+
+
+def use_code(folders: list[str]) -> list[str]:
+    """Make the user's package folders importable here (the workers get them through Ray's
+    runtime environment); their absolute paths, or one error line."""
+    resolved = []
+    for i, folder in enumerate(folders):
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise SpecError(f"code[{i}]: '{folder}' is not a folder (give the folder of a package: "
+                            f"for `mynets.small:build`, the folder mynets)")
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+        resolved.append(str(path))
+    return resolved
+
+
+def _check_network(model: ModelSpec, role: str, method: Any) -> None:
+    """The model's name resolves, and its fields fit where it comes from (before any data)."""
+    from harness.networks import factory, is_zoo
+
+    factory(model.model, f"{role}.model")
+    if is_zoo(model.model):
+        if model.kwargs or model.features:
+            raise SpecError(f"{role}: kwargs and features are for models outside the zoo; '{model.model}' "
+                            f"takes width only (and is split into features and classifier already)")
+        return
+    if model.width != 1.0:
+        raise SpecError(f"{role}.width: scales zoo models only; give '{model.model}' its own size through kwargs")
+    if role in method.needs_features and model.features is None:
+        raise SpecError(f"{role}.features: this method reads the {role}'s features; name the node where they "
+                        f"end (for example `features: avgpool`; torchvision.models.feature_extraction."
+                        f"get_graph_node_names lists a network's nodes)")
 
 
 def _check_knob(method: Any, name: str, value: Any, choices: tuple[Any, ...] | None, path: str) -> None:

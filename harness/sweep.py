@@ -34,6 +34,7 @@ import methods
 from harness.cluster import check_trial_fits, connect
 from harness.data import DatasetSplits, load_splits, load_substitute, split_indices
 from harness.errors import HarnessError
+from harness.networks import check_networks
 from harness.progress import ProgressPrinter
 from harness.remeasure import StudyStudents, finished_students, measure_again
 from harness.results import ResultsWriter, StopOnWriteFailure, utc_now, versions
@@ -100,6 +101,8 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
         f"student {spec.student.model}, {spec.search.num_samples} trials x {len(spec.seeds)} seed(s), "
         f"budget {spec.budget.epochs} epochs, searcher {describe_searcher(spec)} + ASHA "
         f"(rungs at {', '.join(map(str, asha_rungs(spec)))} epochs)")
+    for note in check_networks(spec, data.num_classes, data.input_shape):  # before Ray and the teacher
+        say(note)
     if recorded_data and data.fingerprint != recorded_data:
         say(f"note: these {data.name} splits ({data.fingerprint}) are not the recorded study's ({recorded_data}): "
             f"other samples, so other results")
@@ -111,7 +114,7 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
     # Our Parquet files replace Tune's per-result CSV and TensorBoard logs, which cost the
     # driver CPU time at every report (measured: benchmarks/trial_overhead.py).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    connect(address)
+    connect(address, spec.code)
     if note := check_trial_fits(spec.resources.cpu, spec.resources.gpu, address):
         say(note)
     teacher = prepare_teacher(spec, data, root)

@@ -23,7 +23,7 @@ from harness.errors import CheckpointError
 from harness.measure import measure_model
 from harness.spec import BudgetSpec, ModelSpec, SearchSpec, StudySpec
 from harness.storage import writing
-from harness.zoo import create_model
+from harness.networks import build_network
 from methods.knobs import show
 
 CACHE_VERSION = 1  # bump when the training loop changes what a recipe produces
@@ -43,7 +43,7 @@ def teacher_study(spec: StudySpec) -> StudySpec:
     epochs = int(recipe.pop("epochs", DEFAULT_EPOCHS))
     return dataclasses.replace(
         spec, study=f"{spec.study}-teacher", method="scratch", teacher=None,
-        student=ModelSpec(spec.teacher.model, spec.teacher.width),
+        student=ModelSpec(spec.teacher.model, spec.teacher.width, spec.teacher.kwargs, spec.teacher.features),
         budget=BudgetSpec(epochs=epochs), search=SearchSpec(space=recipe),
     )
 
@@ -57,6 +57,7 @@ def cache_key(spec: StudySpec, data: DatasetSplits) -> str:
         "data": data.fingerprint, "augment": data.augment, "norm": [data.mean, data.std],
         "recipe": dataclasses.asdict(Scratch.make_params(study.search.space)),
         "epochs": study.budget.epochs, "seed": spec.teacher.seed, "version": CACHE_VERSION,
+        **({"kwargs": study.student.kwargs} if study.student.kwargs else {}),  # zoo teachers keep their keys
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -88,7 +89,7 @@ def train_teacher(spec: StudySpec, data: DatasetSplits) -> Teacher:
 
 def cache_files(storage: Path, spec: StudySpec, data: DatasetSplits, key: str) -> tuple[Path, Path]:
     """Where the cache under ``storage`` keeps the teacher of ``key``: its weights and its metrics."""
-    stem = storage / "teachers" / f"{spec.teacher.model}-{data.name}-{key[:16]}"
+    stem = storage / "teachers" / f"{spec.teacher.model.replace(':', '-')}-{data.name}-{key[:16]}"
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
@@ -127,7 +128,7 @@ def load_checkpoint(spec: StudySpec, data: DatasetSplits) -> Teacher:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{what} holds a {type(state).__name__}, not a state_dict")
-    model = create_model(spec.teacher.model, data.num_classes, spec.teacher.width, data.input_shape)
+    model = build_network(spec.teacher, data.num_classes, data.input_shape, "teacher")
     result = model.load_state_dict(state, strict=False) if _shapes_fit(model, state, what) else None
     if result and (result.missing_keys or result.unexpected_keys):
         parts = []

@@ -23,7 +23,7 @@ from harness.data import DatasetSplits
 from harness.measure import device_name, measure_latency, measure_model, measure_structure, network_cost
 from harness.samples import save_sample_grid
 from harness.spec import ResourcesSpec, StudySpec
-from harness.zoo import create_model
+from harness.networks import build_network
 from methods.base import MethodContext, WithheldSplit
 from methods.training import evaluate, freeze
 
@@ -83,7 +83,7 @@ def load_teacher(spec: StudySpec, num_classes: int, input_shape: tuple[int, ...]
                  state: dict[str, torch.Tensor] | None, device: torch.device) -> torch.nn.Module | None:
     if spec.teacher is None or state is None:
         return None
-    teacher = create_model(spec.teacher.model, num_classes, spec.teacher.width, input_shape)
+    teacher = build_network(spec.teacher, num_classes, input_shape, "teacher")
     teacher.load_state_dict(state)
     return freeze(prepare_model(teacher.to(device), spec.resources.channels_last, spec.resources.compile))
 
@@ -113,7 +113,7 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
     params = method_cls.make_params({**spec.fixed_params(), **config})
     device_data = trial_data(method_cls, data, device)
     student = prepare_model(
-        create_model(spec.student.model, data.num_classes, spec.student.width, data.input_shape).to(device),
+        build_network(spec.student, data.num_classes, data.input_shape, "student").to(device),
         spec.resources.channels_last, spec.resources.compile)
     withheld = method_cls.data_free
     ctx = MethodContext(

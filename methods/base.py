@@ -88,6 +88,7 @@ class Method:
 
     Params: ClassVar[type] = TrainParams
     needs_teacher: ClassVar[bool] = True
+    needs_features: ClassVar[tuple[str, ...]] = ()  # "student", "teacher": whose features(x) it reads
     family: ClassVar[str] = "distillation"  # how reports group methods: also pruning, data-free, baseline
     # Data-free methods get no training or validation images: the trial hands
     # them WithheldSplits, and the training images never reach the trial at all.

@@ -82,6 +82,7 @@ def generator_losses(logits: torch.Tensor, features: torch.Tensor) -> dict[str, 
 @register_method("dafl")
 class DAFL(DataFreeDistillation):
     Params = DAFLParams
+    needs_features = ("teacher",)
 
     def __init__(self, ctx: MethodContext, params: DAFLParams) -> None:
         super().__init__(ctx, params)

@@ -122,6 +122,7 @@ def conv3x3(channels: int, width: int, size: tuple[int, int]) -> nn.Conv2d:
 @register_method("kdgan")
 class KDGAN(SupervisedMethod):
     Params = KDGANParams
+    needs_features = ("student", "teacher")
     transient = ("sums",)  # the running means of a report's loss terms, emptied at its end
 
     def __init__(self, ctx: MethodContext, params: KDGANParams) -> None:
