@@ -105,10 +105,6 @@ class ExternalNetwork(nn.Module):
         self._parts = split_at(net, features, field) if features else None
         self._register_load_state_dict_pre_hook(_accept_bare_keys, with_module=True)
 
-    @property
-    def splittable(self) -> bool:
-        return self._parts is not None
-
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return self.repeat(x) if self.repeat is not None else x
 

@@ -253,8 +253,11 @@ def check_sweep(spec: StudySpec) -> None:
 
 def study_view(spec: StudySpec) -> StudyView:
     """What a method may check of the study (``Method.check_spec``)."""
-    teacher = spec.teacher and Network(spec.teacher.model, spec.teacher.width)
-    return StudyView(student=Network(spec.student.model, spec.student.width), epochs=spec.budget.epochs,
+    def network(model: ModelSpec) -> Network:
+        return Network(model.model, model.width, tuple(sorted(model.kwargs.items())))
+
+    teacher = spec.teacher and network(spec.teacher)
+    return StudyView(student=network(spec.student), epochs=spec.budget.epochs,
                      teacher=teacher, substitute=spec.dataset.substitute, knobs=dict(spec.search.space))
 
 

@@ -29,7 +29,7 @@ class PruningMethod(SupervisedMethod):
     def check_spec(cls, study: StudyView) -> None:
         if study.student != study.teacher:
             raise StudyError(f"student: '{cls.name}' prunes the unpruned network given as teacher; "
-                             f"student.model and width must equal the teacher's")
+                             f"student.model, width and kwargs must equal the teacher's")
 
     def __init__(self, ctx: MethodContext, params: PruneParams) -> None:
         super().__init__(ctx, params)

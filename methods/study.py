@@ -29,6 +29,7 @@ class Distribution:
 class Network:
     model: str
     width: float = 1.0
+    kwargs: tuple[tuple[str, Any], ...] = ()  # a builder's own arguments, sorted by name
 
 
 @dataclass(frozen=True)

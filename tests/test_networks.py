@@ -118,6 +118,8 @@ def test_a_network_whose_input_does_not_fit_the_data_is_one_line(user_code, monk
     ({"method": "kdgan", "student.model": "torchvision:resnet18", "student.width": "1.0"},
      r"^student.features: this method reads"),
     ({"code": "[/no/such/folder]"}, r"^code\[0\]: '/no/such/folder' is not a folder"),
+    ({"method": "filter_pruning_kd", "teacher.model": "torchvision:resnet18", "student.model": "torchvision:resnet18",
+      "student.width": "1.0", "student.kwargs": "{groups: 2}"}, r"width and kwargs must equal the teacher's"),
 ])
 def test_spec_fields_of_outside_networks_are_checked_before_any_data(changes, message):
     with pytest.raises(SpecError, match=message):

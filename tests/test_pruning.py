@@ -204,7 +204,7 @@ def test_c2s2_can_target_a_parameter_ratio(trained_lenet):
 
 
 def test_pruning_methods_require_the_unpruned_network_as_teacher():
-    with pytest.raises(SpecError, match="student.model and width must equal the teacher's"):
+    with pytest.raises(SpecError, match="student.model, width and kwargs must equal the teacher's"):
         small_spec(method="c2s2", **{"search.space": "{}"})  # lenet5_half at width 0.5 vs 1.0
     spec = small_spec(method="c2s2", **{"search.space": "{}", "student.width": "1.0",
                                         "student.model": "lenet5_half", "teacher.model": "lenet5_half"})
