@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import methods
-from harness.data import DatasetSplits, data_root, load_splits, load_substitute
+from harness.data import DatasetSplits, data_root, load_dataset, load_substitute
 from harness.errors import DataMissing, HarnessError
 from harness.networks import check_networks
 from harness.search import asha_rungs, chance_guard, describe_searcher
@@ -57,7 +57,7 @@ def _data(spec: StudySpec, lines: list[str]) -> DatasetSplits | None:
     may not download are an error, as they would be there."""
     d = spec.dataset
     try:
-        data = load_splits(d.name, d.root, d.val_fraction, d.split_seed, download=False, augment=d.augment)
+        data = load_dataset(d, download=False)
     except DataMissing:
         if not d.download:
             raise

@@ -103,12 +103,12 @@ def check(args: argparse.Namespace) -> int:
 def splits(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.data import load_splits, split_indices
+    from harness.data import load_dataset, split_indices
     from harness.storage import writing
 
     spec = load(args)
     d = spec.dataset
-    data = load_splits(d.name, d.root, d.val_fraction, d.split_seed, d.download, d.augment)
+    data = load_dataset(d)
     path = Path(args.output or f"{spec.study}-splits.json")
     with writing(path):
         path.write_text(split_indices(data))

@@ -8,11 +8,12 @@ cheap to put once in Ray's object store and share with every trial.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def split_indices(data: DatasetSplits) -> str:
     return json.dumps({"dataset": data.name, "fingerprint": data.fingerprint, **parts})
 
 
-Loader = Callable[[Path, bool], RawDataset]
+Loader = Callable[..., RawDataset]  # (root, download, **its own options)
 DATASETS: Registry[Loader] = Registry("dataset")
 AUGMENTATIONS = ("none", "crop", "crop_flip")
 
@@ -94,6 +95,12 @@ def data_root(root: str | None) -> Path:
     return Path(root or os.environ.get("HARNESS_DATA") or "data").expanduser()
 
 
+def loader_options(name: str) -> set[str]:
+    """The options (``dataset.<option>`` in a spec) that a loader takes beyond root and download."""
+    parameters = inspect.signature(DATASETS.get(name, field="dataset.name")).parameters
+    return set(parameters) - {"root", "download"}
+
+
 def load_splits(
     name: str,
     root: str | None = None,
@@ -101,8 +108,11 @@ def load_splits(
     split_seed: int = 0,
     download: bool = True,
     augment: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> DatasetSplits:
-    raw = DATASETS.get(name, field="dataset.name")(data_root(root), download)
+    """``options``: the loader's own (``loader_options``), e.g. an image folder's image size."""
+    options = options or {}
+    raw = DATASETS.get(name, field="dataset.name")(data_root(root), download, **options)
     n = len(raw.train)
     order = np.random.default_rng(split_seed).permutation(n)
     n_val = int(round(n * val_fraction))
@@ -112,7 +122,7 @@ def load_splits(
                             f"{size} for the {part} split, fewer than its {raw.num_classes} classes")
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     train, val = _subset(raw.train, train_idx), _subset(raw.train, val_idx)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode() if options else b"")
     for part in (train, val, raw.test):
         digest.update(part.source.encode())
         digest.update(np.ascontiguousarray(part.index).tobytes())
@@ -122,6 +132,13 @@ def load_splits(
         mean=raw.mean, std=raw.std, augment=augment or raw.augment,
         fingerprint=f"{name}-{digest.hexdigest()[:16]}",
     )
+
+
+def load_dataset(dataset: Any, download: bool | None = None) -> DatasetSplits:
+    """The splits a spec's ``dataset`` section describes (``download`` overrides its own)."""
+    d = dataset
+    return load_splits(d.name, d.root, d.val_fraction, d.split_seed, d.download if download is None else download,
+                       d.augment, d.options())
 
 
 def load_substitute(name: str, root: str | None, download: bool,
@@ -262,3 +279,67 @@ def load_usps(root: Path, download: bool) -> RawDataset:
         test=_split(test.data, test.targets, "test"),
         num_classes=10, mean=(0.2469,), std=(0.2989,), augment="none",
     )
+
+
+# --- a folder of the user's images ---------------------------------------------------
+
+@register_dataset("imagefolder")
+def load_image_folder(root: Path, download: bool, train: str = "train", test: str = "test",
+                      image_size: int | None = None, memory_gb: float = 4.0) -> RawDataset:
+    """torchvision's ImageFolder layout: ``<root>/<train>/<class>/*.png`` and the same
+    under ``<test>``, the classes named by the training folder's subfolders.
+
+    Decoded once into uint8 tensors (resized to ``image_size`` squares where given),
+    so trials batch and augment on the device as with every other data set. Colour
+    images stay RGB; a folder of greyscale images is one channel. Mean and standard
+    deviation are the training images' own.
+    """
+    from torchvision.datasets import ImageFolder
+
+    folders = {}
+    for part, name in (("train", train), ("test", test)):
+        folder = root / name
+        if not folder.is_dir():
+            raise DataError(f"dataset: image folder '{folder}' does not exist (dataset.root holds the "
+                              f"{part} folder, dataset.{part} names it; ImageFolder layout: {name}/<class>/<image>)")
+        folders[part] = ImageFolder(str(folder))
+    classes = folders["train"].classes
+    if folders["test"].classes != classes:
+        raise DataError(f"dataset: the classes of '{root / test}' ({', '.join(folders['test'].classes)}) are not "
+                        f"those of '{root / train}' ({', '.join(classes)})")
+    from PIL import Image
+
+    with Image.open(folders["train"].samples[0][0]) as first:  # ImageFolder's own loader makes every image RGB
+        channels = 1 if first.mode in ("L", "I", "I;16", "1") else 3
+    height, width = (image_size, image_size) if image_size else (first.height, first.width)
+    images = sum(len(f) for f in folders.values())
+    size_gb = images * channels * height * width / 1e9
+    if size_gb > memory_gb:
+        raise DataError(f"dataset: {images:,} images of {channels}x{height}x{width} take {size_gb:.1f} GB decoded, "
+                        f"more than dataset.memory_gb ({memory_gb:g}); set dataset.image_size smaller, or "
+                        f"dataset.memory_gb larger if this machine and every worker have the memory")
+    splits = {part: _decode(folder, channels, (height, width), image_size is not None, part)
+              for part, folder in folders.items()}
+    x = splits["train"].x.astype(np.float64) / 255
+    return RawDataset(train=splits["train"], test=splits["test"], num_classes=len(classes),
+                      mean=tuple(round(float(v), 4) for v in x.mean(axis=(0, 2, 3))),
+                      std=tuple(round(float(v), 4) for v in x.std(axis=(0, 2, 3))),
+                      augment="none")
+
+
+def _decode(folder: Any, channels: int, size: tuple[int, int], resize: bool, part: str) -> Split:
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    x = np.empty((len(folder), channels, *size), dtype=np.uint8)
+    for i, (path, _) in enumerate(folder.samples):
+        with Image.open(path) as opened:
+            image = opened.convert(mode)
+        if resize:
+            image = image.resize((size[1], size[0]), Image.BILINEAR)
+        elif (image.height, image.width) != size:
+            raise DataError(f"dataset: '{path}' is {image.width}x{image.height}, the first image "
+                            f"{size[1]}x{size[0]}; set dataset.image_size to resize them all")
+        pixels = np.asarray(image, dtype=np.uint8)
+        x[i] = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    return _split(x, np.asarray(folder.targets), part)

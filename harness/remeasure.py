@@ -147,7 +147,7 @@ def measure_again(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: in
 def load_finished_study(folder: Path) -> StudyStudents:
     """A finished study's spec, students and teacher, from its results folder and the
     teacher cache beside it; one clear error when something is missing."""
-    from harness.data import load_splits
+    from harness.data import load_dataset
     from harness.spec import load_spec
     from harness.teachers import obtain_teacher
 
@@ -161,8 +161,7 @@ def load_finished_study(folder: Path) -> StudyStudents:
     if spec.resources.compile:
         raise HarnessError(f"{folder}: its latencies are of networks compiled with torch.compile "
                            f"(resources.compile), which this command would measure uncompiled")
-    data = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction,
-                       spec.dataset.split_seed, spec.dataset.download, spec.dataset.augment)
+    data = load_dataset(spec.dataset)
     teacher_state = None
     if spec.teacher is not None:
         def not_cached(*_: Any) -> None:

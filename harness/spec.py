@@ -37,6 +37,18 @@ class DatasetSpec:
     split_seed: int = 0
     augment: str | None = None  # none | crop | crop_flip; default: the data set's own
     substitute: str | None = None  # another data set's images for substitute-data baselines
+    # An image folder's own (dataset.name: imagefolder): its folders, image size and memory limit.
+    train: str | None = None
+    test: str | None = None
+    image_size: int | None = None
+    memory_gb: float | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The loader's own options that the spec sets."""
+        return {name: getattr(self, name) for name in LOADER_OPTIONS if getattr(self, name) is not None}
+
+
+LOADER_OPTIONS = ("train", "test", "image_size", "memory_gb")
 
 
 @dataclass
@@ -349,6 +361,10 @@ def _check_semantics(spec: StudySpec) -> None:
     spec.code = use_code(spec.code)
     method = methods.METHODS.get(spec.method, field="method")
     DATASETS.get(spec.dataset.name, field="dataset.name")
+    from harness.data import loader_options
+
+    for option in set(spec.dataset.options()) - loader_options(spec.dataset.name):
+        raise SpecError(f"dataset.{option}: '{spec.dataset.name}' does not take it (an image folder's option)")
     if spec.dataset.substitute is not None:
         DATASETS.get(spec.dataset.substitute, field="dataset.substitute")
     _check_network(spec.student, "student", method)
@@ -416,6 +432,8 @@ def _check_ranges(spec: StudySpec) -> None:
         ("measure.repeats", spec.measure.repeats, COUNT),
         ("measure.rounds", spec.measure.rounds, Bounds(0)),
         ("dataset.split_seed", spec.dataset.split_seed, SEED),
+        ("dataset.image_size", spec.dataset.image_size, Bounds(1, 4096)),
+        ("dataset.memory_gb", spec.dataset.memory_gb, Bounds(0, low_open=True)),
         ("student.width", spec.student.width, WIDTH),
         ("teacher.width", teacher and teacher.width, WIDTH),
         ("teacher.seed", teacher and teacher.seed, SEED),

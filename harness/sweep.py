@@ -32,7 +32,7 @@ from ray.tune.logger import JsonLoggerCallback
 
 import methods
 from harness.cluster import check_trial_fits, connect
-from harness.data import DatasetSplits, load_splits, load_substitute, split_indices
+from harness.data import DatasetSplits, load_dataset, load_substitute, split_indices
 from harness.errors import HarnessError
 from harness.networks import check_networks
 from harness.progress import ProgressPrinter
@@ -94,8 +94,7 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
            recorded_data: str | None) -> Path:
     if resume:
         say(f"resuming '{spec.study}' from {folder}")
-    data = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction,
-                       spec.dataset.split_seed, spec.dataset.download, spec.dataset.augment)
+    data = load_dataset(spec.dataset)
     say(f"study '{spec.study}': {spec.method} on {data.name} "
         f"(train {len(data.train)}, val {len(data.val)}, test {len(data.test)}), "
         f"student {spec.student.model}, {spec.search.num_samples} trials x {len(spec.seeds)} seed(s), "

@@ -31,3 +31,23 @@ def write_cifar10(root: Path, n_train: int, n_test: int = 10) -> None:
                  "labels": rng.integers(0, 10, count).tolist()}
         (folder / name).write_bytes(pickle.dumps(batch))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+
+
+def write_image_folder(root: Path, classes: int = 3, per_class: tuple[int, int] = (12, 4), size: int = 12,
+                       mode: str = "RGB") -> np.ndarray:
+    """PNG files in ImageFolder's layout, ``<root>/{train,test}/class<k>/<i>.png``, each class a
+    different mean colour so that a network can learn them; returns the first training image."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    channels = 3 if mode == "RGB" else 1
+    first = None
+    for part, count in zip(("train", "test"), per_class):
+        for k in range(classes):
+            folder = Path(root) / part / f"class{k}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(60 + 60 * k, 30, (size, size, channels)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode).save(folder / f"{i}.png")
+                first = pixels if first is None else first
+    return first
