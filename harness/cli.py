@@ -48,6 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study folders, e.g. studies/kd-digits")
     again.add_argument("--rounds", type=int, default=3, help="passes over every trial, interleaved (default: 3)")
     again.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+    export = commands.add_parser("export", help="write a study's students as files a deployment loads, "
+                                 "checked against their rows, each with a model card")
+    export.add_argument("study", metavar="STUDY_DIR", help="a study folder, e.g. studies/kd-digits")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--trial", metavar="ID", help="one trial, by its trial_id (e.g. s0-3f2c91aa, as in trials.parquet)")
+    which.add_argument("--best", action="store_true", help="the best on validation over all seeds (the default)")
+    which.add_argument("--front", action="store_true", help="every trial on the study's validation Pareto front")
+    export.add_argument("--format", choices=("pt2", "onnx", "state_dict"), default="pt2",
+                        help="pt2: torch.export (torch.export.load, no code needed); onnx: ONNX Runtime; "
+                             "state_dict: weights only (default: pt2)")
+    export.add_argument("-o", "--output", help="the folder to write to (default: STUDY_DIR/export)")
     listing = commands.add_parser("list", help="the registered methods (with their knobs), models and datasets")
     listing.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                          help="markdown: the knob tables of docs/methods.md (default: text)")
@@ -59,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from reports.load import ReportError
 
     commands = {"sweep": sweep, "check": check, "splits": splits, "report": report, "leaderboard": leaderboard,
-                "remeasure": remeasure, "list": list_registered}
+                "remeasure": remeasure, "export": export, "list": list_registered}
     try:
         return commands[args.command](args)
     except (HarnessError, StudyError, ReportError) as exc:
@@ -164,6 +175,17 @@ def remeasure(args: argparse.Namespace) -> int:
         connect(args.address, code)  # the studies' own networks may come from the user's code
         for line in remeasure_studies(studies, args.rounds):
             print(line)
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.export import export_study
+
+    out = Path(args.output) if args.output else None
+    for line in export_study(Path(args.study), args.trial, args.front, args.format, out):
+        print(line)
     return 0
 
 

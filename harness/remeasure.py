@@ -31,10 +31,16 @@ import torch
 
 from harness.errors import HarnessError
 from harness.measure import count_params, device_name, measure_latency
+from harness.networks import build_network
 from harness.results import ResultsWriter, trial_key
 from harness.spec import ResourcesSpec, StudySpec
-from harness.trial import STATE_FILE, claim_device, load_teacher, prepare_model, set_threads
-from harness.networks import build_network
+from harness.trial import (
+    STATE_FILE,
+    claim_device,
+    load_teacher,
+    prepare_model,
+    set_threads,
+)
 from methods.checkpoint import fit_shapes
 
 Figures = dict[str, dict[str, Any]]  # row id -> what was measured

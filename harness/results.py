@@ -225,6 +225,10 @@ class ResultsWriter(LiveCallback):
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
                    **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
+        if status == "completed" and getattr(trial, "checkpoint", None) is not None:  # what `harness export` reads
+            from harness.trial import STATE_FILE
+
+            row["student_state"] = os.path.relpath(Path(trial.checkpoint.path) / STATE_FILE, self.folder)
         self.flush()
 
     def record_remeasurement(self, figures: dict[str, dict[str, Any]]) -> list[str]:

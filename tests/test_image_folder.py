@@ -101,3 +101,12 @@ def test_a_kd_study_runs_on_an_image_folder(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     trials = pd.read_parquet(tmp_path / "s" / "folder" / "trials.parquet")
     assert trials["status"].tolist() == ["completed"] and trials["dataset"].tolist() == ["imagefolder"]
+
+
+def test_the_image_folder_example_checks_on_a_folder_of_images(tmp_path, capsys):
+    write_image_folder(tmp_path / "images", size=20)
+    example = "search_spaces/examples/imagefolder.yaml"
+    assert main(["check", example, "--set", f"dataset.root={tmp_path / 'images'}",
+                 "--storage", str(tmp_path / "studies")]) == 0
+    out = capsys.readouterr().out
+    assert "imagefolder found: train 29, validation 7 (split seed 0), test 12, images (3, 32, 32), 3 classes" in out
