@@ -8,6 +8,7 @@ cheap to put once in Ray's object store and share with every trial.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -95,9 +96,61 @@ def data_root(root: str | None) -> Path:
     return Path(root or os.environ.get("HARNESS_DATA") or "data").expanduser()
 
 
+def dataset_loader(name: str, field: str) -> Loader:
+    """A registered data set, or a user's loader named ``package.module:function``."""
+    if ":" not in name:
+        return DATASETS.get(name, field=field)
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module may fail in any way while importing
+        raise DataError(f"{field}: cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
+                        f"is its folder in `code:` (or --code)?") from None
+    user_loader = getattr(module, attribute, None)
+    if not callable(user_loader):
+        raise DataError(f"{field}: '{module_name}' has no function '{attribute}'")
+
+    def load(root: Path, download: bool) -> RawDataset:
+        try:
+            train, test = user_loader(root=root)
+        except Exception as exc:
+            raise DataError(f"{field}: {name}(root='{root}') raised {type(exc).__name__}: {exc}") from None
+        train, test = _user_split(train, "train", name), _user_split(test, "test", name)
+        x = train.x.astype(np.float64) / 255
+        classes = int(max(train.y.max(), test.y.max())) + 1
+        return RawDataset(train=train, test=test, num_classes=classes,
+                          mean=tuple(round(float(v), 4) for v in x.mean(axis=(0, 2, 3))),
+                          std=tuple(round(float(v), 4) for v in x.std(axis=(0, 2, 3))), augment="none")
+
+    return load
+
+
+def _user_split(part: Any, source: str, name: str) -> Split:
+    """A user loader's split, ``(images, labels)`` or a Dataset of ``(image, label)``: images
+    (N, C, H, W) or (C, H, W), uint8, or floats in [0, 1]."""
+    import torch
+
+    if isinstance(part, torch.utils.data.Dataset):
+        pairs = [part[i] for i in range(len(part))]
+        part = (torch.stack([torch.as_tensor(image) for image, _ in pairs]), [int(label) for _, label in pairs])
+    if not (isinstance(part, (tuple, list)) and len(part) == 2):
+        raise DataError(f"dataset.name: {name} must return (train, test), each (images, labels) or a torch "
+                        f"Dataset; its {source} split is {type(part).__name__}")
+    images, labels = (np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in part)
+    if images.ndim != 4 or len(images) != len(labels):
+        raise DataError(f"dataset.name: {name}'s {source} images have shape {images.shape} for {len(labels)} "
+                        f"labels; expected (N, C, H, W) and N labels")
+    if images.dtype != np.uint8:
+        if images.min() < 0 or images.max() > 1:
+            raise DataError(f"dataset.name: {name}'s {source} images are {images.dtype} outside [0, 1]; "
+                            f"give uint8 pixels or floats in [0, 1]")
+        images = (images * 255).round().astype(np.uint8)
+    return _split(images, labels.astype(np.int64), source)
+
+
 def loader_options(name: str) -> set[str]:
     """The options (``dataset.<option>`` in a spec) that a loader takes beyond root and download."""
-    parameters = inspect.signature(DATASETS.get(name, field="dataset.name")).parameters
+    parameters = inspect.signature(dataset_loader(name, "dataset.name")).parameters
     return set(parameters) - {"root", "download"}
 
 
@@ -112,7 +165,7 @@ def load_splits(
 ) -> DatasetSplits:
     """``options``: the loader's own (``loader_options``), e.g. an image folder's image size."""
     options = options or {}
-    raw = DATASETS.get(name, field="dataset.name")(data_root(root), download, **options)
+    raw = dataset_loader(name, "dataset.name")(data_root(root), download, **options)
     n = len(raw.train)
     order = np.random.default_rng(split_seed).permutation(n)
     n_val = int(round(n * val_fraction))
@@ -149,7 +202,7 @@ def load_substitute(name: str, root: str | None, download: bool,
     import torch
     import torch.nn.functional as F
 
-    raw = DATASETS.get(name, field="dataset.substitute")(data_root(root), download)
+    raw = dataset_loader(name, "dataset.substitute")(data_root(root), download)
     channels, height, width = input_shape
     x = torch.from_numpy(raw.train.x).float()
     if x.shape[2:] != (height, width):

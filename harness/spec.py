@@ -356,17 +356,16 @@ def _space_entry(value: Any, path: str) -> Any:
 def _check_semantics(spec: StudySpec) -> None:
     """Cross-field checks: registry names, knobs of the method, objectives."""
     import methods
-    from harness.data import AUGMENTATIONS, DATASETS
+    from harness.data import AUGMENTATIONS, dataset_loader, loader_options
 
     spec.code = use_code(spec.code)
     method = methods.METHODS.get(spec.method, field="method")
-    DATASETS.get(spec.dataset.name, field="dataset.name")
-    from harness.data import loader_options
+    dataset_loader(spec.dataset.name, "dataset.name")
 
     for option in set(spec.dataset.options()) - loader_options(spec.dataset.name):
         raise SpecError(f"dataset.{option}: '{spec.dataset.name}' does not take it (an image folder's option)")
     if spec.dataset.substitute is not None:
-        DATASETS.get(spec.dataset.substitute, field="dataset.substitute")
+        dataset_loader(spec.dataset.substitute, "dataset.substitute")
     _check_network(spec.student, "student", method)
     if spec.dataset.augment is not None and spec.dataset.augment not in AUGMENTATIONS:
         raise SpecError(f"dataset.augment: unknown augmentation '{spec.dataset.augment}'"
