@@ -40,11 +40,11 @@ class Deployed(nn.Module):
     def __init__(self, student: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.student = student
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student((x - self.mean) / self.std)
+        return self.student((x - self.input_mean) / self.input_std)
 
 
 def chosen_rows(trials: pd.DataFrame, spec: StudySpec, trial: str | None, front: bool) -> tuple[pd.DataFrame, str]:
@@ -95,6 +95,7 @@ def write_file(model: Deployed, fmt: str, path: Path, example: torch.Tensor) -> 
     else:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its steps
             torch.onnx.export(model, (example,), str(path), dynamic_shapes=({0: batch},), external_data=False,
+                              optimize=False,  # keeps every parameter an initializer of its own name
                               input_names=["images"], output_names=["logits"])
 
 
