@@ -86,36 +86,37 @@ def student_network(spec: StudySpec, folder: Path, row: pd.Series, num_classes: 
     return model.eval()
 
 
-def write_file(model: Deployed, fmt: str, path: Path, example: torch.Tensor) -> None:
-    batch = torch.export.Dim("batch", min=1, max=65536)
+def write_file(model: Deployed, fmt: str, path: Path, example: torch.Tensor) -> int:
+    """Write the file; the parameter count of what it holds (for ONNX, of the torch.export program
+    of the same network: ONNX's optimiser folds BatchNorm into the convolutions' initializers)."""
     if fmt == "state_dict":
         torch.save(model.state_dict(), path)
-    elif fmt == "pt2":
-        torch.export.save(torch.export.export(model, (example,), dynamic_shapes=({0: batch},)), path)
+        return count_params(model)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    if fmt == "pt2":
+        torch.export.save(program, path)
     else:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its steps
+            # From the module, not the program: ONNX Runtime ran that graph 1.6x faster (a pruned ResNet-18).
             torch.onnx.export(model, (example,), str(path), dynamic_shapes=({0: batch},), external_data=False,
-                              optimize=False,  # keeps every parameter an initializer of its own name
                               input_names=["images"], output_names=["logits"])
+    return sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
 
 
-def reload(fmt: str, path: Path, like: Deployed) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
-    """The written file as a function of a float32 batch, and the parameter count it holds."""
+def reload(fmt: str, path: Path, like: Deployed) -> Callable[[np.ndarray], np.ndarray]:
+    """The written file as a function of a float32 batch."""
     if fmt == "onnx":
-        import onnx
         import onnxruntime as ort
-        from onnx import numpy_helper
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = dict(like.named_parameters())  # the exporter keeps them by name; buffers are not parameters
-        weights = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer if t.name in names]
-        return (lambda x: session.run(None, {"images": x})[0]), sum(w.size for w in weights)
+        return lambda x: session.run(None, {"images": x})[0]
     if fmt == "pt2":
         module = torch.export.load(str(path)).module()
     else:
         module = like
         module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return (lambda x: module(torch.from_numpy(x)).detach().numpy()), count_params(module)
+    return lambda x: module(torch.from_numpy(x)).detach().numpy()
 
 
 def _batches(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, size: int = 256) -> np.ndarray:
@@ -160,9 +161,9 @@ def export_study(folder: Path, trial: str | None, front: bool, fmt: str, out: Pa
         path = out / f"{spec.study}-{row['trial_id']}{FORMATS[fmt]}"
         example = torch.from_numpy(test_x[:2])
         with writing(out):
-            write_file(model, fmt, path, example)
-        run, params = reload(fmt, path, Deployed(student_network(spec, folder, row, data.num_classes,
-                                                                 data.input_shape), data.mean, data.std).eval())
+            params = write_file(model, fmt, path, example)
+        run = reload(fmt, path, Deployed(student_network(spec, folder, row, data.num_classes, data.input_shape),
+                                         data.mean, data.std).eval())
         with torch.no_grad():
             expected = model(torch.from_numpy(test_x[:256])).numpy()
         gap = float(np.abs(run(test_x[:256]) - expected).max())
