@@ -8,7 +8,6 @@ cheap to put once in Ray's object store and share with every trial.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 import os
@@ -19,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.errors import DataError, DataMissing
+from harness.user_code import import_function
 from methods.registry import Registry
 
 
@@ -100,15 +100,7 @@ def dataset_loader(name: str, field: str) -> Loader:
     """A registered data set, or a user's loader named ``package.module:function``."""
     if ":" not in name:
         return DATASETS.get(name, field=field)
-    module_name, _, attribute = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # the user's module may fail in any way while importing
-        raise DataError(f"{field}: cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
-                        f"is its folder in `code:` (or --code)?") from None
-    user_loader = getattr(module, attribute, None)
-    if not callable(user_loader):
-        raise DataError(f"{field}: '{module_name}' has no function '{attribute}'")
+    user_loader = import_function(name, field)
 
     def load(root: Path, download: bool) -> RawDataset:
         try:

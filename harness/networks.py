@@ -17,13 +17,13 @@ three channels has its channel repeated inside the network, on the device.
 from __future__ import annotations
 
 import copy
-import importlib
 from typing import Any, Callable
 
 import torch
 from torch import fx, nn
 
 from harness.errors import SpecError
+from harness.user_code import import_function
 from harness.zoo import MODELS, create_model
 from methods.knobs import show
 from methods.registry import did_you_mean
@@ -49,16 +49,7 @@ def factory(name: str, field: str) -> Callable[..., nn.Module]:
                             f"{did_you_mean(builder, known)}")
         return lambda num_classes, input_shape, **kwargs: torchvision.models.get_model(
             builder, weights=None, num_classes=num_classes, **kwargs)
-    module_name, _, attribute = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # the user's module may fail in any way while importing
-        raise SpecError(f"{field}: cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
-                        f"is its folder in `code:` (or --code)?") from None
-    built = getattr(module, attribute, None)
-    if not callable(built):
-        raise SpecError(f"{field}: '{module_name}' has no function '{attribute}'")
-    return built
+    return import_function(name, field)
 
 
 def build_network(model: Any, num_classes: int, input_shape: tuple[int, int, int], field: str) -> nn.Module:

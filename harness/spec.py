@@ -7,7 +7,6 @@ dotted path of the field and, for names, the closest valid one.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -357,8 +356,9 @@ def _check_semantics(spec: StudySpec) -> None:
     """Cross-field checks: registry names, knobs of the method, objectives."""
     import methods
     from harness.data import AUGMENTATIONS, dataset_loader, loader_options
+    from harness.user_code import use_code
 
-    spec.code = use_code(spec.code)
+    spec.code = use_code(spec.code)  # before any name below is imported
     method = methods.METHODS.get(spec.method, field="method")
     dataset_loader(spec.dataset.name, "dataset.name")
 
@@ -443,21 +443,6 @@ def _check_ranges(spec: StudySpec) -> None:
             raise SpecError(f"{path}: must be {bounds}, got {format_number(value)}")
     if len(spec.seeds) > MAX_SEEDS:
         raise SpecError(f"seeds: at most {MAX_SEEDS} (one search each), got {len(spec.seeds)}")
-
-
-def use_code(folders: list[str]) -> list[str]:
-    """Make the user's package folders importable here (the workers get them through Ray's
-    runtime environment); their absolute paths, or one error line."""
-    resolved = []
-    for i, folder in enumerate(folders):
-        path = Path(folder).expanduser().resolve()
-        if not path.is_dir():
-            raise SpecError(f"code[{i}]: '{folder}' is not a folder (give the folder of a package: "
-                            f"for `mynets.small:build`, the folder mynets)")
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
-        resolved.append(str(path))
-    return resolved
 
 
 def _check_network(model: ModelSpec, role: str, method: Any) -> None:

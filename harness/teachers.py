@@ -21,9 +21,9 @@ import torch
 from harness.data import DatasetSplits
 from harness.errors import CheckpointError
 from harness.measure import measure_model
+from harness.networks import build_network
 from harness.spec import BudgetSpec, ModelSpec, SearchSpec, StudySpec
 from harness.storage import writing
-from harness.networks import build_network
 from methods.knobs import show
 
 CACHE_VERSION = 1  # bump when the training loop changes what a recipe produces

@@ -21,9 +21,9 @@ import methods
 from harness.batches import DeviceData
 from harness.data import DatasetSplits
 from harness.measure import device_name, measure_latency, measure_model, measure_structure, network_cost
+from harness.networks import build_network
 from harness.samples import save_sample_grid
 from harness.spec import ResourcesSpec, StudySpec
-from harness.networks import build_network
 from methods.base import MethodContext, WithheldSplit
 from methods.training import evaluate, freeze
 
