@@ -9,6 +9,7 @@ its pruned shapes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -162,8 +163,7 @@ def export_study(folder: Path, trial: str | None, front: bool, fmt: str, out: Pa
         example = torch.from_numpy(test_x[:2])
         with writing(out):
             params = write_file(model, fmt, path, example)
-        run = reload(fmt, path, Deployed(student_network(spec, folder, row, data.num_classes, data.input_shape),
-                                         data.mean, data.std).eval())
+        run = reload(fmt, path, copy.deepcopy(model))  # a state_dict file loads into a copy, not the original
         with torch.no_grad():
             expected = model(torch.from_numpy(test_x[:256])).numpy()
         gap = float(np.abs(run(test_x[:256]) - expected).max())
