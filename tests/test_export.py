@@ -28,8 +28,10 @@ images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=Fal
 x = ((images.clamp(0, 1) * 255).round() / 255).numpy().astype(np.float32)  # uint8 pixels / 255, as the card says
 order = np.random.default_rng(0).permutation(len(x))
 test = np.sort(order[:len(x) // 5])
-logits = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"]).run(None, {"images": x[test]})[0]
-print(json.dumps({"acc": float((logits.argmax(1) == load_digits().target[test]).mean()), "card_acc": card["test_acc"]}))
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+logits = session.run(None, {"images": x[test]})[0]
+print(json.dumps({"acc": float((logits.argmax(1) == load_digits().target[test]).mean()), "card_acc": card["test_acc"],
+                  "params": int(session.get_modelmeta().custom_metadata_map["params"])}))
 """
 
 
@@ -66,6 +68,7 @@ def test_onnx_export_runs_outside_the_project_at_the_rows_accuracy(studies, tmp_
     assert run.returncode == 0, run.stderr[-2000:]
     figures = json.loads(run.stdout)
     assert abs(figures["acc"] - figures["card_acc"]) <= 1 / 359 + 1e-9  # within one test image
+    assert figures["params"] == trials.loc[best, "params"]
     assert Path(f"{exported}.md").read_text().startswith("# kd-x / ")
 
 

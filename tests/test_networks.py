@@ -146,6 +146,25 @@ def test_check_builds_the_networks_on_the_data_and_names_the_one_that_does_not_f
     assert err.startswith("error: student: the network does not take this data's images") and "\n" not in err
 
 
+@pytest.mark.parametrize("fields, message", [
+    ({"method": "kdgan", "student": {"model": "torchvision:resnet18", "features": "avgpol"}},
+     "error: student.features: the network has no node 'avgpol' (did you mean 'avgpool'?)"),
+    ({"student": {"model": "usernets.nets:broken"}},
+     "error: student: usernets.nets:broken(num_classes=10, input_shape=(1, 28, 28), **{}) raised RuntimeError: "
+     "no layer fits"),
+    ({"teacher": {"model": "usernets.nets:rgb_only"}},
+     "error: teacher: the network does not take this data's images of shape (1, 28, 28)"),
+])
+def test_a_sweep_of_a_network_that_cannot_run_stops_in_one_line_with_exit_2(tmp_path, user_code, capsys, fields,
+                                                                             message):
+    spec = _spec_file(tmp_path, **fields)
+    assert main(["sweep", str(spec), "--code", str(user_code), "--storage", str(tmp_path / "studies")]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith(message) and "\n" not in err
+    assert "training teacher" not in captured.out and not list((tmp_path / "studies").rglob("*.parquet"))
+
+
 def test_a_user_network_from_shipped_code_is_distilled_and_pruned_smaller(tmp_path, user_code):
     """The sweep runs in its own process and Ray: the workers import the user's package only
     because it travels with the job (it is on no path of theirs)."""
