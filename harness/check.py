@@ -18,6 +18,7 @@ from harness.networks import check_networks
 from harness.search import asha_rungs, chance_guard, describe_searcher
 from harness.spec import StudySpec, check_sweep
 from harness.storage import held_by, lock_holder, probe_storage
+from harness.tables import table_exists
 
 
 def plan(spec: StudySpec, storage: str | None = None, address: str | None = None) -> list[str]:
@@ -46,7 +47,7 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
         f"{'; also stops trials at chance level' if chance_guard(spec) else ''}",
         _resources(spec, address),
         f"results   {root / spec.study}"
-        + (" (its earlier results move to previous/ unless --resume)" if (root / spec.study / "trials.parquet").exists()
+        + (" (its earlier results move to previous/ unless --resume)" if table_exists(root / spec.study, "trials")
            else ""),
     ]
     return lines

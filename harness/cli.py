@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = study_command("sweep", "run a hyperparameter study from a YAML spec")
     sweep.add_argument("--resume", action="store_true",
                        help="continue the interrupted run of this study in its storage folder")
+    sweep.add_argument("--progress", choices=("auto", "events", "bar", "quiet"), default="auto",
+                       help="bar: a status per seed redrawn in place; events: a line per trial start and end; "
+                            "quiet: errors and retries only, as every mode prints them (default: the bar on "
+                            "a terminal, events otherwise)")
     study_command("check", "validate a spec completely and print what a sweep would do, without starting Ray")
     splits = study_command("splits", "write the indices of the images in the study's training, validation "
                            "and test splits (keep a teacher of your own off the last two)", runs=False)
@@ -136,7 +140,7 @@ def sweep(args: argparse.Namespace) -> int:
     from harness.sweep import run_sweep
 
     run_sweep(spec, storage=args.storage, address=args.address, resume=args.resume,
-              recorded_data=recorded_fingerprint(args.spec))
+              recorded_data=recorded_fingerprint(args.spec), progress=args.progress)
     return 0
 
 

@@ -35,9 +35,10 @@ def _token_available() -> bool:
     return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
 
 
-def connect(address: str | None, code: list[str] = ()) -> None:
+def connect(address: str | None, code: list[str] = (), worker_lines: bool = True) -> None:
     """Join the cluster at ``address`` (or $RAY_ADDRESS), else start Ray with this machine's CPUs.
-    The user's ``code`` folders go with the job to every worker."""
+    The user's ``code`` folders go with the job to every worker; ``worker_lines``: whether
+    what the workers print is shown here (trials' errors are read from their error files)."""
     import ray
 
     if ray.is_initialized():
@@ -45,7 +46,7 @@ def connect(address: str | None, code: list[str] = ()) -> None:
     address = cluster_address(address)
     if not address:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
-                 runtime_env={"py_modules": list(code)} if code else None)
+                 runtime_env={"py_modules": list(code)} if code else None, log_to_driver=worker_lines)
         return
     if reason := unreachable(address):
         raise HarnessError(f"--address {address}: cannot join the Ray cluster ({reason}); is its head node "
@@ -57,7 +58,8 @@ def connect(address: str | None, code: list[str] = ()) -> None:
     # Ship our packages with the job so worker nodes need only the dependencies.
     ours = [str(Path(harness.__file__).parent), str(Path(methods.__file__).parent)]
     try:
-        ray.init(address=address, logging_level="WARNING", runtime_env={"py_modules": [*ours, *code]})
+        ray.init(address=address, logging_level="WARNING", runtime_env={"py_modules": [*ours, *code]},
+                 log_to_driver=worker_lines)
     except (ConnectionError, RuntimeError) as exc:
         raise HarnessError(join_failure(address, exc.__cause__ or exc)) from None
 

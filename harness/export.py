@@ -29,6 +29,7 @@ from harness.networks import build_network
 from harness.results import versions
 from harness.spec import StudySpec
 from harness.storage import writing
+from harness.tables import read_table, table_exists
 from methods.checkpoint import fit_shapes
 
 FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "state_dict": ".pt"}
@@ -160,10 +161,10 @@ def export_study(folder: Path, trial: str | None, front: bool, fmt: str, out: Pa
     from harness.data import load_dataset
     from harness.spec import load_spec
 
-    if not (folder / "trials.parquet").is_file():
+    if not table_exists(folder, "trials"):
         raise HarnessError(f"{folder}: no study results here (trials.parquet)")
     spec = load_spec(str(folder))
-    trials = pd.read_parquet(folder / "trials.parquet")
+    trials = read_table(folder, "trials")
     rows, how = chosen_rows(trials, spec, trial, front)
     data = load_dataset(spec.dataset)
     test_x = (data.test.x.astype(np.float32) / 255)

@@ -1,7 +1,10 @@
 """Parquet results, written while the study runs and complete when it ends.
 
 ``trials.parquet`` has one row per trial, ``epochs.parquet`` one row per report.
-The schema is documented in docs/results.md.
+The schema is documented in docs/results.md; while a study runs, the rows written
+since its last compaction are part files (harness.tables), so that each write costs
+what changed, and the tally the progress shows is kept as events arrive: the driver's
+work per event does not grow with the study.
 """
 from __future__ import annotations
 
@@ -9,17 +12,18 @@ import json
 import math
 import os
 import platform
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pandas as pd
 from ray.tune import Callback
 from ray.tune.stopper import NoopStopper, Stopper
 
 from harness.errors import HarnessError
 from harness.search import stopped_early
 from harness.spec import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
+from harness.tables import PartTable, read_table
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "device", "measure_s")
 SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms")  # measured beside the student
@@ -27,6 +31,7 @@ REMEASURED = ("latency_b1_ms", "latency_ms", *SAME_RUN_TEACHER, "device")  # see
 TEACHER_COLUMNS = ("val_acc", "test_acc", "params", "size_bytes", "macs")
 EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s", "node_id")
 UNFINISHED = ("pending", "running", "interrupted")
+FINISHED = ("completed", "stopped", "error")
 # Reported by some methods only: data-free methods count generator iterations and save image grids.
 OPTIONAL_EPOCH_COLUMNS = ("iterations", "samples")
 
@@ -111,23 +116,32 @@ class ResultsWriter(LiveCallback):
         self.teacher = teacher or {}
         self.seed = spec.seeds[0]
         self.trials: dict[str, dict[str, Any]] = {}
-        self.epochs: list[dict[str, Any]] = []
+        self.tables = {"trials": PartTable(folder, "trials"),
+                       "epochs": PartTable(folder, "epochs", ["study", "seed", "trial_id", *EPOCH_COLUMNS])}
+        self._changed: dict[str, None] = {}  # trials whose rows changed since the last flush, in order
+        self._reports: list[dict[str, Any]] = []  # reports since the last flush
+        self._counts: Counter[tuple[int, str]] = Counter()  # trials by seed and status
+        objective = spec.search.objectives[0]
+        self.metric, self.mode = objective.metric, objective.mode
+        self._best: dict[int, dict[str, Any]] = {}  # by seed: the completed trial best on the first objective
         self._versions = versions()
         self._carried: set[str] = set()  # unfinished trials of an interrupted run, until Tune restarts them
         self._earlier: set[str] = set()  # every trial of an interrupted run, until Tune restarts it
         self.failure: str | None = None  # why the files could not be written, once they could not
-        self._unwritten = False  # reports since the last flush
+        self._unwritten = False  # reports or rows not yet flushed
 
     def start_seed(self, seed: int) -> None:
         self.seed = seed
 
     def load_previous(self) -> None:
         """Continue the files of an interrupted run of this study (``--resume``)."""
-        trials, epochs = _read_rows(self.folder / "trials.parquet"), _read_rows(self.folder / "epochs.parquet")
+        trials = _rows(read_table(self.folder, "trials"))
         self.trials = {row["trial_id"]: row for row in trials}
         self._carried = {row["trial_id"] for row in trials if row["status"] in UNFINISHED}
         self._earlier = set(self.trials)
-        self.epochs.extend(epochs)
+        self._counts = Counter((row["seed"], row["status"]) for row in trials)
+        for row in trials:
+            self._consider_best(row)
 
     def seed_rows(self, seed: int) -> list[dict[str, Any]]:
         return [row for row in self.trials.values() if row["seed"] == seed]
@@ -137,8 +151,9 @@ class ResultsWriter(LiveCallback):
         (started after the driver's last save): Tune cannot resume them. Labelled, kept."""
         lost = [r for r in self.seed_rows(seed) if r["trial_id"] in self._carried]
         for row in lost:
-            row.update(status="lost", error="started after the interrupted driver last saved the experiment; "
-                                            "the resumed search ran another trial in its place")
+            self._set_status(row, "lost")
+            row["error"] = ("started after the interrupted driver last saved the experiment; "
+                            "the resumed search ran another trial in its place")
         self._carried -= {row["trial_id"] for row in lost}
         self.flush()
         return len(lost)
@@ -150,7 +165,8 @@ class ResultsWriter(LiveCallback):
         if row["trial_id"] in self._earlier:  # started by an earlier driver, continued by this one
             self._earlier.discard(row["trial_id"])
             row["resumes"] = (row.get("resumes") or 0) + 1
-        row.update(status="running", started_at=row.get("started_at") or utc_now())
+        self._set_status(row, "running")
+        row["started_at"] = row.get("started_at") or utc_now()
         self.flush()  # every trial that started has a row, should the driver die before the next snapshot
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -160,7 +176,7 @@ class ResultsWriter(LiveCallback):
         self.flush()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self.epochs.append({
+        self._reports.append({
             "study": self.spec.study, "seed": self.seed, "trial_id": self._id(trial),
             **{k: result.get(k) for k in EPOCH_COLUMNS},
             **method_columns(result),
@@ -197,8 +213,11 @@ class ResultsWriter(LiveCallback):
         return trial_key(self.seed, trial.trial_id)
 
     def _row(self, trial) -> dict[str, Any]:
+        """The trial's row, to be changed: it goes into the next flush."""
         key = self._id(trial)
+        self._changed[key] = None
         if key not in self.trials:
+            self._counts[self.seed, "pending"] += 1
             spec = self.spec
             params = {**spec.fixed_params(), **trial.config}
             self.trials[key] = {
@@ -219,7 +238,8 @@ class ResultsWriter(LiveCallback):
         row = self._row(trial)
         if error is None and row.get("retries"):
             error = row.get("error")  # keep what the retries were about
-        row.update(status=status, ended_at=utc_now(), error=error,
+        self._set_status(row, status)
+        row.update(ended_at=utc_now(), error=error,
                    epochs_done=result.get("training_iteration", row.get("epochs_done", 0)),
                    duration_s=result.get("time_total_s"),
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
@@ -229,6 +249,7 @@ class ResultsWriter(LiveCallback):
             from harness.trial import STATE_FILE
 
             row["student_state"] = os.path.relpath(Path(trial.checkpoint.path) / STATE_FILE, self.folder)
+        self._consider_best(row)
         self.flush()
 
     def record_remeasurement(self, figures: dict[str, dict[str, Any]]) -> list[str]:
@@ -247,67 +268,87 @@ class ResultsWriter(LiveCallback):
             if row.get("latency_rounds") is None:  # the first time: keep what the trial measured
                 row.update({f"trial_{k}": row.get(k) for k in REMEASURED})
             row.update(measured)
-        self.flush()
+            self._changed[key] = None
+        self.compact()  # the study has ended: its files are whole again
         return mismatched
 
     def mark_unfinished(self, status: str) -> None:
         """Give trials that never ended (an interrupted run) a final status, and write."""
         for row in self.trials.values():
             if row["status"] in ("pending", "running"):
-                row.update(status=status, ended_at=utc_now())
-        self.flush()
+                self._set_status(row, status)
+                row["ended_at"] = utc_now()
+        self.compact()
 
     def flush(self) -> None:
-        """Rewrite both files atomically (write, then rename) from the rows so far.
+        """Write the rows that changed and the new reports, as one part of each table.
 
-        A write that fails leaves the files as the last flush wrote them and sets
+        A write that fails leaves the tables as the last flush wrote them and sets
         ``failure`` (one line: the path and the OS error); StopOnWriteFailure then
         stops the trials, and the sweep ends with that line."""
         self._unwritten = False
         if self.failure:
             return
-        # Before the first report the file still has its key columns, for readers of a running study.
-        columns = None if self.epochs else ["study", "seed", "trial_id", *EPOCH_COLUMNS]
-        epochs = pd.DataFrame(self.epochs, columns=columns)
-        if len(epochs):
-            # A trial restarted from its checkpoint reports again from there: keep the latest.
-            epochs = epochs.drop_duplicates(["trial_id", "epoch"], keep="last")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            _write(pd.DataFrame(list(self.trials.values())), self.folder / "trials.parquet")
-            _write(epochs, self.folder / "epochs.parquet")
+            self.tables["trials"].append([self.trials[key] for key in self._changed])
+            self.tables["epochs"].append(self._reports)
         except OSError as exc:
-            self.failure = (f"storage: cannot write '{exc.filename or self.folder}' ({exc.strerror or exc}); "
-                            f"the results written before stay in {self.folder}")
+            self._failed(exc)
+            return
+        self._changed.clear()
+        self._reports = []
+
+    def compact(self) -> None:
+        """Flush, then fold each table into its one file (at the end of a seed, and of the study)."""
+        self.flush()
+        if self.failure:
+            return
+        try:
+            for table in self.tables.values():
+                table.compact()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.failure = (f"storage: cannot write '{exc.filename or self.folder}' ({exc.strerror or exc}); "
+                        f"the results written before stay in {self.folder}")
 
     def check_written(self) -> None:
         """Raise the write failure, if there was one, as the sweep's one error line."""
         if self.failure:
             raise HarnessError(self.failure)
 
-    # --- summaries for the progress line ---------------------------------------------
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for row in self.trials.values():
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-        return counts
+    # --- the tally, kept as events arrive ----------------------------------------------
+    def _set_status(self, row: dict[str, Any], status: str) -> None:
+        self._changed[row["trial_id"]] = None
+        self._counts[row["seed"], row["status"]] -= 1
+        self._counts[row["seed"], status] += 1
+        row["status"] = status
+
+    def _consider_best(self, row: dict[str, Any]) -> None:
+        if row["status"] != "completed":
+            return
+        held = self._best.get(row["seed"])
+        if best([*([held] if held else []), row], self.metric, self.mode) is row:  # ties: the earlier stays
+            self._best[row["seed"]] = row
+
+    def counts(self, seed: int | None = None) -> dict[str, int]:
+        """Trials by status, of one seed or of the study."""
+        counts: Counter[str] = Counter()
+        for (s, status), n in self._counts.items():
+            if n and (seed is None or s == seed):
+                counts[status] += n
+        return dict(counts)
+
+    def best_trial(self, seed: int | None = None) -> dict[str, Any] | None:
+        """The completed trial best on the first objective, of one seed or of the study."""
+        held = [row for s, row in self._best.items() if seed is None or s == seed]
+        return best(held, self.metric, self.mode)
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return pd.read_parquet(path).astype(object).where(lambda f: f.notna(), None).to_dict("records")
-
-
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # this writer's own
-    try:
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
-    except OSError as exc:  # named after the file it was to replace, not the temporary one
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+def _rows(frame) -> list[dict[str, Any]]:
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def utc_now() -> str:

@@ -35,9 +35,10 @@ from harness.cluster import check_trial_fits, connect
 from harness.data import DatasetSplits, load_dataset, load_substitute, split_indices
 from harness.errors import HarnessError
 from harness.networks import check_networks
-from harness.progress import ProgressPrinter
+from harness.tables import PARTS, table_exists
+from harness.progress import choose_mode, make_progress
 from harness.remeasure import StudyStudents, finished_students, measure_again
-from harness.results import ResultsWriter, StopOnWriteFailure, utc_now, versions
+from harness.results import FINISHED, ResultsWriter, StopOnWriteFailure, utc_now, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
 from harness.spec import StudySpec, check_sweep
 from harness.storage import StudyLock, probe_storage, this_process, writing
@@ -73,11 +74,12 @@ def last_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
 
 
 def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None = None,
-              resume: bool = False, recorded_data: str | None = None) -> Path:
+              resume: bool = False, recorded_data: str | None = None, progress: str = "events") -> Path:
     """Run every seed of the study (or what an interrupted run left); return its results folder.
 
     ``recorded_data``: the data fingerprint of the study this one repeats (its
     study.json's); different splits are said, since the results will differ.
+    ``progress``: how trials are shown (harness.progress: events, bar, quiet, auto).
     The storage is checked writable and the study folder locked before any work.
     """
     check_sweep(spec)
@@ -87,11 +89,11 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     if resume:
         check_resumable(spec, folder)
     with StudyLock(folder, "sweep --resume" if resume else "sweep"):
-        return _sweep(spec, root, folder, address, resume, recorded_data)
+        return _sweep(spec, root, folder, address, resume, recorded_data, progress)
 
 
 def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resume: bool,
-           recorded_data: str | None) -> Path:
+           recorded_data: str | None, progress: str) -> Path:
     if resume:
         say(f"resuming '{spec.study}' from {folder}")
     data = load_dataset(spec.dataset)
@@ -113,7 +115,8 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
     # Our Parquet files replace Tune's per-result CSV and TensorBoard logs, which cost the
     # driver CPU time at every report (measured: benchmarks/trial_overhead.py).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    connect(address, spec.code)
+    # Under a redrawn bar, workers' own lines (the teacher's epochs) would break it.
+    connect(address, spec.code, worker_lines=choose_mode(progress) != "bar")
     if note := check_trial_fits(spec.resources.cpu, spec.resources.gpu, address):
         say(note)
     teacher = prepare_teacher(spec, data, root)
@@ -127,7 +130,7 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
     writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None)
     if resume:
         writer.load_previous()
-    printer = ProgressPrinter(writer)
+    printer = make_progress(progress, writer)
     stopper = StopOnWriteFailure(writer)
     for seed in spec.seeds:
         writer.start_seed(seed)
@@ -137,6 +140,7 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
             say(f"seed {seed}: finished earlier, kept")
             continue
         say(f"seed {seed}: {'resuming the search' if restoring else 'searching'}")
+        printer.start_seed(seed, done=sum(n for status, n in writer.counts(seed).items() if status in FINISHED))
         trainable = tune.with_resources(
             tune.with_parameters(tune_trial, spec=spec, seed=seed, shared=shared, folder=str(folder)),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
@@ -146,7 +150,11 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
         else:
             tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer], stopper=stopper,
                               val_labels=data.val.y)
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        finally:
+            printer.end_seed()
+        writer.compact()
         writer.check_written()
         prune_checkpoints(run_path)
         if resume and (lost := writer.mark_lost(seed)):
@@ -156,7 +164,7 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
             writer.mark_unfinished("interrupted")
             raise KeyboardInterrupt
     remeasure_latency(spec, folder, data, teacher, writer)
-    writer.flush()
+    writer.compact()
     writer.check_written()
     with writing(folder):
         write_study_file(folder, spec, data, teacher, started=None, ended=utc_now())
@@ -233,7 +241,7 @@ def check_resumable(spec: StudySpec, folder: Path) -> None:
 
 def seed_finished(writer: ResultsWriter, spec: StudySpec, seed: int) -> bool:
     rows = writer.seed_rows(seed)
-    done = [r for r in rows if r["status"] in ("completed", "stopped", "error")]
+    done = [r for r in rows if r["status"] in FINISHED]
     return len(done) >= spec.search.num_samples and len(done) == len(rows)
 
 
@@ -286,12 +294,12 @@ def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Path) -> Teacher
 
 def archive_previous(folder: Path) -> Path | None:
     """Move an earlier run's results aside rather than mixing or deleting them."""
-    if not (folder / "trials.parquet").exists():
+    if not table_exists(folder, "trials"):
         return None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target = folder / "previous" / stamp
     target.mkdir(parents=True)
-    for name in ("trials.parquet", "epochs.parquet", "study.json", "splits.json", "tune", "samples"):
+    for name in ("trials.parquet", "epochs.parquet", PARTS, "study.json", "splits.json", "tune", "samples"):
         if (folder / name).exists():
             shutil.move(str(folder / name), str(target / name))
     return target

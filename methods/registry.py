@@ -2,10 +2,13 @@
 
 Methods, models and data sets each have one; an unknown name is a
 :class:`~methods.study.StudyError` that suggests the closest registered one.
+A registry given a base class also finds entries outside it by import path,
+``package.module:Class``: a subclass of that base in a module of the user's.
 """
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 from methods.study import StudyError
@@ -14,8 +17,9 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, base: type | None = None) -> None:
         self.kind = kind
+        self.base = base  # entries by import path must subclass it; None: registered names only
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -28,11 +32,24 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str, field: str | None = None) -> T:
-        try:
+        where = f"{field}: " if field else ""
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            where = f"{field}: " if field else ""
-            raise StudyError(f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}") from None
+        if self.base is not None and isinstance(name, str) and ":" in name:
+            return self._imported(name, where)
+        raise StudyError(f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}")
+
+    def _imported(self, name: str, where: str) -> T:
+        module_name, _, attribute = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # the user's module may fail in any way while importing
+            raise StudyError(f"{where}cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
+                             f"is its folder in `code:` (or --code)?") from None
+        entry = getattr(module, attribute, None)
+        if not (isinstance(entry, type) and issubclass(entry, self.base)):
+            raise StudyError(f"{where}'{name}' is not a {self.kind}: a subclass of {self.base.__name__} was expected")
+        return entry
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.tables import PARTS
 from reports import figures
 from reports.html import Page, slug
 from reports.load import find_studies, load_study, read_info, study_state
@@ -185,8 +186,12 @@ def _format(value, fmt: str) -> str:
 
 
 def _fingerprint(folder: Path) -> str:
+    """The study's files as they are now: a running study's new parts change it."""
+    names = ["study.json", "trials.parquet", "epochs.parquet"]
+    if (folder / PARTS).is_dir():
+        names += sorted(f"{PARTS}/{p.name}" for p in (folder / PARTS).glob("trials-*.parquet"))
     parts = []
-    for name in ("study.json", "trials.parquet", "epochs.parquet"):
+    for name in names:
         path = folder / name
         stat = path.stat() if path.is_file() else None
         parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{name}:-")

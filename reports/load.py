@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.storage import holder_alive  # the record a sweep's driver leaves (no torch, no Ray)
+from harness.tables import read_table  # pandas and pyarrow only
 
 
 class ReportError(Exception):
@@ -92,8 +93,8 @@ def read_info(folder: Path) -> dict[str, Any]:
 def load_study(folder: str | Path) -> Study:
     folder = Path(folder)
     info = read_info(folder)
-    trials = _read(folder / "trials.parquet")
-    epochs = _read(folder / "epochs.parquet")
+    trials = _read(folder, "trials")
+    epochs = _read(folder, "epochs")
     if trials.empty:
         trials = pd.DataFrame({"study": pd.Series(dtype=str), "trial_id": pd.Series(dtype=str),
                                "status": pd.Series(dtype=str)})
@@ -109,13 +110,12 @@ def find_studies(storage: str | Path) -> list[Path]:
                   if "previous" not in p.relative_to(storage).parts and "teachers" not in p.relative_to(storage).parts)
 
 
-def _read(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        return pd.DataFrame()
+def _read(folder: Path, name: str) -> pd.DataFrame:
+    """A table as the running or finished study wrote it (compacted, or in parts)."""
     try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # a half-written or foreign file: say which, do not crash the report
-        raise ReportError(f"{path}: unreadable Parquet ({exc})") from exc
+        return read_table(folder, name)
+    except Exception as exc:  # a foreign or damaged file: say which, do not crash the report
+        raise ReportError(f"{folder / name}.parquet: unreadable Parquet ({exc})") from exc
 
 
 NUMERIC = ("val_acc", "test_acc", "params", "size_bytes", "macs", "latency_b1_ms", "latency_ms",

@@ -186,7 +186,7 @@ def test_a_rerun_from_a_results_folder_says_when_its_data_differ(spec_file, tmp_
     from harness.errors import HarnessError
     from harness.spec import load_spec
 
-    def stop(address, code):  # everything the note depends on has happened before Ray starts
+    def stop(address, code, **options):  # everything the note depends on has happened before Ray starts
         raise HarnessError("stopped before Ray")
 
     monkeypatch.setattr(harness.sweep, "connect", stop)

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.cluster
 psutil = pytest.importorskip("psutil")
 
 from harness.cli import main as harness_main  # noqa: E402
+from harness.tables import read_table  # noqa: E402
 from tests.ray_cluster import LocalCluster  # noqa: E402
 
 # Epochs of ~0.4 s (batch 4 on digits): a trial seen half-way in epochs.parquet, which the driver
@@ -70,10 +71,8 @@ def _sweep(cluster: LocalCluster, spec: Path, storage: Path, *extra: str) -> sub
 
 
 def _epochs(folder: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(folder / "epochs.parquet")
-    except (OSError, ValueError):
-        return pd.DataFrame(columns=["trial_id", "epoch", "node_id"])
+    epochs = read_table(folder, "epochs")  # the running study's, compacted or in parts
+    return epochs if len(epochs) else pd.DataFrame(columns=["trial_id", "epoch", "node_id"])
 
 
 def _wait_for(condition, driver: subprocess.Popen, timeout: float = 300):

@@ -1,4 +1,4 @@
-"""The results writer: when its Parquet files are written (no Ray cluster needed)."""
+"""The results writer: when its Parquet tables are written (no Ray cluster needed)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -9,6 +9,7 @@ from ray.tune.callback import CallbackList
 
 from harness.errors import HarnessError
 from harness.results import ResultsWriter, StopOnWriteFailure
+from harness.tables import read_table
 from tests.conftest import small_spec
 
 
@@ -21,23 +22,23 @@ def test_reports_are_written_with_every_experiment_snapshot_not_every_report(tmp
     trial = SimpleNamespace(trial_id="t1", config={"lr": 0.01}, last_result={})
     writer.on_trial_start(0, [], trial)
     # A started trial is written at once: should the driver die now, --resume still finds its row.
-    assert pd.read_parquet(tmp_path / "trials.parquet")["status"].tolist() == ["running"]
+    assert read_table(tmp_path, "trials")["status"].tolist() == ["running"]
     _report(writer, trial, 1)
     _report(writer, trial, 2)
-    assert pd.read_parquet(tmp_path / "epochs.parquet").empty  # no rewrite per report
+    assert read_table(tmp_path, "epochs").empty  # no rewrite per report
 
     # What Tune runs when it snapshots the experiment (the state --resume restores):
     CallbackList([writer]).save_to_dir(str(tmp_path / "snapshot"), session_str="s")
-    assert pd.read_parquet(tmp_path / "epochs.parquet")["val_acc"].tolist() == [0.1, 0.2]
-    trials = pd.read_parquet(tmp_path / "trials.parquet")
+    assert read_table(tmp_path, "epochs")["val_acc"].tolist() == [0.1, 0.2]
+    trials = read_table(tmp_path, "trials")
     assert trials["status"].tolist() == ["running"] and trials["epochs_done"].tolist() == [2]
     assert not (tmp_path / "snapshot").exists()  # nothing of ours goes into Tune's snapshot
 
     _report(writer, trial, 3)
     trial.last_result = {"training_iteration": 3}
     writer.on_trial_complete(0, [], trial)  # a finished trial is written at once
-    assert len(pd.read_parquet(tmp_path / "epochs.parquet")) == 3
-    assert pd.read_parquet(tmp_path / "trials.parquet")["status"].tolist() == ["completed"]
+    assert len(read_table(tmp_path, "epochs")) == 3
+    assert read_table(tmp_path, "trials")["status"].tolist() == ["completed"]
 
 
 def test_latency_measured_again_replaces_the_in_trial_figures_which_are_kept(tmp_path):
@@ -52,13 +53,13 @@ def test_latency_measured_again_replaces_the_in_trial_figures_which_are_kept(tmp
     mismatched = writer.record_remeasurement({"s0-a": {**again, "params_measured": 100},
                                               "s0-b": {**again, "params_measured": 150}})
     assert mismatched == ["s0-b"]  # not the trial's student: its figures stay
-    rows = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    rows = read_table(tmp_path, "trials").set_index("trial_id")
     assert rows.loc["s0-a", ["latency_ms", "trial_latency_ms", "device", "trial_device", "latency_rounds"]].tolist() \
         == [4.0, 9.0, "idle", "busy", 3]
     assert rows.loc["s0-b", "latency_ms"] == 9.0 and pd.isna(rows.loc["s0-b", "latency_rounds"])
 
     writer.record_remeasurement({"s0-a": {**again, "latency_ms": 5.0, "params_measured": 100}})  # once more
-    rows = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    rows = read_table(tmp_path, "trials").set_index("trial_id")
     assert rows.loc["s0-a", ["latency_ms", "trial_latency_ms", "trial_device"]].tolist() == [5.0, 9.0, "busy"]
 
 
@@ -78,7 +79,7 @@ def test_a_resumed_study_counts_every_trial_an_earlier_driver_started(tmp_path):
     second.on_trial_start(0, [], trials["b"])  # stopped, yet continued from its checkpoint by Tune
     second.on_trial_start(0, [], trials["a"])  # a retry within this driver is not another resume
     assert second.mark_lost(0) == 1  # c: never restored
-    rows = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    rows = read_table(tmp_path, "trials").set_index("trial_id")
     assert rows["resumes"].to_dict() == {"s0-a": 1, "s0-b": 1, "s0-c": 0}
     assert rows.loc["s0-c", "status"] == "lost"
 
@@ -88,15 +89,14 @@ def test_a_results_write_that_fails_keeps_the_files_and_stops_the_study_in_one_l
     stop = StopOnWriteFailure(writer)
     trial = SimpleNamespace(trial_id="t1", config={"lr": 0.01}, last_result={})
     writer.on_trial_start(0, [], trial)
-    before = (tmp_path / "trials.parquet").read_bytes()
-    (tmp_path / "epochs.parquet").unlink()
-    (tmp_path / "epochs.parquet").mkdir()  # the next write cannot replace it
+    blocked = tmp_path / "parts" / "epochs-000000001-000000001.parquet"
+    blocked.mkdir(parents=True)  # the first write of reports cannot take its place
     assert not stop("s0-t1", {}) and not stop.stop_all()
     _report(writer, trial, 1)
     writer.flush()
     assert stop("s0-t1", {}) and stop.stop_all()  # Tune stops every trial
-    assert (tmp_path / "trials.parquet").read_bytes() != before  # trials were written, then epochs failed
-    with pytest.raises(HarnessError, match=r"^storage: cannot write '.*epochs.parquet' \(Is a directory\); "
-                                           r"the results written before stay in "):
+    assert read_table(tmp_path, "trials")["epochs_done"].tolist() == [1]  # trials were written, then epochs failed
+    with pytest.raises(HarnessError, match=r"^storage: cannot write '.*epochs-000000001-000000001.parquet' "
+                                           r"\(Is a directory\); the results written before stay in "):
         writer.check_written()
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.rglob("*.tmp"))

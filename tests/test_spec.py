@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.errors import SpecError
@@ -141,3 +143,16 @@ def test_a_study_can_be_run_again_from_its_results_folder(tmp_path):
         assert load_spec(folder / "study.json", ["seeds=[7]"]).seeds == [7]  # --set applies on top
     with pytest.raises(SpecError, match="is a folder without a study.json"):
         load_spec(tmp_path)
+
+
+def test_a_method_by_import_path_is_a_method_class_of_shipped_code(tmp_path):
+    package = tmp_path / "mymethods"
+    package.mkdir()
+    (package / "__init__.py").write_text("class NotAMethod:\n    pass\n")
+    with pytest.raises(SpecError, match=r"^method: 'mymethods:NotAMethod' is not a method: a subclass of Method"):
+        small_spec(**{"method": "mymethods:NotAMethod", "code": f"[{package}]"})
+    with pytest.raises(SpecError, match=r"^method: cannot import 'nowhere' \(ModuleNotFoundError"):
+        small_spec(method="nowhere:Method")
+    sleeper = Path(__file__).resolve().parents[1] / "benchmarks" / "sleeper"
+    spec = small_spec(**{"method": "sleeper:Sleep", "code": f"[{sleeper}]", "search.space": "{seconds: 0.0}"})
+    assert spec.fixed_params()["seconds"] == 0.0

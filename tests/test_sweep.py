@@ -14,6 +14,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from harness.search import asha_rungs, chance_floor, make_scheduler, make_searcher, startup_trials
 from harness.errors import SpecError
+from harness.tables import read_table
 from tests.conftest import small_spec
 
 
@@ -315,5 +316,5 @@ def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys
     harness.sweep.remeasure_latency(spec, tmp_path, SimpleNamespace(num_classes=10, input_shape=(1, 28, 28)),
                                     None, writer)
     assert "measuring latency again failed (state_dict mismatch)" in capsys.readouterr().out
-    row = pd.read_parquet(tmp_path / "trials.parquet").iloc[0]
+    row = read_table(tmp_path, "trials").iloc[0]
     assert row.latency_ms == 9.0 and "trial_latency_ms" not in row

@@ -1,0 +1,226 @@
+"""How the harness's driver scales with the size of a study, against Ray Tune alone.
+
+N trials of a method that does no real work (benchmarks/sleeper: each of R reports
+waits ``--seconds`` and takes a few SGD steps, so ASHA has choices to make) run
+twice per N, interleaved, in one process and one Ray:
+
+- through ``run_sweep``, as ``harness sweep --progress quiet`` runs them;
+- through a plain ``tune.Tuner`` with the same trainable, the same Optuna searcher
+  and ASHA scheduler (the harness's own), the same concurrency, and Tune's defaults
+  for everything else (its loggers, its experiment snapshot period).
+
+It prints per run the wall time, the harness/Tune ratio, the driver's CPU seconds per
+trial (this process: Tune's loop, the callbacks, the writer; not Ray's own daemons
+nor the trials) and the driver's peak RSS; then the cost of one results flush at the
+largest N (and at ``--flush-at``), and the searcher's time per suggestion as the
+trials it models grow.
+
+    uv run python benchmarks/scale.py [--trials 250 1000 4000] [--reports 5] [--seconds 0.2]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+SLEEPER = Path(__file__).resolve().parent / "sleeper"
+sys.path.insert(0, str(ROOT))
+
+from harness.cluster import configure_ray  # noqa: E402
+
+configure_ray(None)  # before ray is imported, as `harness sweep` does
+
+from harness.spec import parse_spec  # noqa: E402
+
+CONCURRENT = 8  # trials at once: each holds a quarter of a CPU, since it mostly waits
+
+
+def study_spec(trials: int, reports: int, seconds: float, storage: str):
+    return parse_spec({
+        "study": f"scale-{trials}", "method": "sleeper:Sleep", "code": [str(SLEEPER)],
+        "dataset": {"name": "digits"}, "student": {"model": "lenet5_half", "width": 0.5},
+        "budget": {"epochs": reports},
+        "asha": {"grace_period": 1, "reduction_factor": 3, "stop_at_chance": False},
+        "measure": {"repeats": 2, "warmup": 1, "rounds": 0},
+        "resources": {"cpu": 2 / CONCURRENT},
+        "search": {"searcher": "tpe", "num_samples": trials, "max_concurrent": CONCURRENT,
+                   "space": {"lr": {"loguniform": [0.01, 0.5]}, "warmup_epochs": 0, "steps": 10,
+                             "seconds": seconds, "batch_size": 64}},
+        "storage": storage,
+    })
+
+
+class DriverMeter:
+    """Wall time, this process's CPU time, and its peak resident memory while a run lasts."""
+
+    def __enter__(self):
+        self.peak, self._done = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.cpu0, self.wall0 = usage.ru_utime + usage.ru_stime, time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = usage.ru_utime + usage.ru_stime - self.cpu0
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self):
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._done.wait(0.25):
+            rss = int(Path("/proc/self/statm").read_text().split()[1]) * page
+            self.peak = max(self.peak, rss)
+
+
+@contextlib.contextmanager
+def tune_defaults():
+    """Tune as a user of Tune alone gets it: the harness's settings of Tune undone."""
+    saved = {k: os.environ.pop(k) for k in ("TUNE_GLOBAL_CHECKPOINT_S", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
+             if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def run_harness(spec, storage: str) -> None:
+    from harness.sweep import run_sweep
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_sweep(spec, storage=storage, progress="quiet")
+
+
+def run_tune(spec, storage: str) -> None:
+    import ray
+    from ray import tune
+
+    from harness.data import load_dataset
+    from harness.search import make_scheduler, make_searcher
+    from harness.sweep import trial_splits, trials_that_fit, tune_trial
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        shared = {"data": ray.put(trial_splits(spec, load_dataset(spec.dataset))), "teacher": None}
+    folder = Path(storage) / spec.study
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trial, spec=spec, seed=0, shared=shared, folder=str(folder)),
+        {"cpu": spec.resources.cpu, "gpu": 0})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=make_searcher(spec, 0), scheduler=make_scheduler(spec),
+                                    num_samples=spec.search.num_samples, reuse_actors=True,
+                                    max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec)),
+        run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0))
+    with tune_defaults():
+        tuner.fit()
+
+
+def flush_cost(trials: int, reports: int) -> dict[str, float]:
+    """The results writer driven directly: every event of ``trials`` trials of ``reports``
+    reports each, with a flush at each start, each end and every 10 reports (Tune's
+    snapshots); the time of each flush."""
+    from harness.results import ResultsWriter
+
+    spec = parse_spec({"study": "flush", "method": "scratch", "student": {"model": "lenet5_half"},
+                       "budget": {"epochs": reports}, "asha": {"grace_period": 1},
+                       "search": {"num_samples": trials, "space": {"lr": 0.01}}})
+    times = []
+    with tempfile.TemporaryDirectory() as folder:
+        writer = ResultsWriter(spec, Path(folder), None)
+
+        def timed(event, *args):
+            start = time.perf_counter()
+            event(*args)
+            times.append(time.perf_counter() - start)
+
+        for i in range(trials):
+            trial = SimpleNamespace(trial_id=f"{i:06d}", config={"lr": 0.01}, last_result={})
+            timed(writer.on_trial_start, 0, [], trial)
+            for epoch in range(1, reports + 1):
+                writer.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": 0.5, "val_loss": 1.0,
+                                                      "train_loss": 1.0, "training_iteration": epoch})
+                if (i * reports + epoch) % 10 == 0:
+                    timed(writer.get_state)
+            trial.last_result = {"training_iteration": reports, "epoch": reports, "val_acc": 0.5, "test_acc": 0.5}
+            timed(writer.on_trial_complete, 0, [], trial)
+        start = time.perf_counter()
+        writer.compact()
+        compact = time.perf_counter() - start
+    times.sort()
+    return {"median_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(0.99 * len(times))],
+            "max_ms": 1000 * times[-1], "total_s": sum(times), "flushes": len(times), "compact_s": compact}
+
+
+def suggestion_cost(sizes: list[int]) -> dict[int, float]:
+    """Milliseconds per TPE suggestion (the harness's sampler) once it models n finished trials."""
+    import optuna
+
+    from harness.search import make_sampler
+
+    spec = study_spec(max(sizes), 5, 0.0, tempfile.gettempdir())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(spec, 0))
+    space = {"lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)}
+    costs = {}
+    for n in range(max(sizes) + 1):
+        if n in sizes:
+            start = time.perf_counter()
+            for _ in range(10):
+                study.tell(study.ask(space), 0.5)
+            costs[n] = 100 * (time.perf_counter() - start)  # ms per suggestion (10 of them)
+        else:
+            trial = study.ask(space)
+            study.tell(trial, float(trial.params["lr"]))
+    return costs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, nargs="+", default=[250, 1000, 4000])
+    parser.add_argument("--reports", type=int, default=5, help="reports per trial (default: 5)")
+    parser.add_argument("--seconds", type=float, default=0.2, help="wait per report (default: 0.2)")
+    parser.add_argument("--flush-at", default="10000x20", help="also time the writer at TRIALSxREPORTS")
+    args = parser.parse_args()
+
+    from harness.cluster import connect
+
+    connect(None, [str(SLEEPER)], worker_lines=False)
+    print(f"{os.cpu_count()} CPUs, {CONCURRENT} trials at once, {args.reports} reports of "
+          f"{args.seconds} s each per trial")
+    with tempfile.TemporaryDirectory() as storage:  # the trial workers start once, before any timed run
+        run_harness(study_spec(16, args.reports, args.seconds, storage), storage)
+    print(f"{'trials':>7} {'run':>8} {'wall s':>8} {'ratio':>6} {'driver CPU s/trial':>19} {'peak RSS MB':>12}")
+    for i, n in enumerate(args.trials):
+        walls = {}
+        runs = [("harness", run_harness), ("tune", run_tune)]
+        for name, run in runs if i % 2 == 0 else runs[::-1]:  # alternate which goes first
+            with tempfile.TemporaryDirectory() as storage, DriverMeter() as meter:
+                run(study_spec(n, args.reports, args.seconds, storage), storage)
+            walls[name] = meter.wall
+            ratio = f"{walls['harness'] / walls['tune']:.3f}" if len(walls) == 2 else ""
+            print(f"{n:>7} {name:>8} {meter.wall:>8.1f} {ratio:>6} {meter.cpu / n:>19.4f} "
+                  f"{meter.peak / 2**20:>12.0f}", flush=True)
+    for trials, reports in {(max(args.trials), args.reports), tuple(map(int, args.flush_at.split("x")))}:
+        cost = flush_cost(trials, reports)
+        print(f"flush at {trials} trials x {reports} reports: median {cost['median_ms']:.1f} ms, "
+              f"p99 {cost['p99_ms']:.1f} ms, max {cost['max_ms']:.0f} ms over {cost['flushes']} flushes "
+              f"({cost['total_s']:.1f} s in all); compaction {cost['compact_s']:.2f} s", flush=True)
+    sizes = sorted({250, 1000, *args.trials})
+    costs = suggestion_cost(sizes)
+    print("TPE suggestion: " + ", ".join(f"{costs[n]:.1f} ms at {n} trials" for n in sizes))
+
+
+if __name__ == "__main__":
+    main()
