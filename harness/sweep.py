@@ -31,17 +31,18 @@ from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
 import methods
+from harness.checkpoints import FinishedTrialCheckpoints, prune_checkpoints
 from harness.cluster import check_trial_fits, connect
 from harness.data import DatasetSplits, load_dataset, load_substitute, split_indices
 from harness.errors import HarnessError
 from harness.networks import check_networks
-from harness.tables import PARTS, table_exists
 from harness.progress import choose_mode, make_progress
 from harness.remeasure import StudyStudents, finished_students, measure_again
 from harness.results import FINISHED, ResultsWriter, StopOnWriteFailure, utc_now, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
 from harness.spec import StudySpec, check_sweep
 from harness.storage import StudyLock, probe_storage, this_process, writing
+from harness.tables import PARTS, table_exists
 from harness.teachers import Teacher, obtain_teacher, train_teacher
 from harness.trial import STATE_FILE, run_trial
 
@@ -132,6 +133,7 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
         writer.load_previous()
     printer = make_progress(progress, writer)
     stopper = StopOnWriteFailure(writer)
+    checkpoints = FinishedTrialCheckpoints(spec.study)
     for seed in spec.seeds:
         writer.start_seed(seed)
         run_path = folder / "tune" / f"seed{seed}"
@@ -148,8 +150,8 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
             # The searcher's state, the trials and their checkpoints come back from the run folder.
             tuner = tune.Tuner.restore(str(run_path), trainable=trainable, resume_unfinished=True)
         else:
-            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer], stopper=stopper,
-                              val_labels=data.val.y)
+            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer, checkpoints],
+                              stopper=stopper, val_labels=data.val.y)
         try:
             results = tuner.fit()
         finally:
@@ -188,8 +190,7 @@ def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callba
             name=run_path.name, storage_path=str(run_path.parent), verbose=0,
             callbacks=[*callbacks, JsonLoggerCallback()],  # result.json: what Tune's result grid reads
             failure_config=tune.FailureConfig(max_failures=spec.resources.retries), stop=stopper,
-            # Every checkpoint is kept while the run goes on: the experiment state that a
-            # resumed study restores names checkpoints as they were when it was saved.
+            # Every report's checkpoint is kept while its trial runs (harness.checkpoints).
         ),
     )
 
@@ -214,13 +215,6 @@ def remeasure_latency(spec: StudySpec, folder: Path, data: DatasetSplits, teache
         return
     for line in lines:
         say(line)
-
-
-def prune_checkpoints(run_path: Path) -> None:
-    """Once a seed's run has ended, each trial keeps only its last checkpoint."""
-    for trial in run_path.glob("*/"):
-        for folder in sorted(trial.glob("checkpoint_*"))[:-1]:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_resumable(spec: StudySpec, folder: Path) -> None:
