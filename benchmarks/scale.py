@@ -11,7 +11,9 @@ twice per N, interleaved, in one process and one Ray:
 
 It prints per run the wall time, the harness/Tune ratio, the driver's CPU seconds per
 trial (this process: Tune's loop, the callbacks, the writer; not Ray's own daemons
-nor the trials) and the driver's peak RSS; then the cost of one results flush at the
+nor the trials), the driver's peak RSS, Tune's experiment snapshots (calls of its
+checkpoint step, most of which find the period not yet over, and their seconds), and
+the peak disk use of the run's folder (sampled every 10 s); then the cost of one results flush at the
 largest N (and at ``--flush-at``), and the searcher's time per suggestion as the
 trials it models grow.
 
@@ -61,10 +63,15 @@ def study_spec(trials: int, reports: int, seconds: float, storage: str):
 
 
 class DriverMeter:
-    """Wall time, this process's CPU time, and its peak resident memory while a run lasts."""
+    """Wall time, this process's CPU time, its peak resident memory, the time Tune spent
+    saving experiment snapshots, and the peak disk use of the run's folder."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
 
     def __enter__(self):
-        self.peak, self._done = 0, threading.Event()
+        self.peak, self.disk, self._done = 0, 0, threading.Event()
+        SNAPSHOTS.update(count=0, seconds=0.0)
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -77,12 +84,46 @@ class DriverMeter:
         self.cpu = usage.ru_utime + usage.ru_stime - self.cpu0
         self._done.set()
         self._thread.join()
+        self.disk = max(self.disk, disk_use(self.folder))
 
     def _sample(self):
         page = os.sysconf("SC_PAGE_SIZE")
+        ticks = 0
         while not self._done.wait(0.25):
             rss = int(Path("/proc/self/statm").read_text().split()[1]) * page
             self.peak = max(self.peak, rss)
+            ticks += 1
+            if ticks % 40 == 0:  # every 10 s: walking thousands of checkpoint folders costs CPU too
+                self.disk = max(self.disk, disk_use(self.folder))
+
+
+def disk_use(folder: Path) -> int:
+    total = 0
+    for path, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(path, name)).st_size
+    return total
+
+
+SNAPSHOTS = {"count": 0, "seconds": 0.0}
+
+
+def time_snapshots() -> None:
+    """Count and time Tune's experiment snapshots (TuneController.checkpoint) in this driver."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    original = TuneController.checkpoint
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            SNAPSHOTS["count"] += 1
+            SNAPSHOTS["seconds"] += time.perf_counter() - start
+
+    TuneController.checkpoint = timed
 
 
 @contextlib.contextmanager
@@ -197,21 +238,24 @@ def main() -> None:
     from harness.cluster import connect
 
     connect(None, [str(SLEEPER)], worker_lines=False)
+    time_snapshots()
     print(f"{os.cpu_count()} CPUs, {CONCURRENT} trials at once, {args.reports} reports of "
           f"{args.seconds} s each per trial")
     with tempfile.TemporaryDirectory() as storage:  # the trial workers start once, before any timed run
         run_harness(study_spec(16, args.reports, args.seconds, storage), storage)
-    print(f"{'trials':>7} {'run':>8} {'wall s':>8} {'ratio':>6} {'driver CPU s/trial':>19} {'peak RSS MB':>12}")
+    print(f"{'trials':>7} {'run':>8} {'wall s':>8} {'ratio':>6} {'driver CPU s/trial':>19} {'peak RSS MB':>12} "
+          f"{'snapshot checks, s':>19} {'peak disk MB':>13}")
     for i, n in enumerate(args.trials):
         walls = {}
         runs = [("harness", run_harness), ("tune", run_tune)]
         for name, run in runs if i % 2 == 0 else runs[::-1]:  # alternate which goes first
-            with tempfile.TemporaryDirectory() as storage, DriverMeter() as meter:
+            with tempfile.TemporaryDirectory() as storage, DriverMeter(storage) as meter:
                 run(study_spec(n, args.reports, args.seconds, storage), storage)
             walls[name] = meter.wall
             ratio = f"{walls['harness'] / walls['tune']:.3f}" if len(walls) == 2 else ""
+            snapshots = f"{SNAPSHOTS['count']}, {SNAPSHOTS['seconds']:.1f}"
             print(f"{n:>7} {name:>8} {meter.wall:>8.1f} {ratio:>6} {meter.cpu / n:>19.4f} "
-                  f"{meter.peak / 2**20:>12.0f}", flush=True)
+                  f"{meter.peak / 2**20:>12.0f} {snapshots:>19} {meter.disk / 2**20:>13.1f}", flush=True)
     for trials, reports in {(max(args.trials), args.reports), tuple(map(int, args.flush_at.split("x")))}:
         cost = flush_cost(trials, reports)
         print(f"flush at {trials} trials x {reports} reports: median {cost['median_ms']:.1f} ms, "
