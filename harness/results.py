@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,6 +110,8 @@ class ResultsWriter(LiveCallback):
     a resumed study counts ``resumes``, and report rows are unique per trial and epoch.
     """
 
+    FRESH_S = 1.0  # reports reach the files at least this often, whatever Tune's snapshot period
+
     def __init__(self, spec: StudySpec, folder: Path, teacher: dict[str, Any] | None) -> None:
         super().__init__(f"{spec.study}#results")
         self.spec = spec
@@ -129,6 +132,7 @@ class ResultsWriter(LiveCallback):
         self._earlier: set[str] = set()  # every trial of an interrupted run, until Tune restarts it
         self.failure: str | None = None  # why the files could not be written, once they could not
         self._unwritten = False  # reports or rows not yet flushed
+        self._flushed = time.monotonic()
 
     def start_seed(self, seed: int) -> None:
         self.seed = seed
@@ -186,7 +190,9 @@ class ResultsWriter(LiveCallback):
         self._row(trial).update(epochs_done=result.get("training_iteration"),
                                 **{k: result.get(k) for k in EPOCH_METRICS},
                                 **{k: result[k] for k in OPTIONAL_EPOCH_COLUMNS if k in result})
-        self._unwritten = True  # written with Tune's next experiment snapshot (get_state)
+        self._unwritten = True  # written with Tune's next experiment snapshot (get_state), or
+        if time.monotonic() - self._flushed >= self.FRESH_S:  # sooner, for readers of a running study
+            self.flush()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
@@ -202,8 +208,8 @@ class ResultsWriter(LiveCallback):
     def get_state(self) -> None:
         """Tune calls this whenever it snapshots the experiment (what ``--resume`` restores,
         at most every TUNE_GLOBAL_CHECKPOINT_S): the files are written first, so a resumed
-        run finds every report its checkpoints cover, at one write per snapshot rather
-        than one per report. Nothing to store in the snapshot itself."""
+        run finds every report its checkpoints cover. Reports are written at most once a
+        second besides, never one write per report. Nothing to store in the snapshot itself."""
         if self._unwritten:
             self.flush()
         return None
@@ -287,6 +293,7 @@ class ResultsWriter(LiveCallback):
         ``failure`` (one line: the path and the OS error); StopOnWriteFailure then
         stops the trials, and the sweep ends with that line."""
         self._unwritten = False
+        self._flushed = time.monotonic()
         if self.failure:
             return
         try:

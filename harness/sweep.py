@@ -110,9 +110,7 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
             f"other samples, so other results")
     shipped = trial_splits(spec, data)  # before Ray starts: a missing substitute set fails fast
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
-    # Tune saves the experiment's state (what --resume restores) at most this often; its default
-    # ("auto", at least 10 s) lets a killed driver lose trials started since.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = USER_SNAPSHOT_S or f"{snapshot_period(spec):g}"
     # Our Parquet files replace Tune's per-result CSV and TensorBoard logs, which cost the
     # driver CPU time at every report (measured: benchmarks/trial_overhead.py).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -174,6 +172,24 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
         f"results in {folder}/trials.parquet and epochs.parquet")
     return folder
+
+
+# Set by the user before the harness started: kept as it is.
+USER_SNAPSHOT_S = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")
+SNAPSHOT_S_PER_TRIAL = 0.0025
+
+
+def snapshot_period(spec: StudySpec) -> float:
+    """How often Tune saves the experiment's state (what --resume restores): every second for
+    a study of up to 400 trials per seed, then 2.5 ms per trial (10 s at 4,000).
+
+    A trial started after the last save cannot be resumed (it is kept as 'lost'), so the
+    period is short; but each save writes every trial of the seed so far and the searcher's
+    history, which costs this driver about 0.1 ms per trial (benchmarks/scale.py): every
+    second at 4,000 trials, that was a quarter of the driver's time. This period keeps the
+    saves near 5% of it. Tune's own default ("auto": at least 10 s, 19 times the last save's
+    duration) lets a killed driver lose the trials of the last 10 s in any study."""
+    return max(1.0, SNAPSHOT_S_PER_TRIAL * spec.search.num_samples)
 
 
 def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callbacks: list,

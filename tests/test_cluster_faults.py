@@ -27,7 +27,7 @@ from harness.tables import read_table  # noqa: E402
 from tests.ray_cluster import LocalCluster  # noqa: E402
 
 # Epochs of ~0.4 s (batch 4 on digits): a trial seen half-way in epochs.parquet, which the driver
-# writes with its experiment snapshots (every second), is still running when the node is killed.
+# writes at least every second, is still running when the node is killed.
 EPOCHS = 12
 TRIALS = 4
 SPEC = {

@@ -318,3 +318,22 @@ def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys
     assert "measuring latency again failed (state_dict mismatch)" in capsys.readouterr().out
     row = read_table(tmp_path, "trials").iloc[0]
     assert row.latency_ms == 9.0 and "trial_latency_ms" not in row
+
+
+@pytest.mark.parametrize("samples, period", [(16, "1"), (400, "1"), (4000, "10")])
+def test_each_study_sets_how_often_tune_saves_its_state_from_its_size(tmp_path, monkeypatch, samples, period):
+    """Every save writes every trial so far: a large study saves less often (benchmarks/scale.py)."""
+    import os
+
+    import harness.sweep
+    from harness.errors import HarnessError
+
+    def stop(address, code, **options):  # the period is set before Ray starts
+        raise HarnessError("stopped before Ray")
+
+    monkeypatch.setattr(harness.sweep, "connect", stop)
+    monkeypatch.setattr(harness.sweep, "USER_SNAPSHOT_S", None)
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")  # an earlier study's, in this process
+    with pytest.raises(HarnessError):
+        harness.sweep.run_sweep(small_spec(**{"search.num_samples": str(samples)}), storage=str(tmp_path))
+    assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == period
