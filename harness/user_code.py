@@ -2,12 +2,13 @@
 workers), and functions named ``package.module:function`` in a spec."""
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import SpecError
+from methods.registry import import_attribute
+from methods.study import StudyError
 
 
 def use_code(folders: list[str]) -> list[str]:
@@ -29,11 +30,9 @@ def import_function(name: str, field: str) -> Callable[..., Any]:
     """The function ``package.module:function`` names, or one error line naming ``field``."""
     module_name, _, attribute = name.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # the user's module may fail in any way while importing
-        raise SpecError(f"{field}: cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
-                        f"is its folder in `code:` (or --code)?") from None
-    function = getattr(module, attribute, None)
+        function = import_attribute(name, f"{field}: ")
+    except StudyError as exc:
+        raise SpecError(str(exc)) from None
     if not callable(function):
         raise SpecError(f"{field}: '{module_name}' has no function '{attribute}'")
     return function

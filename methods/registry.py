@@ -40,13 +40,7 @@ class Registry(Generic[T]):
         raise StudyError(f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}")
 
     def _imported(self, name: str, where: str) -> T:
-        module_name, _, attribute = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:  # the user's module may fail in any way while importing
-            raise StudyError(f"{where}cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
-                             f"is its folder in `code:` (or --code)?") from None
-        entry = getattr(module, attribute, None)
+        entry = import_attribute(name, where)
         if not (isinstance(entry, type) and issubclass(entry, self.base)):
             raise StudyError(f"{where}'{name}' is not a {self.kind}: a subclass of {self.base.__name__} was expected")
         return entry
@@ -59,6 +53,18 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_attribute(name: str, where: str = "") -> object:
+    """What ``package.module:attribute`` names (None if the module lacks it); a module that
+    cannot be imported is one :class:`StudyError` line, prefixed by ``where``."""
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module may fail in any way while importing
+        raise StudyError(f"{where}cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
+                         f"is its folder in `code:` (or --code)?") from None
+    return getattr(module, attribute, None)
 
 
 def did_you_mean(name: object, choices: Iterable[object]) -> str:
