@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import os
 import resource
@@ -171,49 +172,74 @@ def run_tune(spec, storage: str) -> None:
 def flush_cost(trials: int, reports: int) -> dict[str, float]:
     """The results writer driven directly: every event of ``trials`` trials of ``reports``
     reports each, with a flush at each start, each end and every 10 reports (Tune's
-    snapshots); the time of each flush."""
+    snapshots); the time of each flush, and within it the time of the tier merges
+    (rewrites of earlier parts: harness/tables.py), so that the new work shows apart."""
     from harness.results import ResultsWriter
+    from harness.tables import PartTable
 
     spec = parse_spec({"study": "flush", "method": "scratch", "student": {"model": "lenet5_half"},
                        "budget": {"epochs": reports}, "asha": {"grace_period": 1},
                        "search": {"num_samples": trials, "space": {"lr": 0.01}}})
-    times = []
-    with tempfile.TemporaryDirectory() as folder:
-        writer = ResultsWriter(spec, Path(folder), None)
+    times, new_work, merging = [], [], [0.0]
+    merge = PartTable._merge_full_tiers
 
-        def timed(event, *args):
-            start = time.perf_counter()
-            event(*args)
-            times.append(time.perf_counter() - start)
-
-        for i in range(trials):
-            trial = SimpleNamespace(trial_id=f"{i:06d}", config={"lr": 0.01}, last_result={})
-            timed(writer.on_trial_start, 0, [], trial)
-            for epoch in range(1, reports + 1):
-                writer.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": 0.5, "val_loss": 1.0,
-                                                      "train_loss": 1.0, "training_iteration": epoch})
-                if (i * reports + epoch) % 10 == 0:
-                    timed(writer.get_state)
-            trial.last_result = {"training_iteration": reports, "epoch": reports, "val_acc": 0.5, "test_acc": 0.5}
-            timed(writer.on_trial_complete, 0, [], trial)
+    def timed_merge(self):
         start = time.perf_counter()
-        writer.compact()
-        compact = time.perf_counter() - start
+        merge(self)
+        merging[0] += time.perf_counter() - start
+
+    PartTable._merge_full_tiers = timed_merge
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            writer = ResultsWriter(spec, Path(folder), None)
+
+            def timed(event, *args):
+                merging[0], start = 0.0, time.perf_counter()
+                event(*args)
+                times.append(time.perf_counter() - start)
+                new_work.append(times[-1] - merging[0])
+
+            for i in range(trials):
+                trial = SimpleNamespace(trial_id=f"{i:06d}", config={"lr": 0.01}, last_result={})
+                timed(writer.on_trial_start, 0, [], trial)
+                for epoch in range(1, reports + 1):
+                    writer.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": 0.5, "val_loss": 1.0,
+                                                          "train_loss": 1.0, "training_iteration": epoch})
+                    if (i * reports + epoch) % 10 == 0:
+                        timed(writer.get_state)
+                trial.last_result = {"training_iteration": reports, "epoch": reports, "val_acc": 0.5,
+                                     "test_acc": 0.5}
+                timed(writer.on_trial_complete, 0, [], trial)
+            start = time.perf_counter()
+            writer.compact()
+            compact = time.perf_counter() - start
+    finally:
+        PartTable._merge_full_tiers = merge
+    merges = sorted(t - n for t, n in zip(times, new_work) if t - n > 1e-4)
     times.sort()
+    new_work.sort()
     return {"median_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(0.99 * len(times))],
-            "max_ms": 1000 * times[-1], "total_s": sum(times), "flushes": len(times), "compact_s": compact}
+            "max_ms": 1000 * times[-1], "total_s": sum(times), "flushes": len(times), "compact_s": compact,
+            "new_median_ms": 1000 * statistics.median(new_work),
+            "new_p99_ms": 1000 * new_work[int(0.99 * len(new_work))], "new_max_ms": 1000 * new_work[-1],
+            "merges": len(merges), "merge_max_ms": 1000 * merges[-1] if merges else 0.0,
+            "merge_s": sum(merges)}
 
 
-def suggestion_cost(sizes: list[int]) -> dict[int, float]:
-    """Milliseconds per TPE suggestion (the harness's sampler) once it models n finished trials."""
+def suggestion_cost(sizes: list[int], searcher: str) -> dict[int, float]:
+    """Milliseconds per suggestion of the harness's sampler (``tpe``, ``random``) once it
+    models n finished trials, on search_spaces/kd.yaml's space (four knobs, one model)."""
     import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     from harness.search import make_sampler
 
     spec = study_spec(max(sizes), 5, 0.0, tempfile.gettempdir())
+    spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, searcher=searcher))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(spec, 0))
-    space = {"lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)}
+    space = {"lr": FloatDistribution(0.004, 0.012, log=True), "tau": FloatDistribution(1.0, 5.0),
+             "alpha": FloatDistribution(0.1, 0.9), "batch_size": CategoricalDistribution([32, 64])}
     costs = {}
     for n in range(max(sizes) + 1):
         if n in sizes:
@@ -223,7 +249,7 @@ def suggestion_cost(sizes: list[int]) -> dict[int, float]:
             costs[n] = 100 * (time.perf_counter() - start)  # ms per suggestion (10 of them)
         else:
             trial = study.ask(space)
-            study.tell(trial, float(trial.params["lr"]))
+            study.tell(trial, float(trial.params["tau"] * trial.params["alpha"]))
     return costs
 
 
@@ -260,10 +286,14 @@ def main() -> None:
         cost = flush_cost(trials, reports)
         print(f"flush at {trials} trials x {reports} reports: median {cost['median_ms']:.1f} ms, "
               f"p99 {cost['p99_ms']:.1f} ms, max {cost['max_ms']:.0f} ms over {cost['flushes']} flushes "
-              f"({cost['total_s']:.1f} s in all); compaction {cost['compact_s']:.2f} s", flush=True)
+              f"({cost['total_s']:.1f} s in all); new work median {cost['new_median_ms']:.1f} ms, "
+              f"p99 {cost['new_p99_ms']:.1f} ms, max "
+              f"{cost['new_max_ms']:.1f} ms; {cost['merges']} flushes merged parts (max {cost['merge_max_ms']:.0f} ms, "
+              f"{cost['merge_s']:.1f} s in all); compaction {cost['compact_s']:.2f} s", flush=True)
     sizes = sorted({250, 1000, *args.trials})
-    costs = suggestion_cost(sizes)
-    print("TPE suggestion: " + ", ".join(f"{costs[n]:.1f} ms at {n} trials" for n in sizes))
+    for searcher in ("tpe", "random"):
+        costs = suggestion_cost(sizes, searcher)
+        print(f"{searcher} suggestion: " + ", ".join(f"{costs[n]:.1f} ms at {n} trials" for n in sizes))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
 import methods
@@ -165,6 +166,22 @@ class StudyScheduler(ASHAScheduler):
         require_internals(self, ASHAScheduler)
         self.floor = floor
         self.grace_period = kwargs["grace_period"]
+        self._arrival: dict[str, int] = {}  # trial id -> order of arrival, for choose_trial_to_run
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        self._arrival.setdefault(trial.trial_id, len(self._arrival))
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """FIFO's choice, the first pending trial or else the first paused one, found among
+        the live trials: Ray's walks every trial of the study at every step of its loop,
+        which grew to 7% of the driver's CPU time at 2,000 trials."""
+        live = tune_controller.get_live_trials()
+        for status in (Trial.PENDING, Trial.PAUSED):
+            waiting = [trial for trial in live if trial.status == status]
+            if waiting:
+                return min(waiting, key=lambda trial: self._arrival.setdefault(trial.trial_id, len(self._arrival)))
+        return None
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)  # records the rung result first

@@ -7,7 +7,8 @@ trial's report) and a later write of a key replaces the earlier one.
 
 Parts are merged in tiers, as a log-structured store does: ``FAN_IN`` parts of one tier
 become one part of the next, so a study of N writes keeps O(FAN_IN log N) part files and
-rewrites each row O(log N) times. :meth:`PartTable.compact` folds everything into the
+rewrites each row O(log N) times; the writer keeps its parts' rows in memory (as Arrow
+tables, each row once), so a merge writes but reads no file. :meth:`PartTable.compact` folds everything into the
 single file when a seed or the study ends. Every file appears by an atomic rename; the
 compacted file records in its Parquet metadata the last write it holds, so parts left
 by an interrupted compaction or merge are recognised as such by readers and removed by
@@ -19,7 +20,7 @@ import contextlib
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +40,10 @@ class Part:
     path: Path
     first: int
     last: int
+    table: pa.Table | None = field(default=None, compare=False, repr=False)  # kept by the writer that wrote it
+
+    def read(self) -> pa.Table:
+        return self.table if self.table is not None else pq.read_table(self.path)
 
     @property
     def tier(self) -> int:
@@ -103,7 +108,7 @@ class PartTable:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.name}-{first:09d}-{last:09d}.parquet"
         _write_atomic(table, path)
-        self.parts.append(Part(path, first, last))
+        self.parts.append(Part(path, first, last, table))
 
     def _merge_full_tiers(self) -> None:
         """Rows are concatenated, not deduplicated: readers keep each key's last row, and the
@@ -113,11 +118,12 @@ class PartTable:
             run = [p for p in self.parts if p.tier == tier]
             if len(run) < FAN_IN:
                 return
-            tables = [pq.read_table(p.path) for p in run]
+            tables = [p.read() for p in run]  # this writer's own parts are still in memory
             try:
                 merged = pa.concat_tables(tables, promote_options="permissive")
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 merged = pa.Table.from_pandas(_concat(tables), preserve_index=False)
+            merged = merged.combine_chunks()  # one row group, not one per part: thousands are slow to write and read
             self.parts = [p for p in self.parts if p not in run]
             self._write_part(merged, run[0].first, run[-1].last)
             for part in run:

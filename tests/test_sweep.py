@@ -130,6 +130,30 @@ def _scheduler_decisions(spec, reports, labels=BALANCED):
     return answers
 
 
+def test_the_scheduler_starts_the_trial_rays_fifo_scheduler_would_looking_only_at_live_trials():
+    from ray.tune.schedulers import FIFOScheduler
+
+    class Trial:  # hashable, as Tune's trials are
+        def __init__(self, trial_id):
+            self.trial_id, self.status = trial_id, "TERMINATED"
+
+    rng = np.random.default_rng(0)
+    scheduler = make_scheduler(small_spec())
+    trials = []
+    for i in range(60):
+        trials.append(Trial(f"t{i:03d}"))
+        scheduler.on_trial_add(None, trials[-1])
+    for _ in range(50):
+        for trial in trials:
+            trial.status = rng.choice(["TERMINATED"] * 8 + ["PENDING", "PAUSED", "RUNNING"])
+        live = {t for t in trials if t.status != "TERMINATED"}
+        # a set, as Tune keeps it: the first trial in it is seldom the first to have arrived
+        controller = SimpleNamespace(get_trials=lambda: trials, get_live_trials=lambda: live)
+        assert scheduler.choose_trial_to_run(controller) is FIFOScheduler().choose_trial_to_run(controller)
+    controller = SimpleNamespace(get_trials=lambda: trials, get_live_trials=lambda: set())
+    assert scheduler.choose_trial_to_run(controller) is None
+
+
 GRACE_2 = {"budget.epochs": "9", "asha.grace_period": "2", "asha.reduction_factor": "3"}
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
