@@ -11,7 +11,8 @@ twice per N, interleaved, in one process and one Ray:
 
 It prints per run the wall time, the harness/Tune ratio, the driver's CPU seconds per
 trial (this process: Tune's loop, the callbacks, the writer; not Ray's own daemons
-nor the trials), the driver's peak RSS, Tune's experiment snapshots (calls of its
+nor the trials), the part of that CPU time spent in the searcher's suggestions,
+the driver's peak RSS, Tune's experiment snapshots (calls of its
 checkpoint step, most of which find the period not yet over, and their seconds), and
 the peak disk use of the run's folder (sampled every 10 s); then the cost of one results flush at the
 largest N (and at ``--flush-at``), and the searcher's time per suggestion as the
@@ -73,6 +74,7 @@ class DriverMeter:
     def __enter__(self):
         self.peak, self.disk, self._done = 0, 0, threading.Event()
         SNAPSHOTS.update(count=0, seconds=0.0)
+        SUGGESTIONS.update(cpu=0.0)
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -108,6 +110,24 @@ def disk_use(folder: Path) -> int:
 
 
 SNAPSHOTS = {"count": 0, "seconds": 0.0}
+SUGGESTIONS = {"cpu": 0.0}
+
+
+def time_suggestions() -> None:
+    """The driver's CPU time in the searcher's suggestions (Optuna's sampler: TPE's cost
+    grows with the trials it models, whoever drives it)."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    original = OptunaSearch.suggest
+
+    def timed(self, *args, **kwargs):
+        start = time.thread_time()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            SUGGESTIONS["cpu"] += time.thread_time() - start
+
+    OptunaSearch.suggest = timed
 
 
 def time_snapshots() -> None:
@@ -265,12 +285,13 @@ def main() -> None:
 
     connect(None, [str(SLEEPER)], worker_lines=False)
     time_snapshots()
+    time_suggestions()
     print(f"{os.cpu_count()} CPUs, {CONCURRENT} trials at once, {args.reports} reports of "
           f"{args.seconds} s each per trial")
     with tempfile.TemporaryDirectory() as storage:  # the trial workers start once, before any timed run
         run_harness(study_spec(16, args.reports, args.seconds, storage), storage)
-    print(f"{'trials':>7} {'run':>8} {'wall s':>8} {'ratio':>6} {'driver CPU s/trial':>19} {'peak RSS MB':>12} "
-          f"{'snapshot checks, s':>19} {'peak disk MB':>13}")
+    print(f"{'trials':>7} {'run':>8} {'wall s':>8} {'ratio':>6} {'driver CPU s/trial':>19} {'of it searcher':>15} "
+          f"{'peak RSS MB':>12} {'snapshot checks, s':>19} {'peak disk MB':>13}")
     for i, n in enumerate(args.trials):
         walls = {}
         runs = [("harness", run_harness), ("tune", run_tune)]
@@ -281,7 +302,8 @@ def main() -> None:
             ratio = f"{walls['harness'] / walls['tune']:.3f}" if len(walls) == 2 else ""
             snapshots = f"{SNAPSHOTS['count']}, {SNAPSHOTS['seconds']:.1f}"
             print(f"{n:>7} {name:>8} {meter.wall:>8.1f} {ratio:>6} {meter.cpu / n:>19.4f} "
-                  f"{meter.peak / 2**20:>12.0f} {snapshots:>19} {meter.disk / 2**20:>13.1f}", flush=True)
+                  f"{SUGGESTIONS['cpu'] / n:>15.4f} {meter.peak / 2**20:>12.0f} {snapshots:>19} "
+                  f"{meter.disk / 2**20:>13.1f}", flush=True)
     for trials, reports in {(max(args.trials), args.reports), tuple(map(int, args.flush_at.split("x")))}:
         cost = flush_cost(trials, reports)
         print(f"flush at {trials} trials x {reports} reports: median {cost['median_ms']:.1f} ms, "
