@@ -366,7 +366,7 @@ def utc_now() -> str:
 def _error_line(trial) -> str:
     """The last line of the trial's traceback: the exception and its message."""
     try:
-        lines = [l for l in Path(trial.error_file).read_text().splitlines() if l.strip()]
+        lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
         return lines[-1].strip() if lines else "error"
     except (OSError, TypeError):
         return "error (no error file)"

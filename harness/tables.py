@@ -8,11 +8,12 @@ trial's report) and a later write of a key replaces the earlier one.
 Parts are merged in tiers, as a log-structured store does: ``FAN_IN`` parts of one tier
 become one part of the next, so a study of N writes keeps O(FAN_IN log N) part files and
 rewrites each row O(log N) times; the writer keeps its parts' rows in memory (as Arrow
-tables, each row once), so a merge writes but reads no file. :meth:`PartTable.compact` folds everything into the
-single file when a seed or the study ends. Every file appears by an atomic rename; the
-compacted file records in its Parquet metadata the last write it holds, so parts left
-by an interrupted compaction or merge are recognised as such by readers and removed by
-the next writer. Pure pandas and pyarrow: the reports read tables without torch or Ray.
+tables, each row once), so a merge writes but reads no file. :meth:`PartTable.compact`
+folds everything into the single file when a seed or the study ends. Every file appears
+by an atomic rename; the compacted file records in its Parquet metadata the last write
+it holds, so parts left by an interrupted compaction or merge are recognised as such by
+readers and removed by the next writer. Pure pandas and pyarrow: the reports read tables
+without torch or Ray.
 """
 from __future__ import annotations
 
