@@ -24,7 +24,7 @@ from ray.tune.stopper import NoopStopper, Stopper
 from harness.errors import HarnessError
 from harness.search import stopped_early
 from harness.spec import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
-from harness.tables import PartTable, read_table
+from harness.tables import PartTable, deletion, read_table
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "device", "measure_s")
 SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms")  # measured beside the student
@@ -123,6 +123,7 @@ class ResultsWriter(LiveCallback):
                        "epochs": PartTable(folder, "epochs", ["study", "seed", "trial_id", *EPOCH_COLUMNS])}
         self._changed: dict[str, None] = {}  # trials whose rows changed since the last flush, in order
         self._reports: list[dict[str, Any]] = []  # reports since the last flush
+        self._last_epoch: dict[str, int] = {}  # by unfinished trial: the latest epoch it reported
         self._counts: Counter[tuple[int, str]] = Counter()  # trials by seed and status
         objective = spec.search.objectives[0]
         self.metric, self.mode = objective.metric, objective.mode
@@ -146,6 +147,10 @@ class ResultsWriter(LiveCallback):
         self._counts = Counter((row["seed"], row["status"]) for row in trials)
         for row in trials:
             self._consider_best(row)
+        reports = read_table(self.folder, "epochs")
+        if not reports.empty:
+            unfinished = reports[reports["trial_id"].isin(self._carried)]
+            self._last_epoch = {k: int(v) for k, v in unfinished.groupby("trial_id")["epoch"].max().items()}
 
     def seed_rows(self, seed: int) -> list[dict[str, Any]]:
         return [row for row in self.trials.values() if row["seed"] == seed]
@@ -180,8 +185,11 @@ class ResultsWriter(LiveCallback):
         self.flush()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        key = self._id(trial)
+        if result.get("epoch") is not None:
+            self._last_epoch[key] = max(self._last_epoch.get(key, 0), int(result["epoch"]))
         self._reports.append({
-            "study": self.spec.study, "seed": self.seed, "trial_id": self._id(trial),
+            "study": self.spec.study, "seed": self.seed, "trial_id": key,
             **{k: result.get(k) for k in EPOCH_COLUMNS},
             **method_columns(result),
             "training_iteration": result.get("training_iteration"),
@@ -251,6 +259,12 @@ class ResultsWriter(LiveCallback):
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
                    **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
+        # A trial continued from a checkpoint older than its last report (the driver died between
+        # snapshots) may end before it reports those epochs again: the earlier run's go.
+        done = row.get("epochs_done")
+        done = int(done) if isinstance(done, (int, float)) and done == done else 0  # NaN, None: none
+        for epoch in range(done + 1, self._last_epoch.pop(row["trial_id"], 0) + 1):
+            self._reports.append(deletion(trial_id=row["trial_id"], epoch=epoch))
         if status == "completed" and getattr(trial, "checkpoint", None) is not None:  # what `harness export` reads
             from harness.trial import STATE_FILE
 

@@ -3,7 +3,8 @@
 A study's table (``trials``, ``epochs``) is ``<folder>/<name>.parquet``, the compacted
 table, plus, while the study runs, part files ``<folder>/parts/<name>-<first>-<last>.parquet``
 holding the rows of writes number ``first`` to ``last``. Rows are keyed (a trial; a
-trial's report) and a later write of a key replaces the earlier one.
+trial's report) and a later write of a key replaces the earlier one; a row written with
+``DELETED`` true removes its key (:func:`deletion`).
 
 Parts are merged in tiers, as a log-structured store does: ``FAN_IN`` parts of one tier
 become one part of the next, so a study of N writes keeps O(FAN_IN log N) part files and
@@ -33,6 +34,7 @@ FAN_IN = 16
 PARTS = "parts"
 THROUGH = b"harness.through"  # the compacted file's metadata: the last write it holds
 KEYS = {"trials": ("trial_id",), "epochs": ("trial_id", "epoch")}
+DELETED = "_deleted"  # a column of part files only: the key's latest row says it is gone
 _PART = re.compile(r"^(?P<name>[a-z]+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 
 
@@ -49,6 +51,11 @@ class Part:
     @property
     def tier(self) -> int:
         return int(math.log(self.last - self.first + 1, FAN_IN) + 1e-9)
+
+
+def deletion(**key: Any) -> dict[str, Any]:
+    """The row that removes ``key`` from a table when appended (a tombstone)."""
+    return {**key, DELETED: True}
 
 
 def table_exists(folder: Path, name: str) -> bool:
@@ -182,9 +189,11 @@ def _latest(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """Each key's last row, in the order the keys first appeared (a trial keeps its place)."""
     key = [k for k in KEYS[name] if k in frame]
     if not key or frame.empty:
-        return frame
+        return frame.drop(columns=DELETED, errors="ignore")
     order = frame.groupby(key, sort=False, dropna=False).ngroup()
     latest = frame.assign(_order=order).drop_duplicates(key, keep="last")
+    if DELETED in latest:
+        latest = latest[~latest[DELETED].eq(True)].drop(columns=DELETED)
     return latest.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
 
 

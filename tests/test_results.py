@@ -100,3 +100,27 @@ def test_a_results_write_that_fails_keeps_the_files_and_stops_the_study_in_one_l
                                            r"\(Is a directory\); the results written before stay in "):
         writer.check_written()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_reports_of_an_earlier_run_past_where_the_resumed_trial_ended_are_dropped(tmp_path):
+    """The driver died after a trial's report 4 reached the files but before Tune's snapshot
+    recorded its checkpoint: resumed from report 2, the trial is stopped at 3."""
+    spec = small_spec(**{"budget.epochs": "5"})
+    first = ResultsWriter(spec, tmp_path, None)
+    trial = SimpleNamespace(trial_id="t1", config={"lr": 0.01}, last_result={})
+    first.on_trial_start(0, [], trial)
+    for epoch in (1, 2, 3, 4):
+        _report(first, trial, epoch)
+    first.flush()
+
+    second = ResultsWriter(spec, tmp_path, None)
+    second.load_previous()
+    second.on_trial_start(0, [], trial)
+    _report(second, trial, 3)
+    trial.last_result = {"training_iteration": 3, "epoch": 3}
+    second.on_trial_complete(0, [], trial)
+    for read in (lambda: read_table(tmp_path, "epochs"), lambda: (second.compact(), pd.read_parquet(
+            tmp_path / "epochs.parquet"))[1]):
+        reports = read()
+        assert reports["epoch"].tolist() == [1, 2, 3] and reports["trial_id"].unique().tolist() == ["s0-t1"]
+    assert read_table(tmp_path, "trials")["epochs_done"].tolist() == [3]

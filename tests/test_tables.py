@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pyarrow.parquet as pq
 
-from harness.tables import FAN_IN, PARTS, PartTable, read_table, table_exists
+from harness.tables import FAN_IN, PARTS, PartTable, deletion, read_table, table_exists
 
 
 def _trial(i: int, status: str, **more) -> dict:
@@ -72,3 +72,16 @@ def test_the_compacted_file_is_plain_parquet_with_the_columns_of_an_empty_table(
     table.append([_trial(0, "completed", val_acc=0.5)])
     table.compact()
     assert pq.read_table(tmp_path / "trials.parquet").to_pandas()["val_acc"].tolist() == [0.5]
+
+
+def test_a_deleted_key_is_gone_from_readers_and_the_compacted_file_until_written_again(tmp_path):
+    table = PartTable(tmp_path, "epochs")
+    table.append([{"trial_id": "a", "epoch": e, "val_acc": e / 10} for e in (1, 2, 3)])
+    table.compact()
+    table.append([deletion(trial_id="a", epoch=3), deletion(trial_id="a", epoch=2)])
+    assert read_table(tmp_path, "epochs")["epoch"].tolist() == [1]
+    table.compact()
+    assert pq.read_table(tmp_path / "epochs.parquet").column_names == ["trial_id", "epoch", "val_acc"]
+    table.append([{"trial_id": "a", "epoch": 2, "val_acc": 0.5}])
+    rows = read_table(tmp_path, "epochs")
+    assert rows["epoch"].tolist() == [1, 2] and rows["val_acc"].tolist() == [0.1, 0.5]
