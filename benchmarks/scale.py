@@ -74,7 +74,7 @@ class DriverMeter:
     def __enter__(self):
         self.peak, self.disk, self._done = 0, 0, threading.Event()
         SNAPSHOTS.update(count=0, seconds=0.0)
-        SUGGESTIONS.update(cpu=0.0)
+        SUGGESTIONS.update(count=0, seconds=0.0)
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -109,42 +109,25 @@ def disk_use(folder: Path) -> int:
     return total
 
 
+# Tune's experiment snapshots (TuneController.checkpoint), wall seconds; the searcher's
+# suggestions (Optuna's sampler: TPE's cost grows with the trials it models), CPU seconds.
 SNAPSHOTS = {"count": 0, "seconds": 0.0}
-SUGGESTIONS = {"cpu": 0.0}
+SUGGESTIONS = {"count": 0, "seconds": 0.0}
 
 
-def time_suggestions() -> None:
-    """The driver's CPU time in the searcher's suggestions (Optuna's sampler: TPE's cost
-    grows with the trials it models, whoever drives it)."""
-    from ray.tune.search.optuna import OptunaSearch
-
-    original = OptunaSearch.suggest
+def tally_calls(owner: type, name: str, tally: dict[str, float], clock=time.perf_counter) -> None:
+    """Wrap ``owner.name`` so that each call in this driver adds to ``tally``: one call and its time on ``clock``."""
+    original = getattr(owner, name)
 
     def timed(self, *args, **kwargs):
-        start = time.thread_time()
+        start = clock()
         try:
             return original(self, *args, **kwargs)
         finally:
-            SUGGESTIONS["cpu"] += time.thread_time() - start
+            tally["count"] += 1
+            tally["seconds"] += clock() - start
 
-    OptunaSearch.suggest = timed
-
-
-def time_snapshots() -> None:
-    """Count and time Tune's experiment snapshots (TuneController.checkpoint) in this driver."""
-    from ray.tune.execution.tune_controller import TuneController
-
-    original = TuneController.checkpoint
-
-    def timed(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            SNAPSHOTS["count"] += 1
-            SNAPSHOTS["seconds"] += time.perf_counter() - start
-
-    TuneController.checkpoint = timed
+    setattr(owner, name, timed)
 
 
 @contextlib.contextmanager
@@ -284,8 +267,11 @@ def main() -> None:
     from harness.cluster import connect
 
     connect(None, [str(SLEEPER)], worker_lines=False)
-    time_snapshots()
-    time_suggestions()
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.search.optuna import OptunaSearch
+
+    tally_calls(TuneController, "checkpoint", SNAPSHOTS)
+    tally_calls(OptunaSearch, "suggest", SUGGESTIONS, clock=time.thread_time)
     print(f"{os.cpu_count()} CPUs, {CONCURRENT} trials at once, {args.reports} reports of "
           f"{args.seconds} s each per trial")
     with tempfile.TemporaryDirectory() as storage:  # the trial workers start once, before any timed run
@@ -302,7 +288,7 @@ def main() -> None:
             ratio = f"{walls['harness'] / walls['tune']:.3f}" if len(walls) == 2 else ""
             snapshots = f"{SNAPSHOTS['count']}, {SNAPSHOTS['seconds']:.1f}"
             print(f"{n:>7} {name:>8} {meter.wall:>8.1f} {ratio:>6} {meter.cpu / n:>19.4f} "
-                  f"{SUGGESTIONS['cpu'] / n:>15.4f} {meter.peak / 2**20:>12.0f} {snapshots:>19} "
+                  f"{SUGGESTIONS['seconds'] / n:>15.4f} {meter.peak / 2**20:>12.0f} {snapshots:>19} "
                   f"{meter.disk / 2**20:>13.1f}", flush=True)
     for trials, reports in {(max(args.trials), args.reports), tuple(map(int, args.flush_at.split("x")))}:
         cost = flush_cost(trials, reports)
