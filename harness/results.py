@@ -261,8 +261,7 @@ class ResultsWriter(LiveCallback):
                    **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
         # A trial continued from a checkpoint older than its last report (the driver died between
         # snapshots) may end before it reports those epochs again: the earlier run's go.
-        done = row.get("epochs_done")
-        done = int(done) if isinstance(done, (int, float)) and done == done else 0  # NaN, None: none
+        done = int(row.get("epochs_done") or 0)  # rows hold None, never NaN (_rows)
         for epoch in range(done + 1, self._last_epoch.pop(row["trial_id"], 0) + 1):
             self._reports.append(deletion(trial_id=row["trial_id"], epoch=epoch))
         if status == "completed" and getattr(trial, "checkpoint", None) is not None:  # what `harness export` reads

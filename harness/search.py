@@ -16,9 +16,9 @@ import ray
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 from optuna.trial import TrialState
+from ray.tune.experiment import Trial
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
-from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
 import methods
