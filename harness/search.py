@@ -170,7 +170,10 @@ class StudyScheduler(ASHAScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_add(tune_controller, trial)
-        self._arrival.setdefault(trial.trial_id, len(self._arrival))
+        self._arrived(trial)
+
+    def _arrived(self, trial: Any) -> int:
+        return self._arrival.setdefault(trial.trial_id, len(self._arrival))
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         """FIFO's choice, the first pending trial or else the first paused one, found among
@@ -180,7 +183,7 @@ class StudyScheduler(ASHAScheduler):
         for status in (Trial.PENDING, Trial.PAUSED):
             waiting = [trial for trial in live if trial.status == status]
             if waiting:
-                return min(waiting, key=lambda trial: self._arrival.setdefault(trial.trial_id, len(self._arrival)))
+                return min(waiting, key=self._arrived)
         return None
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
