@@ -9,7 +9,6 @@ whether the cache holds it), and whether one trial fits this machine.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import methods
 from harness.data import DatasetSplits, data_root, load_dataset, load_substitute
@@ -18,24 +17,26 @@ from harness.networks import check_networks
 from harness.search import asha_rungs, chance_guard, describe_searcher
 from harness.spec import StudySpec, check_sweep
 from harness.storage import held_by, lock_holder, probe_storage
-from harness.tables import table_exists
+from harness.location import Location, open_location
+from harness.tables import PARTS
 
 
 def plan(spec: StudySpec, storage: str | None = None, address: str | None = None) -> list[str]:
     """The lines ``harness check`` prints; a ``HarnessError`` for what would stop the sweep."""
     check_sweep(spec)
     method = methods.METHODS.get(spec.method)
-    root = Path(storage or spec.storage).expanduser().resolve()
-    probe_storage(root)  # creates it, as the sweep would
-    if (holder := lock_holder(root / spec.study)) is not None:
-        raise HarnessError(held_by(root / spec.study, holder))
+    location = open_location(storage or spec.storage)
+    probe_storage(location)  # creates it, as the sweep would; a missing bucket or refused keys are said here
+    study = location.child(spec.study)
+    if (holder := lock_holder(study if study.remote else study.local)) is not None:
+        raise HarnessError(held_by(study, holder))
     pair = f"{spec.teacher.model} -> {spec.student.model}" if spec.teacher else f"student {spec.student.model}"
     lines = [f"study     '{spec.study}': {spec.method}{' (data-free)' if method.data_free else ''}, {pair}"]
     data = _data(spec, lines)
     if data is not None:
         lines += [f"networks  {note}" for note in check_networks(spec, data.num_classes, data.input_shape)]
     if spec.teacher is not None:
-        lines.append(_teacher(spec, data, root))
+        lines.append(_teacher(spec, data, location))
     searched = ", ".join(spec.searched_params()) or "none"
     fixed = ", ".join(f"{k}={v}" for k, v in spec.fixed_params().items()) or "none"
     objectives = ", ".join(f"{o.metric} ({o.mode})" for o in spec.search.objectives)
@@ -46,9 +47,9 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
         f"asha      budget {spec.budget.epochs} reports; may stop trials at {', '.join(map(str, asha_rungs(spec)))}"
         f"{'; also stops trials at chance level' if chance_guard(spec) else ''}",
         _resources(spec, address),
-        f"results   {root / spec.study}"
-        + (" (its earlier results move to previous/ unless --resume)" if table_exists(root / spec.study, "trials")
-           else ""),
+        f"results   {study.uri}"
+        + (" (its earlier results move to previous/ unless --resume)"
+           if study.exists("trials.parquet") or study.exists(PARTS) else ""),
     ]
     return lines
 
@@ -79,7 +80,7 @@ def _data(spec: StudySpec, lines: list[str]) -> DatasetSplits | None:
     return data
 
 
-def _teacher(spec: StudySpec, data: DatasetSplits | None, root: Path) -> str:
+def _teacher(spec: StudySpec, data: DatasetSplits | None, location: Location) -> str:
     from harness.teachers import cache_files, cache_key, load_checkpoint, teacher_study
 
     t = spec.teacher
@@ -91,12 +92,15 @@ def _teacher(spec: StudySpec, data: DatasetSplits | None, root: Path) -> str:
                 f"test {metrics['test_acc']:.2%}")
     epochs = teacher_study(spec).budget.epochs
     if data is None:
-        return f"teacher   {t.model}: trained ({epochs} epochs) and cached in {root / 'teachers'} unless it is there"
-    weights, meta = cache_files(root, spec, data, cache_key(spec, data))
-    if weights.is_file() and meta.is_file():
-        return f"teacher   {t.model}: cached ({weights})"
+        return (f"teacher   {t.model}: trained ({epochs} epochs) and cached in {location.uri_of('teachers')} "
+            f"unless it is there")
+    weights, meta = cache_files(location.local, spec, data, cache_key(spec, data))
+    names = [p.relative_to(location.local).as_posix() for p in (weights, meta)]
+    if all(location.exists(name) for name in names):
+        return f"teacher   {t.model}: cached ({location.uri_of(names[0])})"
     recipe = ", ".join(f"{k} {v}" for k, v in t.recipe.items() if k != "epochs") or "scratch's defaults"
-    return f"teacher   {t.model}: to be trained ({epochs} epochs; {recipe}) and cached in {weights.parent}"
+    return (f"teacher   {t.model}: to be trained ({epochs} epochs; {recipe}) and cached in "
+            f"{location.uri_of('teachers')}")
 
 
 def _resources(spec: StudySpec, address: str | None) -> str:

@@ -9,21 +9,31 @@ disk use is then about one checkpoint per finished trial, not one per report.
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+import posixpath
+
+import pyarrow.fs as pafs
 
 from harness.results import LiveCallback
 
 
-def keep_last_checkpoint(trial_folder: Path) -> None:
-    for folder in sorted(trial_folder.glob("checkpoint_*"))[:-1]:
-        shutil.rmtree(folder, ignore_errors=True)
+def _folders(fs: pafs.FileSystem, path: str) -> list[str]:
+    selector = pafs.FileSelector(path, allow_not_found=True)
+    return sorted(i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.Directory)
 
 
-def prune_checkpoints(run_path: Path) -> None:
+def keep_last_checkpoint(fs: pafs.FileSystem, trial_folder: str) -> None:
+    """Paths in ``fs``'s terms: a local folder or a prefix in a bucket alike."""
+    for folder in [f for f in _folders(fs, trial_folder) if posixpath.basename(f).startswith("checkpoint_")][:-1]:
+        try:
+            fs.delete_dir(folder)
+        except OSError:
+            pass  # gone already; or kept, which costs space, never results
+
+
+def prune_checkpoints(fs: pafs.FileSystem, run_path: str) -> None:
     """Once a seed's run has ended, each trial keeps only its last checkpoint."""
-    for trial in run_path.glob("*/"):
-        keep_last_checkpoint(trial)
+    for trial in _folders(fs, run_path):
+        keep_last_checkpoint(fs, trial)
 
 
 class FinishedTrialCheckpoints(LiveCallback):
@@ -31,18 +41,19 @@ class FinishedTrialCheckpoints(LiveCallback):
     its end: the first of them records it as finished (Tune's loop ends trials and takes
     snapshots in one thread, so a trial that ended before a snapshot began is in it)."""
 
-    def __init__(self, study: str) -> None:
+    def __init__(self, study: str, fs: pafs.FileSystem | None = None) -> None:
         super().__init__(f"{study}#checkpoints")
-        self._ended: list[Path] = []  # trial folders, since the last snapshot
-        self._recorded: list[Path] = []  # ended before the last snapshot, which records them
+        self.fs = fs or pafs.LocalFileSystem()  # where Tune keeps the checkpoints
+        self._ended: list[str] = []  # trial folders, since the last snapshot
+        self._recorded: list[str] = []  # ended before the last snapshot, which records them
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if getattr(trial, "checkpoint", None) is not None:
-            self._ended.append(Path(trial.checkpoint.path).parent)
+            self._ended.append(posixpath.dirname(trial.checkpoint.path))
 
     def get_state(self) -> None:
         """Called as Tune saves the experiment: the previous save is complete."""
         for folder in self._recorded:
-            keep_last_checkpoint(folder)
+            keep_last_checkpoint(self.fs, folder)
         self._recorded, self._ended = self._ended, []
         return None

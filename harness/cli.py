@@ -158,8 +158,6 @@ def recorded_fingerprint(spec_path: str) -> str | None:
 
 
 def remeasure(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     if args.rounds < 1:
         raise HarnessError(f"--rounds: must be at least 1, got {args.rounds}")
     from harness.cluster import configure_ray
@@ -171,10 +169,10 @@ def remeasure(args: argparse.Namespace) -> int:
     from harness.remeasure import load_finished_studies, remeasure_studies
     from harness.storage import StudyLock
 
-    studies = load_finished_studies([Path(s) for s in args.studies])  # every error before Ray starts
+    studies = load_finished_studies(args.studies)  # every error before Ray starts
     with ExitStack() as locks:
         for students, writer in studies:
-            locks.enter_context(StudyLock(writer.folder, "remeasure"))
+            locks.enter_context(StudyLock(writer.location or writer.folder, "remeasure"))
         code = sorted({folder for students, _ in studies for folder in students.spec.code})
         connect(args.address, code)  # the studies' own networks may come from the user's code
         for line in remeasure_studies(studies, args.rounds):
@@ -186,17 +184,23 @@ def export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.export import export_study
+    from harness.location import open_study
 
+    study = open_study(args.study)
     out = Path(args.output) if args.output else None
-    for line in export_study(Path(args.study), args.trial, args.front, args.format, out):
+    for line in export_study(study, args.trial, args.front, args.format, out):
         print(line)
+    if out is None:  # written into the study's folder: on object storage, uploaded there
+        study.push("export")
     return 0
 
 
 def report(args: argparse.Namespace) -> int:
+    from harness.location import open_study
     from reports.study_report import build_report
 
-    path, notes = build_report(args.studies, args.output, images=not args.no_images)
+    folders = [open_study(study).local for study in args.studies]  # object storage: read from the mirror
+    path, notes = build_report(folders, args.output, images=not args.no_images)
     for note in notes:
         print(note)
     print(f"report: {path}")
@@ -204,17 +208,24 @@ def report(args: argparse.Namespace) -> int:
 
 
 def leaderboard(args: argparse.Namespace) -> int:
+    from harness.location import NOT_MIRRORED, open_location
     from reports.leaderboard import build_leaderboard
 
     try:
         budgets = tuple(float(b) for b in args.budgets.split(",") if b.strip())
     except ValueError:
         raise HarnessError(f"--budgets: expected fractions like 0.5,1, got '{args.budgets}'") from None
-    board, paths = build_leaderboard(args.storage, budgets)
+    root = open_location(args.storage)
+    if root.remote:  # the studies' own files, into the mirror; then the leaderboard's files back
+        root.pull(skip=(*NOT_MIRRORED, "teachers", "export"))
+    board, paths = build_leaderboard(root.local, budgets)
+    names = [path.relative_to(root.local).as_posix() for path in paths]
+    for name in names:
+        root.push(name)
     print(f"leaderboard: {board.table['study'].nunique()} studies ({board.read} read, {board.cached} unchanged), "
           f"{len(board.trials)} trials")
-    for path in paths:
-        print(f"  {path}")
+    for name in names:
+        print(f"  {root.uri_of(name)}")
     return 0
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.location import Location, open_location
 from harness.measure import count_params, device_name, measure_latency
 from harness.networks import build_network
 from harness.results import versions
@@ -72,16 +73,16 @@ def chosen_rows(trials: pd.DataFrame, spec: StudySpec, trial: str | None, front:
     return done[~np.array(dominated)], f"the validation Pareto front over {', '.join(m for m, _ in objectives)}"
 
 
-def student_network(spec: StudySpec, folder: Path, row: pd.Series, num_classes: int,
+def student_network(spec: StudySpec, study: Location, row: pd.Series, num_classes: int,
                     input_shape: tuple[int, int, int]) -> nn.Module:
     """The trial's final student, at its own (possibly pruned) shapes."""
     if not isinstance(row.get("student_state"), str):
         raise HarnessError(f"trial {row['trial_id']}: trials.parquet names no student_state (a study written "
                            f"before export existed); run it again to export it")
-    path = folder / row["student_state"]
-    if not path.is_file():
-        raise HarnessError(f"trial {row['trial_id']}: its checkpoint {path} is gone")
-    state = torch.load(path, map_location="cpu", weights_only=True)["method"]["student"]
+    if not study.exists(row["student_state"]):
+        raise HarnessError(f"trial {row['trial_id']}: its checkpoint {study.uri_of(row['student_state'])} is gone")
+    saved = io.BytesIO(study.read_bytes(row["student_state"]))
+    state = torch.load(saved, map_location="cpu", weights_only=True)["method"]["student"]
     model = build_network(spec.student, num_classes, input_shape, "student")
     fit_shapes(model, state)
     model.load_state_dict(state)
@@ -156,10 +157,14 @@ def onnx_latency(run: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]
     return 1000 * statistics.median(times)
 
 
-def export_study(folder: Path, trial: str | None, front: bool, fmt: str, out: Path | None) -> list[str]:
-    """Export the chosen trials of the study in ``folder``; the lines to print."""
+def export_study(study: Path | Location, trial: str | None, front: bool, fmt: str, out: Path | None) -> list[str]:
+    """Export the chosen trials of the study in ``study`` (a folder, or a pulled study on object
+    storage, whose checkpoints are read from the bucket); the lines to print."""
     from harness.data import load_dataset
     from harness.spec import load_spec
+
+    study = study if isinstance(study, Location) else open_location(study)
+    folder = study.local
 
     if not table_exists(folder, "trials"):
         raise HarnessError(f"{folder}: no study results here (trials.parquet)")
@@ -176,7 +181,7 @@ def export_study(folder: Path, trial: str | None, front: bool, fmt: str, out: Pa
     fingerprint = hashlib.sha256(json.dumps(record["spec"], sort_keys=True).encode()).hexdigest()[:16]
     lines = [f"exporting {len(rows)} trial(s) of '{spec.study}': {how}"]
     for _, row in rows.iterrows():
-        student = student_network(spec, folder, row, data.num_classes, data.input_shape)
+        student = student_network(spec, study, row, data.num_classes, data.input_shape)
         model = Deployed(student, data.mean, data.std).eval()
         path = out / f"{spec.study}-{row['trial_id']}{FORMATS[fmt]}"
         example = torch.from_numpy(test_x[:2])

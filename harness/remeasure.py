@@ -18,8 +18,10 @@ report saved), so nothing has to be kept in memory while the search runs.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import posixpath
 import statistics
 import time
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ import ray
 import torch
 
 from harness.errors import HarnessError
+from harness.location import Location, open_location, open_study
 from harness.measure import count_params, device_name, measure_latency
 from harness.networks import build_network
 from harness.results import ResultsWriter, trial_key
@@ -57,21 +60,23 @@ class StudyStudents:
     teacher_state: dict[str, torch.Tensor] | None
 
 
-def finished_students(spec: StudySpec, folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+def finished_students(spec: StudySpec, study: Path | Location) -> dict[str, dict[str, torch.Tensor]]:
     """Row id -> the exported student's weights, for every trial of every seed's run folder
-    that ran its whole budget (a resumed study's earlier seeds included)."""
+    that ran its whole budget (a resumed study's earlier seeds included); the run folders
+    are read where Tune wrote them (a bucket too)."""
     from ray.tune import ExperimentAnalysis
 
+    study = study if isinstance(study, Location) else open_location(study)
     students = {}
     for seed in spec.seeds:
-        path = folder / "tune" / f"seed{seed}"
-        if not path.exists():
+        if not study.exists("tune", f"seed{seed}"):
             continue
-        for trial in ExperimentAnalysis(str(path)).trials:
+        for trial in ExperimentAnalysis(study.path("tune", f"seed{seed}"), storage_filesystem=study.fs).trials:
             last = trial.last_result or {}
             if trial.status == "ERROR" or last.get("epoch") != spec.budget.epochs or trial.checkpoint is None:
                 continue
-            state = torch.load(Path(trial.checkpoint.path) / STATE_FILE, map_location="cpu", weights_only=True)
+            saved = study.read_file(posixpath.join(trial.checkpoint.path, STATE_FILE))
+            state = torch.load(io.BytesIO(saved), map_location="cpu", weights_only=True)
             students[trial_key(seed, trial.trial_id)] = state["method"]["student"]
     return students
 
@@ -150,13 +155,14 @@ def measure_again(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: in
 
 # --- `python -m harness remeasure STUDY_DIR...` -----------------------------------------
 
-def load_finished_study(folder: Path) -> StudyStudents:
+def load_finished_study(study: Location) -> StudyStudents:
     """A finished study's spec, students and teacher, from its results folder and the
     teacher cache beside it; one clear error when something is missing."""
     from harness.data import load_dataset
     from harness.spec import load_spec
     from harness.teachers import obtain_teacher
 
+    folder = study.local
     if not folder.is_dir():  # load_spec would take the name for a spec file
         raise HarnessError(f"{folder}: no such study folder")
     spec = load_spec(str(folder))
@@ -171,19 +177,21 @@ def load_finished_study(folder: Path) -> StudyStudents:
     teacher_state = None
     if spec.teacher is not None:
         def not_cached(*_: Any) -> None:
-            raise HarnessError(f"{folder}: its teacher is not in {folder.parent / 'teachers'} "
+            raise HarnessError(f"{study.uri}: its teacher is not in {study.parent().uri_of('teachers')} "
                                f"(the cache its sweep wrote); measure it where it ran")
 
-        teacher_state = obtain_teacher(spec, data, folder.parent, train=not_cached).state
-    return StudyStudents(spec, data.num_classes, data.input_shape, finished_students(spec, folder), teacher_state)
+        teacher_state = obtain_teacher(spec, data, study.parent(), train=not_cached).state
+    return StudyStudents(spec, data.num_classes, data.input_shape, finished_students(spec, study), teacher_state)
 
 
-def load_finished_studies(folders: list[Path]) -> list[tuple[StudyStudents, ResultsWriter]]:
-    """Each study's students and a writer holding its results (no Ray needed yet)."""
+def load_finished_studies(folders: list[str | Path]) -> list[tuple[StudyStudents, ResultsWriter]]:
+    """Each study's students and a writer holding its results (no Ray needed yet); folders
+    or URIs."""
     studies = []
     for folder in folders:
-        students = load_finished_study(folder)
-        writer = ResultsWriter(students.spec, folder, None)
+        study = open_study(folder)
+        students = load_finished_study(study)
+        writer = ResultsWriter(students.spec, study.local, None, location=study)
         writer.load_previous()
         studies.append((students, writer))
     return studies

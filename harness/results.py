@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import posixpath
 import platform
 import time
 from collections import Counter
@@ -23,6 +23,7 @@ from ray.tune.stopper import NoopStopper, Stopper
 
 from harness.errors import HarnessError
 from harness.search import stopped_early
+from harness.location import NOT_MIRRORED, Location, StorageError, Uploader
 from harness.spec import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 from harness.tables import PartTable, deletion, read_table
 
@@ -112,10 +113,13 @@ class ResultsWriter(LiveCallback):
 
     FRESH_S = 1.0  # reports reach the files at least this often, whatever Tune's snapshot period
 
-    def __init__(self, spec: StudySpec, folder: Path, teacher: dict[str, Any] | None) -> None:
+    def __init__(self, spec: StudySpec, folder: Path, teacher: dict[str, Any] | None,
+                 location: Location | None = None) -> None:
         super().__init__(f"{spec.study}#results")
         self.spec = spec
-        self.folder = folder
+        self.folder = folder  # written here; on object storage, the study's local mirror...
+        self.location = location if location is not None and location.remote else None  # ...pushed here
+        self._uploader = Uploader(self.location, NOT_MIRRORED) if self.location is not None else None
         self.teacher = teacher or {}
         self.seed = spec.seeds[0]
         self.trials: dict[str, dict[str, Any]] = {}
@@ -267,7 +271,9 @@ class ResultsWriter(LiveCallback):
         if status == "completed" and getattr(trial, "checkpoint", None) is not None:  # what `harness export` reads
             from harness.trial import STATE_FILE
 
-            row["student_state"] = os.path.relpath(Path(trial.checkpoint.path) / STATE_FILE, self.folder)
+            # Relative to the study folder, in the terms of the filesystem Tune checkpoints to.
+            top = self.location.base if self.location else str(self.folder)
+            row["student_state"] = posixpath.relpath(posixpath.join(trial.checkpoint.path, STATE_FILE), top)
         self._consider_best(row)
         self.flush()
 
@@ -313,7 +319,9 @@ class ResultsWriter(LiveCallback):
             self.folder.mkdir(parents=True, exist_ok=True)
             self.tables["trials"].append([self.trials[key] for key in self._changed])
             self.tables["epochs"].append(self._reports)
-        except OSError as exc:
+            if self._uploader is not None:
+                self._uploader.request()  # uploaded in the background
+        except (OSError, StorageError) as exc:
             self._failed(exc)
             return
         self._changed.clear()
@@ -327,10 +335,15 @@ class ResultsWriter(LiveCallback):
         try:
             for table in self.tables.values():
                 table.compact()
-        except OSError as exc:
+            if self._uploader is not None:
+                self._uploader.drain()  # a seed's or the study's end: its files are in the bucket
+        except (OSError, StorageError) as exc:
             self._failed(exc)
 
-    def _failed(self, exc: OSError) -> None:
+    def _failed(self, exc: OSError | StorageError) -> None:
+        if isinstance(exc, StorageError):
+            self.failure = f"{exc}; the results written before stay in {self.location.uri}"
+            return
         self.failure = (f"storage: cannot write '{exc.filename or self.folder}' ({exc.strerror or exc}); "
                         f"the results written before stay in {self.folder}")
 

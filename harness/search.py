@@ -8,6 +8,8 @@ line, a Ray that no longer has them.
 from __future__ import annotations
 
 import math
+import pickle
+import warnings
 from typing import Any
 
 import numpy as np
@@ -22,12 +24,17 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 import methods
+from harness import optuna_storage
 from harness.errors import HarnessError
 from harness.spec import Distribution, StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# A trial continued from a checkpoint reports again the epochs after it, which Optuna's
+# storage may hold already (the driver died between snapshots): the first value stands.
+warnings.filterwarnings("ignore", message="The reported value is ignored because this `step=", category=UserWarning)
 
-RAY_INTERNALS = {OptunaSearch: ("_ot_study", "_ot_trials", "_completed_trials"),
+RAY_INTERNALS = {OptunaSearch: ("_ot_study", "_ot_trials", "_completed_trials", "_storage", "_study_name",
+                                 "_sampler"),
                  ASHAScheduler: ("_num_stopped", "_metric", "_time_attr")}
 
 
@@ -57,12 +64,65 @@ class StudySearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         require_internals(self, OptunaSearch)
         self.budget = budget
+        self._last_step: dict[str, int] = {}  # by running trial: the step Optuna last got
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._completed_trials:  # see restore
+            super().on_trial_result(trial_id, result)
+            self._last_step[trial_id] = result.get(TRAINING_ITERATION)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if error or not stopped_early(result, self.budget) or trial_id in self._completed_trials:
+        if trial_id in self._completed_trials:  # see restore
+            return None
+        if error or not stopped_early(result, self.budget):
             return super().on_trial_complete(trial_id, result, error)
+        step = result.get(TRAINING_ITERATION)
+        if not isinstance(self.metric, list) and result.get(self.metric) is not None \
+                and self._last_step.pop(trial_id, None) != step:
+            # Tune passes the report that stopped a trial here, not to on_trial_result: Optuna gets
+            # it as the trial's last intermediate value, which TPE ranks pruned trials by.
+            self._ot_trials[trial_id].report(result[self.metric], step)
         self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+    # Tune's snapshots keep the searcher without its Optuna storage, which holds the trials
+    # itself (harness.optuna_storage); a restored searcher reopens it.
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """The searcher as Tune's last snapshot saved it, with the storage's view of its trials."""
+        with open(checkpoint_path, "rb") as f:
+            self.__setstate__(pickle.load(f))
+        if self._storage is None:
+            return
+        # The storage may be ahead of this state (a driver killed between snapshots): a trial it
+        # holds as finished keeps that record when Tune runs it again from a checkpoint, and a
+        # trial asked after the snapshot fails (Tune asks for a new one in its place).
+        known = {trial._trial_id: tid for tid, trial in self._ot_trials.items()}
+        for trial in self._ot_study.get_trials(deepcopy=False):
+            if trial._trial_id not in known:
+                if not trial.state.is_finished():
+                    self._ot_study.tell(trial.number, state=TrialState.FAIL)
+            elif trial.state.is_finished():
+                self._completed_trials.add(known[trial._trial_id])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._storage is not None:
+            state.update(_ot_study=None, _storage=None,
+                         _ot_trials={tid: trial._trial_id for tid, trial in self._ot_trials.items()})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._ot_study is not None or self._study_name == "optuna":  # in memory, pickled whole
+            return
+        self._storage = optuna_storage.reopen(self._study_name)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
+        self._ot_trials = {tid: optuna.Trial(self._ot_study, trial_id) for tid, trial_id in self._ot_trials.items()}
 
     @property
     def optuna_study(self) -> optuna.Study:
@@ -119,8 +179,10 @@ def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
                                       multivariate=not spec.multi_objective, constant_liar=True)
 
 
-def make_searcher(spec: StudySpec, seed: int) -> StudySearch | None:
-    """Optuna for the searched knobs; none when every knob is fixed (one trial per seed)."""
+def make_searcher(spec: StudySpec, seed: int, storage: optuna.storages.BaseStorage | None = None
+                  ) -> StudySearch | None:
+    """Optuna for the searched knobs; none when every knob is fixed (one trial per seed).
+    With a ``storage``, the seed's Optuna study is kept there (harness.optuna_storage)."""
     if not spec.searched_params():
         return None
     objectives = spec.search.objectives
@@ -128,8 +190,9 @@ def make_searcher(spec: StudySpec, seed: int) -> StudySearch | None:
     mode: str | list[str] = [o.mode for o in objectives]
     if not spec.multi_objective:
         metric, mode = metric[0], mode[0]
+    named = {"storage": storage, "study_name": optuna_storage.study_name(spec.study, seed)} if storage else {}
     return StudySearch(space=optuna_space(spec), metric=metric, mode=mode,
-                       sampler=make_sampler(spec, seed), budget=spec.budget.epochs)
+                       sampler=make_sampler(spec, seed), budget=spec.budget.epochs, **named)
 
 
 def asha_rungs(spec: StudySpec) -> list[int]:

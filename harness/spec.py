@@ -79,6 +79,7 @@ class SearchSpec:
     num_samples: int = 8
     max_concurrent: int | None = None  # default: as many trials as the resources fit
     startup_trials: int | None = None  # TPE's random trials before it models; default from num_samples
+    storage: str | None = None  # an Optuna storage URL or journal file; default: the study's optuna.journal
 
 
 @dataclass
@@ -86,6 +87,12 @@ class AshaSpec:
     grace_period: int = 1
     reduction_factor: float = 2.0
     stop_at_chance: bool = True  # from the grace period on, also stop a trial no better than guessing
+
+
+@dataclass
+class TrackingSpec:
+    mlflow: dict[str, Any] | None = None  # tracking_uri, experiment_name, tags (harness.tracking)
+    tensorboard: bool = False
 
 
 @dataclass
@@ -128,6 +135,7 @@ class StudySpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     storage: str = "studies"
     code: list[str] = field(default_factory=list)  # the user's package folders, shipped to every node
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     @property
     def multi_objective(self) -> bool:
@@ -393,6 +401,16 @@ def _check_semantics(spec: StudySpec) -> None:
                         f"{did_you_mean(spec.search.searcher, searchers)}")
     _check_objectives(spec.search.objectives)
     _check_ranges(spec)
+    if spec.search.storage is not None:
+        from harness.optuna_storage import check_storage_url
+
+        check_storage_url(spec.search.storage)
+    from harness.tracking import check_tracking
+
+    check_tracking(spec)
+    from harness.location import check_uri
+
+    check_uri(spec.storage)  # a malformed URI, or one with keys in it: said now (opened by the sweep)
     if spec.asha.grace_period > spec.budget.epochs:
         raise SpecError(f"asha.grace_period: {spec.asha.grace_period} exceeds budget.epochs "
                         f"({spec.budget.epochs}); lower it or raise the budget")

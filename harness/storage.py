@@ -1,9 +1,11 @@
 """The storage folder: checked writable before any work, one writer per study, and
 every failure to write it said in one line.
 
-The lock is ``<study>/.lock``, created exclusively (``O_CREAT | O_EXCL``; on object
-storage the same is a put with ``If-None-Match: *``), holding the host, process id
-and process start time of its holder. A lock whose holder is gone (on this host:
+The lock is ``<study>/.lock``, created exclusively (``O_CREAT | O_EXCL``), holding the
+host, process id and process start time of its holder. On object storage, which has no
+exclusive create that every provider and pyarrow offer, a taker writes its record, waits
+``SETTLE_S`` and reads it back: of two takers within that time, the later write wins and
+the other refuses. A lock whose holder is gone (on this host:
 no such process, or another process that reused its id) is stale and taken over;
 a holder on another host is trusted until its lock is deleted by hand.
 """
@@ -13,13 +15,16 @@ import contextlib
 import json
 import os
 import socket
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import HarnessError
+from harness.location import Location
 
 LOCK_FILE = ".lock"
+SETTLE_S = 1.0
 
 
 def process_start(pid: int) -> int | None:
@@ -59,19 +64,33 @@ def writing(where: Path) -> Iterator[None]:
         raise HarnessError(f"storage: cannot write '{exc.filename or where}' ({exc.strerror or exc})") from None
 
 
-def probe_storage(root: Path) -> None:
-    """Create the storage folder and write a file in it, or say in one line why not."""
-    probe = root / f".probe-{os.getpid()}"
-    with writing(root):
-        root.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+def probe_storage(root: Location) -> None:
+    """Create the storage folder and write a file in it, or say in one line why not: a missing
+    bucket and refused credentials are found here, before any work."""
+    probe = f".probe-{socket.gethostname()}-{os.getpid()}"
+    if root.remote:
+        bucket = root.base.split("/")[0]
+        if not Location(root.uri, root.fs, bucket, root.local).exists():
+            raise HarnessError(f"storage {root.uri}: bucket '{bucket}' does not exist (or these credentials "
+                               f"may not see it); create it first")
+        root.write_bytes(b"", probe)
+        root.delete(probe)
+        return
+    with writing(root.local):
+        root.local.mkdir(parents=True, exist_ok=True)
+        (root.local / probe).write_bytes(b"")
+        (root.local / probe).unlink()
 
 
-def lock_holder(folder: Path) -> dict[str, Any] | None:
+def lock_holder(folder: Path | Location) -> dict[str, Any] | None:
     """Who holds the study's lock: None when nobody does or its holder is gone."""
     try:
-        holder = json.loads((folder / LOCK_FILE).read_text())
+        if isinstance(folder, Location):
+            if not folder.exists(LOCK_FILE):
+                return None
+            holder = json.loads(folder.read_bytes(LOCK_FILE))
+        else:
+            holder = json.loads((folder / LOCK_FILE).read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
@@ -79,24 +98,29 @@ def lock_holder(folder: Path) -> dict[str, Any] | None:
     return None if holder_alive(holder) is False else holder
 
 
-def held_by(folder: Path, holder: dict[str, Any]) -> str:
+def held_by(folder: Path | Location, holder: dict[str, Any]) -> str:
     """The line that refuses a second writer of a study."""
     who = (f"`harness {holder.get('command', '?')}` (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
            f"since {holder.get('since', '?')})")
-    return (f"study folder {folder} is being written by {who}; wait for it to end, or, if that process is gone, "
-            f"delete {folder / LOCK_FILE}")
+    where = folder.uri if isinstance(folder, Location) else folder
+    return (f"study folder {where} is being written by {who}; wait for it to end, or, if that process is gone, "
+            f"delete {where}/{LOCK_FILE}")
 
 
 class StudyLock:
     """Held while a command writes a study folder (``with StudyLock(folder, "sweep"):``)."""
 
-    def __init__(self, folder: Path, command: str) -> None:
-        self.folder, self.command = folder, command
-        self.path = folder / LOCK_FILE
+    def __init__(self, folder: Path | Location, command: str) -> None:
+        self.remote = folder if isinstance(folder, Location) and folder.remote else None
+        self.folder = folder.local if isinstance(folder, Location) else folder
+        self.command = command
+        self.path = self.folder / LOCK_FILE
         self.record = {**this_process(), "command": command,
                        "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     def __enter__(self) -> "StudyLock":
+        if self.remote is not None:
+            return self._enter_remote()
         with writing(self.folder):
             self.folder.mkdir(parents=True, exist_ok=True)
             for _ in range(2):  # a second try once a stale lock is gone
@@ -121,7 +145,25 @@ class StudyLock:
             if self.path.read_bytes() == stale:  # not a lock another taker wrote meanwhile
                 self.path.unlink()
 
+    def _enter_remote(self) -> "StudyLock":
+        assert self.remote is not None
+        if (holder := lock_holder(self.remote)) is not None:
+            raise HarnessError(held_by(self.remote, holder))
+        mine = json.dumps(self.record).encode()
+        self.remote.write_bytes(mine, LOCK_FILE)
+        time.sleep(SETTLE_S)  # another taker's write within this time replaces ours: we then refuse
+        if self.remote.read_bytes(LOCK_FILE) != mine:
+            raise HarnessError(held_by(self.remote, lock_holder(self.remote) or {}))
+        return self
+
     def __exit__(self, *exc: object) -> None:
+        if self.remote is not None:
+            try:
+                if json.loads(self.remote.read_bytes(LOCK_FILE)) == self.record:
+                    self.remote.delete(LOCK_FILE)
+            except (HarnessError, ValueError):
+                pass
+            return
         try:
             if json.loads(self.path.read_text()) == self.record:
                 self.path.unlink()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import shutil
 import tempfile
 import time
@@ -25,12 +26,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray
 import torch
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
 import methods
+from harness import optuna_storage
 from harness.checkpoints import FinishedTrialCheckpoints, prune_checkpoints
 from harness.cluster import check_trial_fits, connect
 from harness.data import DatasetSplits, load_dataset, load_substitute, split_indices
@@ -38,26 +41,36 @@ from harness.errors import HarnessError
 from harness.networks import check_networks
 from harness.progress import choose_mode, make_progress
 from harness.remeasure import StudyStudents, finished_students, measure_again
-from harness.results import FINISHED, ResultsWriter, StopOnWriteFailure, utc_now, versions
+from harness.location import NOT_MIRRORED, Location, open_location
+from harness.optuna_storage import JOURNAL
+from harness.results import FINISHED, LiveCallback, ResultsWriter, StopOnWriteFailure, utc_now, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
 from harness.spec import StudySpec, check_sweep
-from harness.storage import StudyLock, probe_storage, this_process, writing
-from harness.tables import PARTS, table_exists
+from harness.storage import StudyLock, held_by, lock_holder, probe_storage, this_process, writing
+from harness.tables import PARTS
 from harness.teachers import Teacher, obtain_teacher, train_teacher
+from harness.tracking import tracking_callbacks
 from harness.trial import STATE_FILE, run_trial
 
 
 def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: dict[str, Any],
-               folder: str) -> None:
+               study: Location) -> None:
     """The Ray Tune function trainable: a trial that checkpoints at every report."""
     data = ray.get(shared["data"])
     teacher_state = ray.get(shared["teacher"]) if shared["teacher"] is not None else None
     # Same id as the trial's row in trials.parquet (ResultsWriter._id).
-    samples_dir = Path(folder) / "samples" / f"s{seed}-{tune.get_context().get_trial_id()}"
+    samples = f"samples/s{seed}-{tune.get_context().get_trial_id()}"
+    # On object storage, a grid is drawn in a folder of this node's and uploaded from there.
+    samples_dir = Path(tempfile.mkdtemp(prefix="harness-samples-")) if study.remote else study.local / samples
     node_id = ray.get_runtime_context().get_node_id()
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
 
     def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        if study.remote and metrics.get("samples"):
+            grid = Path(metrics["samples"])
+            study.write_bytes(grid.read_bytes(), samples, grid.name)
+            grid.unlink()
+            metrics = {**metrics, "samples": study.uri_of(samples, grid.name)}
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(state, Path(tmp) / STATE_FILE)
             tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp))
@@ -84,19 +97,26 @@ def run_sweep(spec: StudySpec, storage: str | None = None, address: str | None =
     The storage is checked writable and the study folder locked before any work.
     """
     check_sweep(spec)
-    root = Path(storage or spec.storage).expanduser().resolve()
-    folder = root / spec.study
-    probe_storage(root)
+    root = open_location(storage or spec.storage)
+    probe_storage(root)  # a missing bucket or refused credentials: one line, before any work
+    study = root.child(spec.study)
+    if study.remote:  # the local mirror starts as the storage holds the study
+        if (holder := lock_holder(study)) is not None:  # and is not another driver's to clear
+            raise HarnessError(held_by(study, holder))
+        shutil.rmtree(study.local, ignore_errors=True)
+        if resume:
+            study.pull(skip=tuple(n for n in NOT_MIRRORED if n != JOURNAL))  # the Optuna journal too
     if resume:
-        check_resumable(spec, folder)
-    with StudyLock(folder, "sweep --resume" if resume else "sweep"):
-        return _sweep(spec, root, folder, address, resume, recorded_data, progress)
+        check_resumable(spec, study)
+    with StudyLock(study, "sweep --resume" if resume else "sweep"):
+        return _sweep(spec, root, study, address, resume, recorded_data, progress)
 
 
-def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resume: bool,
+def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None, resume: bool,
            recorded_data: str | None, progress: str) -> Path:
+    folder = study.local
     if resume:
-        say(f"resuming '{spec.study}' from {folder}")
+        say(f"resuming '{spec.study}' from {study.uri}")
     data = load_dataset(spec.dataset)
     say(f"study '{spec.study}': {spec.method} on {data.name} "
         f"(train {len(data.train)}, val {len(data.val)}, test {len(data.test)}), "
@@ -120,57 +140,71 @@ def _sweep(spec: StudySpec, root: Path, folder: Path, address: str | None, resum
         say(note)
     teacher = prepare_teacher(spec, data, root)
     with writing(folder):
-        if not resume and (archived := archive_previous(folder)):  # only once the study can start
+        if not resume and (archived := archive_previous(study)):  # only once the study can start
             say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
         write_study_file(folder, spec, data, teacher, started=None if resume else utc_now())
         (folder / "splits.json").write_text(split_indices(data))
+        study.push(skip=NOT_MIRRORED)
     shared = {"data": ray.put(shipped),
               "teacher": ray.put(teacher.state) if teacher else None}
-    writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None)
+    writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None, location=study)
     if resume:
         writer.load_previous()
     printer = make_progress(progress, writer)
     stopper = StopOnWriteFailure(writer)
-    checkpoints = FinishedTrialCheckpoints(spec.study)
+    checkpoints = FinishedTrialCheckpoints(spec.study, study.fs)
+    callbacks = [writer, printer, checkpoints]
+    searches = optuna_storage.open_storage(spec.search.storage, folder) if spec.searched_params() else None
+    if searches is not None and study.remote and spec.search.storage is None:
+        callbacks.append(JournalUpload(spec.study, study))
     for seed in spec.seeds:
         writer.start_seed(seed)
-        run_path = folder / "tune" / f"seed{seed}"
-        restoring = resume and tune.Tuner.can_restore(str(run_path))
+        run_path = study.path("tune", f"seed{seed}")  # Tune's run folder, local or in the bucket
+        restoring = resume and tune.Tuner.can_restore(run_path, storage_filesystem=study.fs)
         if restoring and seed_finished(writer, spec, seed):
             say(f"seed {seed}: finished earlier, kept")
             continue
         say(f"seed {seed}: {'resuming the search' if restoring else 'searching'}")
+        if searches is not None:
+            name = optuna_storage.study_name(spec.study, seed)
+            optuna_storage.register(name, searches)  # what a restored searcher reopens
+            if not restoring and optuna_storage.forget_earlier(searches, name):
+                say(f"seed {seed}: Optuna study '{name}' of an earlier run removed from {spec.search.storage}")
         printer.start_seed(seed, done=sum(n for status, n in writer.counts(seed).items() if status in FINISHED))
         trainable = tune.with_resources(
-            tune.with_parameters(tune_trial, spec=spec, seed=seed, shared=shared, folder=str(folder)),
+            tune.with_parameters(tune_trial, spec=spec, seed=seed, shared=shared, study=study),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
         if restoring:
             # The searcher's state, the trials and their checkpoints come back from the run folder.
-            tuner = tune.Tuner.restore(str(run_path), trainable=trainable, resume_unfinished=True)
+            tuner = tune.Tuner.restore(run_path, trainable=trainable, resume_unfinished=True,
+                                       storage_filesystem=study.fs)
         else:
-            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[writer, printer, checkpoints],
-                              stopper=stopper, val_labels=data.val.y)
+            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[*callbacks, *tracking_callbacks(spec, seed)],
+                              stopper=stopper,
+                              val_labels=data.val.y, fs=study.fs, searches=searches)
         try:
             results = tuner.fit()
         finally:
             printer.end_seed()
         writer.compact()
         writer.check_written()
-        prune_checkpoints(run_path)
+        prune_checkpoints(study.fs, run_path)
+        study.push(JOURNAL)
         if resume and (lost := writer.mark_lost(seed)):
             say(f"seed {seed}: {lost} trial(s) of the interrupted run could not be resumed (status 'lost')")
         if results.num_terminated + results.num_errors < spec.search.num_samples:
             # Tune ends a run on Ctrl-C and returns normally: stop here, not at the next seed.
             writer.mark_unfinished("interrupted")
             raise KeyboardInterrupt
-    remeasure_latency(spec, folder, data, teacher, writer)
+    remeasure_latency(spec, study, data, teacher, writer)
     writer.compact()
     writer.check_written()
     with writing(folder):
         write_study_file(folder, spec, data, teacher, started=None, ended=utc_now())
+        study.push(skip=NOT_MIRRORED)
     counts = writer.counts()
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
-        f"results in {folder}/trials.parquet and epochs.parquet")
+        f"results in {study.uri}/trials.parquet and epochs.parquet")
     return folder
 
 
@@ -192,26 +226,49 @@ def snapshot_period(spec: StudySpec) -> float:
     return max(1.0, SNAPSHOT_S_PER_TRIAL * spec.search.num_samples)
 
 
-def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: Path, callbacks: list,
-              stopper: tune.Stopper | None = None, val_labels: Any = None) -> tune.Tuner:
-    """One seed's search: Optuna + ASHA, a retry budget per trial, results to ``run_path``."""
+def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: str | Path, callbacks: list,
+              stopper: tune.Stopper | None = None, val_labels: Any = None,
+              fs: pyarrow.fs.FileSystem | None = None, searches: Any = None) -> tune.Tuner:
+    """One seed's search: Optuna + ASHA, a retry budget per trial, results to ``run_path``
+    (in ``fs``: a local folder or a bucket's prefix, written by every node)."""
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(spec, seed), scheduler=make_scheduler(spec, val_labels),
+            search_alg=make_searcher(spec, seed, searches), scheduler=make_scheduler(spec, val_labels),
             num_samples=spec.search.num_samples, reuse_actors=True,
             max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
         ),
         run_config=tune.RunConfig(
-            name=run_path.name, storage_path=str(run_path.parent), verbose=0,
+            name=posixpath.basename(run_path), storage_path=posixpath.dirname(str(run_path)), storage_filesystem=fs,
+            verbose=0,
             callbacks=[*callbacks, JsonLoggerCallback()],  # result.json: what Tune's result grid reads
             failure_config=tune.FailureConfig(max_failures=spec.resources.retries), stop=stopper,
+            # On object storage, each snapshot goes up as it is taken (Tune's default: every 5 minutes),
+            # so that a driver killed at any time resumes from the bucket with its last snapshot.
+            sync_config=tune.SyncConfig(sync_period=snapshot_period(spec)),
             # Every report's checkpoint is kept while its trial runs (harness.checkpoints).
         ),
     )
 
 
-def remeasure_latency(spec: StudySpec, folder: Path, data: DatasetSplits, teacher: Teacher | None,
+class JournalUpload(LiveCallback):
+    """On object storage, the Optuna journal (kept in the local mirror) goes up with each of
+    Tune's snapshots, so that a searcher restored from one finds every trial it names; not
+    at every write: the journal grows with the study."""
+
+    def __init__(self, study_name: str, study: Location) -> None:
+        super().__init__(f"{study_name}#journal")
+        self.study = study
+
+    def get_state(self) -> None:
+        try:
+            self.study.push(JOURNAL)
+        except HarnessError as error:
+            say(f"{error} (the Optuna journal; the results are written apart)")
+        return None
+
+
+def remeasure_latency(spec: StudySpec, study: Location, data: DatasetSplits, teacher: Teacher | None,
                       writer: ResultsWriter) -> None:
     """Measure every seed's completed trials again on a machine the searches no longer load;
     if that fails, the figures taken during the trials stand."""
@@ -222,7 +279,7 @@ def remeasure_latency(spec: StudySpec, folder: Path, data: DatasetSplits, teache
             "the figures taken during the trials stand")
         return
     try:
-        students = StudyStudents(spec, data.num_classes, data.input_shape, finished_students(spec, folder),
+        students = StudyStudents(spec, data.num_classes, data.input_shape, finished_students(spec, study),
                                  teacher.state if teacher else None)
         [lines] = measure_again([(students, writer)], spec.measure.rounds, spec.resources)
     except Exception as error:  # a step after the search must never cost its results
@@ -233,14 +290,15 @@ def remeasure_latency(spec: StudySpec, folder: Path, data: DatasetSplits, teache
         say(line)
 
 
-def check_resumable(spec: StudySpec, folder: Path) -> None:
+def check_resumable(spec: StudySpec, study: Location) -> None:
     """``--resume`` continues the same study, never a different one under the same name."""
-    path = folder / "study.json"
+    path = study.local / "study.json"
+    where = posixpath.dirname(study.uri)
     if not path.exists():
-        raise HarnessError(f"--resume: no study '{spec.study}' to resume in {folder.parent}")
+        raise HarnessError(f"--resume: no study '{spec.study}' to resume in {where}")
     saved = json.loads(path.read_text())
     if saved.get("ended_at"):
-        raise HarnessError(f"--resume: study '{spec.study}' in {folder.parent} finished at {saved['ended_at']}; "
+        raise HarnessError(f"--resume: study '{spec.study}' in {where} finished at {saved['ended_at']}; "
                            f"run it without --resume to start again")
     now = json.loads(json.dumps(spec.to_dict(), default=str))
     changed = sorted(k for k in {*now, *saved["spec"]} if now.get(k) != saved["spec"].get(k))
@@ -285,7 +343,7 @@ def trials_that_fit(spec: StudySpec) -> int:
     return max(1, fit)
 
 
-def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Path) -> Teacher | None:
+def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Location) -> Teacher | None:
     if spec.teacher is None:
         return None
     started = time.monotonic()
@@ -302,17 +360,16 @@ def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Path) -> Teacher
     return teacher
 
 
-def archive_previous(folder: Path) -> Path | None:
+def archive_previous(study: Location) -> str | None:
     """Move an earlier run's results aside rather than mixing or deleting them."""
-    if not table_exists(folder, "trials"):
+    if not (study.exists("trials.parquet") or study.exists(PARTS)):
         return None
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = folder / "previous" / stamp
-    target.mkdir(parents=True)
-    for name in ("trials.parquet", "epochs.parquet", PARTS, "study.json", "splits.json", "tune", "samples"):
-        if (folder / name).exists():
-            shutil.move(str(folder / name), str(target / name))
-    return target
+    target = posixpath.join("previous", datetime.now().strftime("%Y%m%d-%H%M%S"))
+    for name in ("trials.parquet", "epochs.parquet", PARTS, "study.json", "splits.json", "tune", "samples",
+                 "optuna.journal"):
+        if study.exists(name):
+            study.move(name, posixpath.join(target, name))
+    return study.uri_of(target)
 
 
 def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher: Teacher | None,
@@ -328,6 +385,9 @@ def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher
                     "val": len(data.val), "test": len(data.test), "augment": data.augment},
         "teacher": teacher.metrics if teacher else None,
         "versions": json.loads(versions()),
+        "optuna": {"storage": spec.search.storage or optuna_storage.JOURNAL,
+                   "studies": [optuna_storage.study_name(spec.study, seed) for seed in spec.seeds]}
+        if spec.searched_params() else None,
         "started_at": started or previous.get("started_at"), "ended_at": ended,
         "driver": this_process(),
     }

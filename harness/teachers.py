@@ -4,7 +4,8 @@ or loaded from the user's checkpoint file.
 A teacher is trained exactly like a ``scratch`` trial (same loop, same
 measurement), on the training split only; the validation split stays unseen
 by it. The cache lives in ``<storage>/teachers/`` so every study under the same
-storage reuses it.
+storage reuses it (on object storage too: pulled into the local mirror when a study
+needs it, uploaded once trained).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 
 from harness.data import DatasetSplits
 from harness.errors import CheckpointError
+from harness.location import Location, open_location
 from harness.measure import measure_model
 from harness.networks import build_network
 from harness.spec import BudgetSpec, ModelSpec, SearchSpec, StudySpec
@@ -93,14 +95,18 @@ def cache_files(storage: Path, spec: StudySpec, data: DatasetSplits, key: str) -
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
-def obtain_teacher(spec: StudySpec, data: DatasetSplits, storage: Path,
+def obtain_teacher(spec: StudySpec, data: DatasetSplits, storage: Path | Location,
                    train: TrainFn = train_teacher) -> Teacher:
     """The study's teacher: from its checkpoint, from the cache, or trained now and cached."""
     assert spec.teacher is not None
     if spec.teacher.checkpoint:
         return load_checkpoint(spec, data)
+    root = storage if isinstance(storage, Location) else open_location(storage)
     key = cache_key(spec, data)
-    weights, meta = cache_files(storage, spec, data, key)
+    weights, meta = cache_files(root.local, spec, data, key)
+    cached = [p.relative_to(root.local).as_posix() for p in (weights, meta)]
+    for name in cached:
+        root.pull(name)
     if weights.is_file() and meta.is_file():
         state = torch.load(weights, map_location="cpu", weights_only=True)
         return Teacher(state, {**json.loads(meta.read_text()), "source": "cache"})
@@ -110,6 +116,8 @@ def obtain_teacher(spec: StudySpec, data: DatasetSplits, storage: Path,
         weights.parent.mkdir(parents=True, exist_ok=True)
         torch.save(teacher.state, weights)
         meta.write_text(json.dumps(metrics, indent=2))
+    for name in cached:
+        root.push(name)
     return Teacher(teacher.state, {**metrics, "source": "trained"})
 
 

@@ -89,7 +89,7 @@ def test_the_ray_internals_search_extends_are_there_or_refused_in_one_line():
         missing = [name for name in RAY_INTERNALS[base] if not hasattr(built, name)]
         assert not missing, f"this Ray's {base.__name__} no longer has {missing}: adapt harness/search.py"
     with pytest.raises(HarnessError, match=r"^ray [\d.]+: its OptunaSearch no longer has _ot_study, _ot_trials, "
-                                           r"_completed_trials, which harness/search.py extends; install"):
+                                           r"_completed_trials, _storage, _study_name, _sampler, which harness/search.py extends; install"):
         require_internals(object(), OptunaSearch)
 
 
