@@ -189,8 +189,9 @@ def export(args: argparse.Namespace) -> int:
     study = open_study(args.study)
     out = Path(args.output) if args.output else None
     for line in export_study(study, args.trial, args.front, args.format, out):
-        print(line)
-    if out is None:  # written into the study's folder: on object storage, uploaded there
+        # Written into the study's folder: on object storage, into its mirror, uploaded below.
+        print(line.replace(str(study.local), study.uri) if out is None else line)
+    if out is None:
         study.push("export")
     return 0
 

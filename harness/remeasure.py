@@ -201,5 +201,6 @@ def remeasure_studies(studies: list[tuple[StudyStudents, ResultsWriter]], rounds
     """Measure them again, all in one window, on the first study's resources (Ray must be
     connected); write each study's results and return the lines to print."""
     results = measure_again(studies, rounds, studies[0][0].spec.resources)
-    return [f"{writer.folder}: {line}" for (_, writer), lines in zip(studies, results)
+    return [f"{writer.location.uri if writer.location else writer.folder}: {line}"
+            for (_, writer), lines in zip(studies, results)
             for line in lines or ["no completed trial to measure"]]
