@@ -6,8 +6,9 @@
 2. A results flush on object storage: one new part of each table, as the writer makes
    once a second while reports arrive, written to a local study folder; and written to
    the local mirror then uploaded to an S3-compatible server on 127.0.0.1 (moto, in its
-   own process), in line and, as the writer does, from the uploader's thread. Loopback has no network latency: on a real bucket add a round trip per
-   uploaded file (two per flush) and one per deleted part after a merge.
+   own process), in line and, as the writer does, from the uploader's thread. Loopback
+   has no network latency: on a real bucket add a round trip per uploaded file (two per
+   flush) and one per deleted part after a merge.
 
     uv run python benchmarks/storage_cost.py [--trials 200] [--reports 20] [--flushes 400]
 """

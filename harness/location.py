@@ -31,7 +31,6 @@ from harness.errors import HarnessError
 # Tune, from every node), the trials' sample grids, earlier runs' results, and the Optuna
 # journal (uploaded at each of Tune's snapshots, not at every write).
 NOT_MIRRORED = ("tune", "samples", "previous", "optuna.journal")
-PARTS_FOLDER = "parts"  # harness.tables.PARTS: pushed after the compacted tables that replace them
 _PUSHING = threading.RLock()
 SECRET_PARAMS = ("access_key", "secret_key", "session_token", "access_token", "credentials", "password")
 
@@ -90,8 +89,7 @@ class Location:
         return [i for i in self._call(self.fs.get_file_info, selector) if i.type == pafs.FileType.File]
 
     def read_bytes(self, *parts: str) -> bytes:
-        with self._call(self.fs.open_input_stream, self.path(*parts)) as stream:
-            return stream.read()
+        return self.read_file(self.path(*parts))
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
         """One object, whole or not at all (object stores show a put once complete; locally, a rename)."""
@@ -120,6 +118,8 @@ class Location:
             Path(self.path(target)).parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.path(source), self.path(target))
             return
+        if self._info(self.path(source)).type == pafs.FileType.File:
+            self._call(self.fs.copy_file, self.path(source), self.path(target))
         for info in self.files(source):
             rel = posixpath.relpath(info.path, self.path(source))
             self._call(self.fs.copy_file, info.path, self.path(target, rel))
@@ -167,7 +167,7 @@ class Location:
         rel = posixpath.join(*parts) if parts else ""
         with _PUSHING:  # the writer's uploads run in a thread of their own (Uploader)
             present = set(self._local_files(rel, skip))
-            for name in sorted(present, key=lambda n: n.startswith(f"{PARTS_FOLDER}/")):  # parts last
+            for name in sorted(present):
                 try:
                     stamp = _stamp(self.local / name)
                     if self._pushed.get(name) != stamp:

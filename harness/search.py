@@ -72,16 +72,18 @@ class StudySearch(OptunaSearch):
             self._last_step[trial_id] = result.get(TRAINING_ITERATION)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        last_step = self._last_step.pop(trial_id, None)
         if trial_id in self._completed_trials:  # see restore
             return None
+        step = (result or {}).get(TRAINING_ITERATION)
+        if not error and not isinstance(self.metric, list) and (result or {}).get(self.metric) is not None \
+                and last_step != step:
+            # Tune passes the report that ended a trial (ASHA's stop, or the budget's) here, not to
+            # on_trial_result: Optuna gets it as the trial's last intermediate value too, which
+            # TPE ranks pruned trials by.
+            self._ot_trials[trial_id].report(result[self.metric], step)
         if error or not stopped_early(result, self.budget):
             return super().on_trial_complete(trial_id, result, error)
-        step = result.get(TRAINING_ITERATION)
-        if not isinstance(self.metric, list) and result.get(self.metric) is not None \
-                and self._last_step.pop(trial_id, None) != step:
-            # Tune passes the report that stopped a trial here, not to on_trial_result: Optuna gets
-            # it as the trial's last intermediate value, which TPE ranks pruned trials by.
-            self._ot_trials[trial_id].report(result[self.metric], step)
         self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
 

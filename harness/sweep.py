@@ -75,8 +75,12 @@ def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: di
             torch.save(state, Path(tmp) / STATE_FILE)
             tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    run_trial(config, spec, seed, data, teacher_state, report=report, samples_dir=samples_dir,
-              checkpoints=True, resume=last_state(tune.get_checkpoint()))
+    try:
+        run_trial(config, spec, seed, data, teacher_state, report=report, samples_dir=samples_dir,
+                  checkpoints=True, resume=last_state(tune.get_checkpoint()))
+    finally:
+        if study.remote:
+            shutil.rmtree(samples_dir, ignore_errors=True)
 
 
 def last_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
@@ -179,9 +183,8 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
             tuner = tune.Tuner.restore(run_path, trainable=trainable, resume_unfinished=True,
                                        storage_filesystem=study.fs)
         else:
-            tuner = new_tuner(spec, seed, trainable, run_path, callbacks=[*callbacks, *tracking_callbacks(spec, seed)],
-                              stopper=stopper,
-                              val_labels=data.val.y, fs=study.fs, searches=searches)
+            tuner = new_tuner(spec, seed, trainable, run_path, [*callbacks, *tracking_callbacks(spec, seed)],
+                              stopper=stopper, val_labels=data.val.y, fs=study.fs, searches=searches)
         try:
             results = tuner.fit()
         finally:
@@ -239,8 +242,8 @@ def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: str | Path, 
             max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
         ),
         run_config=tune.RunConfig(
-            name=posixpath.basename(run_path), storage_path=posixpath.dirname(str(run_path)), storage_filesystem=fs,
-            verbose=0,
+            name=posixpath.basename(run_path), storage_path=posixpath.dirname(str(run_path)),
+            storage_filesystem=fs, verbose=0,
             callbacks=[*callbacks, JsonLoggerCallback()],  # result.json: what Tune's result grid reads
             failure_config=tune.FailureConfig(max_failures=spec.resources.retries), stop=stopper,
             # On object storage, each snapshot goes up as it is taken (Tune's default: every 5 minutes),

@@ -43,7 +43,8 @@ class S3Server:
         import pyarrow.fs as pafs
 
         fs = pafs.S3FileSystem(endpoint_override=self.endpoint, access_key=KEYS["AWS_ACCESS_KEY_ID"],
-                               secret_key=KEYS["AWS_SECRET_ACCESS_KEY"], region="us-east-1", scheme="http", allow_bucket_creation=True)
+                               secret_key=KEYS["AWS_SECRET_ACCESS_KEY"], region="us-east-1", scheme="http",
+                               allow_bucket_creation=True)
         fs.create_dir(name)
 
     def stop(self) -> None:

@@ -25,7 +25,7 @@ from harness.location import open_study  # noqa: E402
 from harness.tables import read_table  # noqa: E402
 from tests.ray_cluster import LocalCluster  # noqa: E402
 from tests.s3_server import KEYS, S3Server  # noqa: E402
-from tests.test_cluster_faults import EPOCHS, SPEC, TRIALS, _wait_for  # noqa: E402
+from tests.test_cluster_faults import EPOCHS, SPEC, TRIALS, _finish, _wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,6 +112,11 @@ def test_the_mirror_uploads_what_changed_and_readers_get_what_changed(s3_env, tm
     reader = open_study("s3://bucket/mirror/study")
     assert not (reader.local / "parts" / "b").exists()
     assert (reader.local / "study.json").stat().st_mtime_ns == before  # unchanged: not downloaded again
+    # An earlier run moves aside, files and folders alike (archive_previous).
+    study.move("study.json", "previous/1/study.json")
+    study.move("parts", "previous/1/parts")
+    assert set(_objects(s3_env, "bucket/mirror/study")) == {"bucket/mirror/study/previous/1/study.json",
+                                                            "bucket/mirror/study/previous/1/parts/c"}
 
 
 def _sweep(cluster: LocalCluster, s3: S3Server, spec: Path, home: Path, *extra: str) -> subprocess.Popen:
@@ -123,16 +128,6 @@ def _sweep(cluster: LocalCluster, s3: S3Server, spec: Path, home: Path, *extra: 
         [sys.executable, "-m", "harness", "sweep", str(spec), "--address", cluster.address,
          "--storage", "s3://bucket/studies", *extra],
         cwd=home, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(driver: subprocess.Popen, timeout: float = 420) -> str:
-    try:
-        out, _ = driver.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(driver.pid, signal.SIGKILL)
-        pytest.fail(f"the study did not finish:\n{driver.stdout.read()[-3000:]}")
-    assert driver.returncode == 0, out[-3000:]
-    return out
 
 
 def test_a_study_in_a_bucket_survives_a_lost_worker_and_a_killed_driver(s3_env, tmp_path, capsys):

@@ -81,8 +81,9 @@ def test_a_running_study_is_watched_through_optuna_mlflow_and_tensorboard(ray_se
     states = sorted(t.state.name for t in study.trials)
     expected = sorted({"completed": "COMPLETE", "stopped": "PRUNED"}[s] for s in trials["status"])
     assert states == expected and "PRUNED" in states
-    assert all(sorted(t.intermediate_values) == list(range(1, len(t.intermediate_values) + 1)) and
-               t.intermediate_values for t in study.trials)
+    assert all(sorted(t.intermediate_values) == list(range(1, len(t.intermediate_values) + 1))
+               for t in study.trials)
+    assert sorted(len(t.intermediate_values) for t in study.trials) == sorted(trials["epochs_done"])
 
     # MLflow: one run per trial, with its knobs and its val_acc at every epoch.
     from mlflow.tracking import MlflowClient
