@@ -18,7 +18,9 @@ from harness.search import asha_rungs, chance_guard, describe_searcher
 from harness.spec import StudySpec, check_sweep
 from harness.storage import held_by, lock_holder, probe_storage
 from harness.location import Location, open_location
+from harness.method_checks import check_first_report
 from harness.tables import PARTS
+from methods.study import StudyError
 
 
 def plan(spec: StudySpec, storage: str | None = None, address: str | None = None) -> list[str]:
@@ -35,6 +37,13 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
     data = _data(spec, lines)
     if data is not None:
         lines += [f"networks  {note}" for note in check_networks(spec, data.num_classes, data.input_shape)]
+        if ":" in spec.method:  # a method from outside the project: up to its first report, as the sweep does
+            try:
+                check_first_report(spec, data.without_training_images() if method.data_free else data)
+            except StudyError as error:
+                raise HarnessError(str(error)) from None
+            lines.append(f"method    '{spec.method}' ran to its first report on a few images; its state "
+                         f"fits a checkpoint")
     if spec.teacher is not None:
         lines.append(_teacher(spec, data, location))
     searched = ", ".join(spec.searched_params()) or "none"

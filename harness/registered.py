@@ -34,12 +34,16 @@ def summary(method: type) -> str:
     return " ".join(doc.split("\n\n")[0].split())
 
 
-def describe() -> dict[str, Any]:
+def describe(installed: bool = True) -> dict[str, Any]:
+    """Our methods, then (with ``installed``) those installed packages declare in the
+    ``compression_harness.methods`` entry-point group, marked with their import path."""
+    names = [*methods.METHODS.names(), *(sorted(methods.METHODS.installed()) if installed else ())]
     return {
         "methods": [{"name": name, "family": cls.family, "data_free": cls.data_free,
                      "needs_teacher": cls.needs_teacher, "class": f"{cls.__module__}.{cls.__qualname__}",
+                     "installed": methods.METHODS.installed().get(name),
                      "summary": summary(cls), "knobs": knob_rows(cls)}
-                    for name, cls in ((n, methods.METHODS.get(n)) for n in methods.METHODS.names())],
+                    for name, cls in ((n, methods.METHODS.get(n, field="method")) for n in names)],
         "models": MODELS.names(),
         "datasets": DATASETS.names(),
     }
@@ -53,7 +57,8 @@ def shown(value: Any) -> str:
 def text() -> str:
     lines = []
     for method in describe()["methods"]:
-        flag = " (data-free)" if method["data_free"] else ""
+        flag = (" (data-free)" if method["data_free"] else "") + (
+            f" (installed: {method['installed']})" if method["installed"] else "")
         knobs = ", ".join(f"{k['name']}={shown(k['default'])}"
                           + (f" ({'|'.join(map(str, k['choices']))})" if k["choices"] else "")
                           for k in method["knobs"])
@@ -67,9 +72,9 @@ def json_text() -> str:
 
 
 def markdown() -> str:
-    """Per method, a table of its knobs: the generated part of docs/methods.md."""
+    """Per method of ours, a table of its knobs: the generated part of docs/methods.md."""
     out = []
-    for method in describe()["methods"]:
+    for method in describe(installed=False)["methods"]:
         out += [f"### `{method['name']}` ({method['family']})", "",
                 "| knob | type | default | allowed | what it does |", "|---|---|---|---|---|"]
         out += [f"| `{k['name']}` | {k['type']} | {shown(k['default'])} | {k['allowed']} | {k['help']} |"

@@ -364,10 +364,12 @@ def _check_semantics(spec: StudySpec) -> None:
     """Cross-field checks: registry names, knobs of the method, objectives."""
     import methods
     from harness.data import AUGMENTATIONS, dataset_loader, loader_options
+    from harness.method_checks import check_method
     from harness.user_code import use_code
 
     spec.code = use_code(spec.code)  # before any name below is imported
     method = methods.METHODS.get(spec.method, field="method")
+    check_method(method, spec.method)
     dataset_loader(spec.dataset.name, "dataset.name")
 
     for option in set(spec.dataset.options()) - loader_options(spec.dataset.name):

@@ -42,6 +42,7 @@ from harness.networks import check_networks
 from harness.progress import choose_mode, make_progress
 from harness.remeasure import StudyStudents, finished_students, measure_again
 from harness.location import NOT_MIRRORED, Location, open_location
+from harness.method_checks import check_first_report
 from harness.optuna_storage import JOURNAL
 from harness.results import FINISHED, LiveCallback, ResultsWriter, StopOnWriteFailure, utc_now, versions
 from harness.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
@@ -51,6 +52,7 @@ from harness.tables import PARTS
 from harness.teachers import Teacher, obtain_teacher, train_teacher
 from harness.tracking import tracking_callbacks
 from harness.trial import STATE_FILE, run_trial
+from methods.study import StudyError
 
 
 def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: dict[str, Any],
@@ -133,6 +135,11 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
         say(f"note: these {data.name} splits ({data.fingerprint}) are not the recorded study's ({recorded_data}): "
             f"other samples, so other results")
     shipped = trial_splits(spec, data)  # before Ray starts: a missing substitute set fails fast
+    if ":" in spec.method:  # a method from outside the project (ours are tested): its first report, here
+        try:
+            check_first_report(spec, shipped)
+        except StudyError as error:
+            raise HarnessError(str(error)) from None
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = USER_SNAPSHOT_S or f"{snapshot_period(spec):g}"
     # Our Parquet files replace Tune's per-result CSV and TensorBoard logs, which cost the

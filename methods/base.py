@@ -225,7 +225,7 @@ class SupervisedMethod(Method):
         return {"train_loss": total.item() / max(1, seen)}
 
 
-METHODS: Registry[type[Method]] = Registry("method", base=Method)
+METHODS: Registry[type[Method]] = Registry("method", base=Method, entry_points="compression_harness.methods")
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:

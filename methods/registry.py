@@ -3,12 +3,14 @@
 Methods, models and data sets each have one; an unknown name is a
 :class:`~methods.study.StudyError` that suggests the closest registered one.
 A registry given a base class also finds entries outside it by import path,
-``package.module:Class``: a subclass of that base in a module of the user's.
+``package.module:Class``: a subclass of that base in a module of the user's; and, given an
+entry-point group, the entries installed packages declare there, by name.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 from methods.study import StudyError
@@ -17,9 +19,10 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, base: type | None = None) -> None:
+    def __init__(self, kind: str, base: type | None = None, entry_points: str | None = None) -> None:
         self.kind = kind
         self.base = base  # entries by import path must subclass it; None: registered names only
+        self.entry_points = entry_points  # the group installed packages name their entries in
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -35,9 +38,20 @@ class Registry(Generic[T]):
         where = f"{field}: " if field else ""
         if name in self._entries:
             return self._entries[name]
+        installed = self.installed()
+        if name in installed:
+            return self._imported(installed[name], where)
         if self.base is not None and isinstance(name, str) and ":" in name:
             return self._imported(name, where)
-        raise StudyError(f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}")
+        raise StudyError(f"{where}unknown {self.kind} '{name}'{did_you_mean(name, [*self._entries, *installed])}")
+
+    def installed(self) -> dict[str, str]:
+        """Entries installed packages declare in the entry-point group: name -> import path
+        (``[project.entry-points."<group>"] name = "package.module:Class"``). A name of ours wins."""
+        if self.entry_points is None or self.base is None:
+            return {}
+        return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=self.entry_points)
+                if ep.name not in self._entries}
 
     def _imported(self, name: str, where: str) -> T:
         entry = import_attribute(name, where)

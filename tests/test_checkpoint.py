@@ -3,17 +3,15 @@ that never stopped, for every registered method (pruned students and C2S2's prun
 included), and the state loads with ``weights_only=True``."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 import torch
 
 import methods
+from harness.method_testing import check_resumes_exactly
 from harness.spec import load_spec
-from harness.sweep import trial_splits
 from harness.teachers import train_teacher
-from harness.trial import run_trial
 from methods.base import SupervisedMethod, TrainParams
 from methods.checkpoint import UnsavedState, fit_shapes
 
@@ -64,37 +62,11 @@ def teachers(digits):
     return get
 
 
-def _saved(state):
-    """Through bytes and back, as a checkpoint file would be; no pickled code allowed."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 @pytest.mark.parametrize("method", methods.METHODS.names())
 def test_a_trial_resumed_at_any_report_ends_as_if_it_never_stopped(method, digits, teachers):
     spec = shipped_spec(method)
-    config = trial_config(spec)
-    data = trial_splits(spec, digits)  # as the sweep ships them: data-free trials get no training images
-    teacher_state = teachers(spec) if spec.teacher else None
-    reports, states = [], []
-
-    def keep(metrics, state):
-        reports.append(metrics)
-        states.append(_saved(state))
-
-    whole = run_trial(config, spec, 0, data, teacher_state, keep, checkpoints=True)
-    assert len(states) == EPOCHS
-    for after in range(1, EPOCHS):
-        resumed_reports = []
-        resumed = run_trial(config, spec, 0, data, teacher_state, lambda m, s: resumed_reports.append(m),
-                            checkpoints=True, resume=states[after - 1])
-        assert [r["epoch"] for r in resumed_reports] == list(range(after + 1, EPOCHS + 1))
-        assert [r["val_acc"] for r in resumed_reports] == [r["val_acc"] for r in reports[after:]], after
-        assert whole.state_dict().keys() == resumed.state_dict().keys()
-        for name, tensor in whole.state_dict().items():
-            assert torch.equal(tensor, resumed.state_dict()[name]), (after, name)
+    reports = check_resumes_exactly(spec, config=trial_config(spec), data=digits,
+                                    teacher_state=teachers(spec) if spec.teacher else None)
     if method == "c2s2":
         # The resumes after reports 1 and 2 came back in the middle of pruning, with units left.
         assert reports[0]["pruned_units"] < reports[1]["pruned_units"] < reports[2]["pruned_units"]

@@ -100,13 +100,15 @@ def test_every_knob_default_is_within_its_own_bounds():
 
     from methods.knobs import Bounds
 
+    from harness.method_checks import check_method
+
     checked = 0
     for name in methods.METHODS.names():
         method = methods.METHODS.get(name)
+        check_method(method, name)  # what a spec of the method checks: defaults within bounds, no Ray
         for f in fields(method.Params):
-            if f.default is not MISSING:
-                assert method.cast_param(f.name, f.default) == f.default, (name, f.name)
-                checked += "bounds" in f.metadata
+            assert f.default is not MISSING and method.cast_param(f.name, f.default) == f.default, (name, f.name)
+            checked += "bounds" in f.metadata
     assert checked > 40
     assert 0.5 in Bounds(0, 1) and 0 not in Bounds(0, low_open=True) and 1 not in Bounds(0, 1, high_open=True)
     assert (str(Bounds(0, 1, high_open=True)), str(Bounds(1)), str(Bounds(0, low_open=True))) == (
