@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
-import inspect
+import importlib.util
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -22,7 +22,7 @@ from methods.study import StudyError
 
 def check_method(cls: type[Method], name: str) -> None:
     """One :class:`StudyError` line for the first thing wrong with the method class."""
-    for line in ray_imports(_package_files(cls)):
+    for line in ray_imports(cls.__module__):
         raise StudyError(f"method '{name}': {line} imports Ray; a method is plain PyTorch (the harness runs "
                          f"it under Ray Tune): remove the import")
     choices = cls.param_choices()
@@ -38,31 +38,50 @@ def check_method(cls: type[Method], name: str) -> None:
                              f"its choices {show(list(choices[knob.name]))}")
 
 
-def _package_files(cls: type) -> tuple[Path, ...]:
-    """The source files of the package the class comes from (the module alone if it is top-level)."""
-    module = sys.modules[cls.__module__]
-    top = sys.modules.get(cls.__module__.partition(".")[0], module)
-    if hasattr(top, "__path__"):
-        return tuple(sorted(p for folder in top.__path__ for p in Path(folder).rglob("*.py")))
-    source = inspect.getsourcefile(module)
-    return (Path(source),) if source else ()
-
-
 @functools.lru_cache(maxsize=None)
-def ray_imports(files: tuple[Path, ...]) -> tuple[str, ...]:
-    """``file:line`` of every ``import ray...`` / ``from ray... import`` in the files."""
-    found = []
-    for path in files:
+def ray_imports(module: str) -> tuple[str, ...]:
+    """``file:line`` of every ``import ray...`` in the module and in the modules of its own
+    top-level package that it imports, transitively (the code a trial of it runs)."""
+    top = module.partition(".")[0]
+    found, seen, queue = [], set(), [module]
+    while queue:
+        name = queue.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _source(name)
+        if path is None:
+            continue  # a name imported from a module, not a module
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         except (OSError, SyntaxError, UnicodeDecodeError):
             continue  # what cannot be read cannot have been imported either
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(tree):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
-            if any(n == "ray" or n.startswith("ray.") for n in names):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) \
+                    if node.level else node.module or ""
+                targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            if any(t == "ray" or t.startswith("ray.") for t in targets):
                 found.append(f"{path}:{node.lineno}")
+            queue += [t for t in targets if t.partition(".")[0] == top]
     return tuple(found)
+
+
+def _source(module: str) -> Path | None:
+    loaded = sys.modules.get(module)
+    origin = getattr(loaded, "__file__", None)
+    if origin is None:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            return None
+        origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
 
 
 class _FirstReport(Exception):

@@ -34,7 +34,7 @@ def _package(tmp_path, name, default="0.5", helper=""):
     package = tmp_path / name
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "method.py").write_text(METHOD.format(default=default))
+    (package / "method.py").write_text(("from . import helpers\n" if helper else "") + METHOD.format(default=default))
     if helper:
         (package / "helpers.py").write_text(helper)
     return package
@@ -42,6 +42,7 @@ def _package(tmp_path, name, default="0.5", helper=""):
 
 def test_a_well_formed_outside_method_is_accepted(tmp_path):
     package = _package(tmp_path, "goodhint")
+    (package / "cluster_tools.py").write_text("import ray\n")  # the package's, but not the method's: not run in a trial
     spec = small_spec(**{"method": "goodhint.method:Hint", "code": f"[{package}]",
                          "search.space": "{hint_weight: {uniform: [0.1, 1.0]}}"})
     assert spec.method == "goodhint.method:Hint"
