@@ -3,8 +3,9 @@
 Per study: the family of its method, the mean and standard deviation over seeds of the
 selected (best-on-validation) trials' test accuracy, Welch's p-value of those per-seed
 figures against the `kd` study's, and the selected students' parameters and batch
-latency as a ratio to their teacher's, measured right after each student in the same
-window (their medians over seeds). `--per-seed` prints benchmarks/README.md's table
+latency as a ratio to their teacher's measured in the same window (their medians over
+seeds; one figure per network, as the leaderboard gives: run `harness leaderboard` on
+the storage first, so that every study is measured in one window). `--per-seed` prints benchmarks/README.md's table
 instead, with each seed's figure.
 
     uv run python benchmarks/results_table.py /tmp/mnist_studies [--link benchmarks/README.md#anchor] [--per-seed]
@@ -18,7 +19,7 @@ import pandas as pd
 
 import methods
 from reports.leaderboard import collect
-from reports.summary import selected_trials, welch_p
+from reports.summary import one_latency_per_network, selected_trials, welch_p
 
 FAMILIES = ("baseline", "distillation", "pruning", "data-free")  # the table's order
 
@@ -26,7 +27,8 @@ FAMILIES = ("baseline", "distillation", "pruning", "data-free")  # the table's o
 def per_study(storage: Path) -> pd.DataFrame:
     """One row per study, in the table's order, with its p-value against `kd`."""
     trials, _, _ = collect(storage)
-    chosen = selected_trials(trials).assign(latency_ratio=lambda f: f["latency_ms"] / f["teacher_latency_ms"])
+    chosen = selected_trials(one_latency_per_network(trials))
+    chosen = chosen.assign(latency_ratio=chosen["latency_ms"] / chosen["teacher_latency_ms"])
     studies = chosen.groupby("study").agg(
         method=("method", "first"), mean=("test_acc", "mean"), std=("test_acc", "std"), seeds=("seed", "nunique"),
         per_seed=("test_acc", lambda s: ", ".join(f"{100 * v:.2f}" for v in s)),

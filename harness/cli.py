@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("storage", nargs="?", default="studies", help="the storage folder (default: studies)")
     board.add_argument("--budgets", default="0.5,1", help="latency and size budgets as fractions of the "
                        "teacher's, comma-separated (default: 0.5,1)")
+    board.add_argument("--no-remeasure", action="store_true",
+                       help="rank on the latencies as they are, even where a data set's studies were measured "
+                            "in different windows (the leaderboard then says so)")
+    board.add_argument("--rounds", type=int, help="interleaved rounds when measuring again (default: each "
+                       "group's first study's measure.rounds)")
+    board.add_argument("--address", help="Ray cluster to measure on (default: $RAY_ADDRESS, else a local Ray)")
     again = commands.add_parser("remeasure", help="measure finished studies' completed trials again, together, "
                                 "one at a time, so that their latencies compare")
     again.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study folders, e.g. studies/kd-digits")
@@ -216,9 +222,19 @@ def leaderboard(args: argparse.Namespace) -> int:
         budgets = tuple(float(b) for b in args.budgets.split(",") if b.strip())
     except ValueError:
         raise HarnessError(f"--budgets: expected fractions like 0.5,1, got '{args.budgets}'") from None
+    if args.rounds is not None and args.rounds < 1:
+        raise HarnessError(f"--rounds: must be at least 1, got {args.rounds}")
     root = open_location(args.storage)
     if root.remote:  # the studies' own files, into the mirror; then the leaderboard's files back
         root.pull(skip=(*NOT_MIRRORED, "teachers", "export"))
+    if not args.no_remeasure:  # latencies that compare: each data set's studies in one window
+        from harness.cluster import configure_ray
+
+        configure_ray(args.address)  # before Ray is imported
+        from harness.windows import measure_in_one_window
+
+        for line in measure_in_one_window(root, args.rounds, args.address):
+            print(line)
     board, paths = build_leaderboard(root.local, budgets)
     names = [path.relative_to(root.local).as_posix() for path in paths]
     for name in names:

@@ -8,7 +8,9 @@ timer resolution does not dominate tiny models.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import platform
 import statistics
 import time
@@ -17,6 +19,19 @@ from functools import lru_cache
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def network_fingerprint(model: nn.Module) -> str:
+    """What decides a network's speed, weights excluded: every module's name, class and
+    settings (``extra_repr``: kernel, stride, ...) and every tensor's shape and dtype.
+    Two trials of one student architecture share it; a pruned network's narrower layers
+    change it. 16 hex digits of its SHA-256."""
+    layers = []
+    for name, module in model.named_modules():
+        tensors = [(n, list(t.shape), str(t.dtype)) for n, t in
+                   [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)] if t is not None]
+        layers.append([name, f"{type(module).__module__}.{type(module).__qualname__}", module.extra_repr(), tensors])
+    return hashlib.sha256(json.dumps(layers).encode()).hexdigest()[:16]
 
 
 def count_params(model: nn.Module) -> int:
@@ -118,6 +133,7 @@ def measure_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.
     return {
         **measure_structure(model, input_shape, device),
         **measure_latency(model, input_shape, device, batch_size, warmup, repeats),
+        "network": network_fingerprint(model),
         "latency_batch": batch_size,
         "device": device_name(device),
     }

@@ -1,17 +1,17 @@
-"""Latency measured again once searches have ended, one trial at a time.
+"""Latency measured again once searches have ended, every distinct network once.
 
 During the search, trials share their machine: a latency taken while a
 neighbour trains includes that contention, and single runs on a busy 2-core
 box can be 50% apart (benchmarks/latency_quality.py). Once every seed's trials
 have ended, nothing else of the study runs, so every completed trial's student
 (all seeds) is measured again in one Ray task holding one trial's resources:
-``rounds`` passes over all of them in turn, the teacher right after each
-student, and the median of the rounds kept. Interleaving the rounds spreads any
-drift of the machine over every trial alike instead of favouring the ones
-measured first, and one window for all seeds keeps them comparable.
+one window (harness.latency) over the distinct networks of the trials and their
+teachers, by structural fingerprint, so that trials of one architecture share
+one figure and its interval instead of differing by noise.
 
-``python -m harness remeasure STUDY_DIR...`` does the same for finished studies
-together, so that methods run at different times compare in one window.
+``python -m harness remeasure STUDY_DIR...`` and ``harness leaderboard`` do the
+same for finished studies together, so that methods run at different times
+compare in one window.
 
 The students come from each trial's last checkpoint (the state its final
 report saved), so nothing has to be kept in memory while the search runs.
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import posixpath
-import statistics
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,11 @@ import torch
 
 from harness.errors import HarnessError
 from harness.location import Location, open_location, open_study
-from harness.measure import count_params, device_name, measure_latency
+from harness.latency import TimedNetwork, measure_window
+from harness.measure import count_params, device_name, network_fingerprint
 from harness.networks import build_network
 from harness.results import ResultsWriter, trial_key
-from harness.spec import ResourcesSpec, StudySpec
+from harness.spec import MeasureSpec, ResourcesSpec, StudySpec
 from harness.trial import (
     STATE_FILE,
     claim_device,
@@ -81,59 +82,72 @@ def finished_students(spec: StudySpec, study: Path | Location) -> dict[str, dict
     return students
 
 
-def measure_studies(studies: list[StudyStudents], rounds: int, resources: ResourcesSpec) -> list[Figures]:
-    """Per study, per row id: median latencies over ``rounds`` passes over every student of
-    every study in turn (each followed by its teacher), their spread, the parameter count
-    of what was measured, and the device."""
+def measure_studies(studies: list[StudyStudents], rounds: int, resources: ResourcesSpec,
+                    max_spread: float = 0.25, attempts: int = 3) -> list[Figures]:
+    """Per study, per row id: the figures of its network in one window (harness.latency) over
+    every distinct network of every study, teachers included, each timed once per round;
+    the parameter count of what was measured, its fingerprint, the device, and the teacher's
+    figures beside them."""
     set_threads(resources.cpu)
     device = claim_device(resources)
-    entries = []  # (study index, row id, student, teacher, measure settings, image shape)
+    networks: dict[str, TimedNetwork] = {}
+
+    def add(model: torch.nn.Module, spec: StudySpec, shape: tuple[int, ...]) -> str:
+        m = spec.measure
+        # Speed depends on the structure and on how it is measured, not on the weights.
+        key = f"{network_fingerprint(model)}|{shape}|b{m.batch_size}|nhwc={spec.resources.channels_last}"
+        networks.setdefault(key, TimedNetwork(model, shape, m.batch_size, m.warmup, m.repeats))
+        return key
+
+    rows = []  # (study index, row id, network key, teacher key, parameters)
     for index, study in enumerate(studies):
         spec = study.spec
         teacher = load_teacher(spec, study.num_classes, study.input_shape, study.teacher_state, device)
-        for key, state in study.students.items():
+        teacher_key = add(teacher, spec, study.input_shape) if teacher is not None else None
+        for row_id, state in study.students.items():
             model = build_network(spec.student, study.num_classes, study.input_shape, "student")
             fit_shapes(model, state)  # a pruned student is narrower than a fresh one
             model.load_state_dict(state)
             model = prepare_model(model.to(device), spec.resources.channels_last).eval()
-            entries.append((index, key, model, teacher, spec.measure, study.input_shape))
-    runs: dict[tuple[int, str], list[dict[str, float]]] = {(e[0], e[1]): [] for e in entries}
-    for _ in range(rounds):
-        for index, key, model, teacher, m, shape in entries:
-            figures = measure_latency(model, shape, device, m.batch_size, m.warmup, m.repeats)
-            if teacher is not None:
-                teacher_figures = measure_latency(teacher, shape, device, m.batch_size, m.warmup, m.repeats)
-                figures.update({f"teacher_{k}": v for k, v in teacher_figures.items()})
-            runs[index, key].append(figures)
+            rows.append((index, row_id, add(model, spec, study.input_shape), teacher_key, count_params(model)))
+    measured = measure_window(networks, rounds, max_spread, attempts)
+    window = f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}-{uuid.uuid4().hex[:6]}"
     out: list[Figures] = [{} for _ in studies]
-    for index, key, model, *_ in entries:
-        out[index][key] = summarise(runs[index, key], count_params(model), device_name(device))
+    for index, row_id, key, teacher_key, params in rows:
+        figures = {**measured[key], "network": key.split("|")[0], "params_measured": params,
+                   "device": device_name(device), "latency_window": window}
+        if teacher_key is not None:
+            teacher = measured[teacher_key]
+            figures.update({f"teacher_{k}": teacher[k] for k in TEACHER_FIGURES},
+                           teacher_network=teacher_key.split("|")[0])
+        out[index][row_id] = figures
     return out
 
 
-def summarise(runs: list[dict[str, float]], params: int, device: str) -> dict[str, Any]:
-    """One trial's rounds: the median of each figure, and the spread of the batch latency."""
-    out: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    values = [r["latency_ms"] for r in runs]
-    out.update(latency_rounds=len(runs), params_measured=params, device=device,
-               latency_spread=(max(values) - min(values)) / out["latency_ms"] if out["latency_ms"] > 0 else math.nan)
-    return out
+TEACHER_FIGURES = ("latency_ms", "latency_b1_ms", "latency_low_ms", "latency_high_ms")
 
 
-def measure_on_cluster(studies: list[StudyStudents], rounds: int, resources: ResourcesSpec) -> list[Figures]:
+def measure_on_cluster(studies: list[StudyStudents], rounds: int, resources: ResourcesSpec,
+                       max_spread: float, attempts: int) -> list[Figures]:
     """:func:`measure_studies` as one Ray task holding one trial's resources."""
     if not any(s.students for s in studies):
         return [{} for _ in studies]
     task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu)(measure_studies)
-    return ray.get(task.remote(studies, rounds, resources))
+    return ray.get(task.remote(studies, rounds, resources, max_spread, attempts))
 
 
-def measure_again(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: int,
-                  resources: ResourcesSpec) -> list[list[str]]:
-    """Measure, write each study's figures through its writer, and return per study the
-    lines to print (none for a study without completed trials)."""
+def measure_again(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: int | None = None) -> list[list[str]]:
+    """Measure in one window (the first study's resources and ``measure`` settings, and
+    ``rounds`` when given, else the most rounds any of them asks for), write each study's
+    figures through its writer, and return per study the lines to print (none for a study
+    without completed trials)."""
+    first = studies[0][0].spec
+    m = first.measure
+    # A study that kept its in-trial figures (measure.rounds: 0) is measured with the others' rounds.
+    rounds = rounds or max(s.spec.measure.rounds for s, _ in studies) or MeasureSpec().rounds
     started = time.monotonic()
-    all_figures = measure_on_cluster([students for students, _ in studies], rounds, resources)
+    all_figures = measure_on_cluster([students for students, _ in studies], rounds, first.resources,
+                                     m.max_spread, m.attempts)
     seconds = time.monotonic() - started
     out = []
     for (students, writer), figures in zip(studies, all_figures):
@@ -141,11 +155,16 @@ def measure_again(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: in
             out.append([])
             continue
         mismatched = writer.record_remeasurement(figures)
-        spreads = sorted(f["latency_spread"] for f in figures.values())
-        lines = [f"latency of {len(figures)} completed trial(s) measured again, one at a time, {rounds} "
-                 f"interleaved round(s) [{seconds:.0f}s]; spread between rounds at batch "
+        networks = {f["network"]: f for f in figures.values()}
+        spreads = sorted(f["latency_spread"] for f in networks.values())
+        noisy = sorted(n for n, f in networks.items() if f["latency_noisy"])
+        lines = [f"latency of {len(figures)} completed trial(s), {len(networks)} distinct network(s), measured "
+                 f"again in one window: {rounds} interleaved round(s) [{seconds:.0f}s]; interval width at batch "
                  f"{students.spec.measure.batch_size}: median {spreads[len(spreads) // 2]:.0%}, "
                  f"max {spreads[-1]:.0%}"]
+        if noisy:
+            lines.append(f"latency of network(s) {', '.join(noisy)} stayed noisy (interval wider than "
+                         f"{m.max_spread:.0%} of the median after {m.attempts} attempt(s)): flagged latency_noisy")
         if mismatched:
             lines.append(f"the checkpoint of {', '.join(mismatched)} did not hold the student the trial "
                          f"measured; its in-trial latency stands")
@@ -197,10 +216,10 @@ def load_finished_studies(folders: list[str | Path]) -> list[tuple[StudyStudents
     return studies
 
 
-def remeasure_studies(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: int) -> list[str]:
+def remeasure_studies(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: int | None = None) -> list[str]:
     """Measure them again, all in one window, on the first study's resources (Ray must be
     connected); write each study's results and return the lines to print."""
-    results = measure_again(studies, rounds, studies[0][0].spec.resources)
+    results = measure_again(studies, rounds)
     return [f"{writer.location.uri if writer.location else writer.folder}: {line}"
             for (_, writer), lines in zip(studies, results)
             for line in lines or ["no completed trial to measure"]]

@@ -27,9 +27,10 @@ from harness.location import NOT_MIRRORED, Location, StorageError, Uploader
 from harness.spec import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 from harness.tables import PartTable, deletion, read_table
 
-FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "latency_batch", "device", "measure_s")
-SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms")  # measured beside the student
-REMEASURED = ("latency_b1_ms", "latency_ms", *SAME_RUN_TEACHER, "device")  # see record_remeasurement
+FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "network", "latency_batch", "device", "measure_s")
+SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms", "teacher_network")  # measured beside the student
+# Replaced by the measurement after the search; the in-trial figures stay as trial_* (record_remeasurement).
+REMEASURED = ("latency_b1_ms", "latency_ms", "teacher_latency_b1_ms", "teacher_latency_ms", "device")
 TEACHER_COLUMNS = ("val_acc", "test_acc", "params", "size_bytes", "macs")
 EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s", "node_id")
 UNFINISHED = ("pending", "running", "interrupted")

@@ -291,7 +291,7 @@ def remeasure_latency(spec: StudySpec, study: Location, data: DatasetSplits, tea
     try:
         students = StudyStudents(spec, data.num_classes, data.input_shape, finished_students(spec, study),
                                  teacher.state if teacher else None)
-        [lines] = measure_again([(students, writer)], spec.measure.rounds, spec.resources)
+        [lines] = measure_again([(students, writer)])
     except Exception as error:  # a step after the search must never cost its results
         cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]
         say(f"measuring latency again failed ({cause}); the figures taken during the trials stand")

@@ -20,7 +20,14 @@ import torch
 import methods
 from harness.batches import DeviceData
 from harness.data import DatasetSplits
-from harness.measure import device_name, measure_latency, measure_model, measure_structure, network_cost
+from harness.measure import (
+    device_name,
+    measure_latency,
+    measure_model,
+    measure_structure,
+    network_cost,
+    network_fingerprint,
+)
 from harness.networks import build_network
 from harness.samples import save_sample_grid
 from harness.spec import ResourcesSpec, StudySpec
@@ -174,6 +181,6 @@ def final_measurement(student: torch.nn.Module, data: DeviceData, spec: StudySpe
     cost = measure_model(student, data.input_shape, device, m.batch_size, m.warmup, m.repeats)
     if teacher is not None:
         latency = measure_latency(teacher, data.input_shape, device, m.batch_size, m.warmup, m.repeats)
-        cost.update({f"teacher_{k}": v for k, v in latency.items()})
+        cost.update({f"teacher_{k}": v for k, v in latency.items()}, teacher_network=network_fingerprint(teacher))
     return {"test_acc": test["acc"], "test_loss": test["loss"], **cost,
             "measure_s": time.perf_counter() - start}

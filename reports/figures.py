@@ -12,8 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from reports.pareto import pareto_mask
-from reports.summary import LATENCY, SIZE, measured
+from reports.summary import LATENCY, LATENCY_HIGH, LATENCY_LOW, SIZE, front_mask, measured
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f")
@@ -29,7 +28,7 @@ def colours(names) -> dict[str, str]:
 
 
 def hover_text(trials: pd.DataFrame) -> list[str]:
-    """Every point's trial details: id, method, accuracies, cost, knobs."""
+    """Every point's trial details: id, method, accuracies, cost with the latency's interval, knobs."""
     params = [c for c in trials.columns if c.startswith("param_")]
     lines = []
     for row in trials.to_dict("records"):
@@ -37,19 +36,30 @@ def hover_text(trials: pd.DataFrame) -> list[str]:
         lines.append(
             f"<b>{row['trial_id']}</b> ({row['study']}, {row['method']})<br>"
             f"test {_pct(row['test_acc'])}, val {_pct(row['val_acc'])}<br>"
-            f"latency {_num(row[LATENCY])} ms{_rounds(row)}, "
+            f"latency {_num(row[LATENCY])} ms{_interval(row)}{_rounds(row)}<br>"
             f"size {_num(row[SIZE] / 1e3 if not _missing(row[SIZE]) else None)} kB, "
             f"params {_num(row.get('params'))}<br>{row['status']}, {int(row.get('epochs_done') or 0)} epochs<br>"
             f"{knobs}")
     return lines
 
 
-def _rounds(row: dict[str, Any]) -> str:
-    """How the latency was measured again after the search, when it was (harness/remeasure.py)."""
-    rounds, spread = row.get("latency_rounds"), row.get("latency_spread")
-    if _missing(rounds) or _missing(spread):
+def _interval(row: dict[str, Any]) -> str:
+    low, high = row.get(LATENCY_LOW), row.get(LATENCY_HIGH)
+    if _missing(low) or _missing(high):
         return ""
-    return f" ({int(rounds)} rounds, {spread:.0%} apart)"
+    return f" [{_num(low)}–{_num(high)}]"
+
+
+def _rounds(row: dict[str, Any]) -> str:
+    """How the latency was measured: in a window after the search (harness/remeasure.py),
+    shared by the trials of one network, or in the trial."""
+    rounds, shared = row.get("latency_rounds"), row.get("latency_trials")
+    words = ["in the trial"] if _missing(rounds) else [f"{int(rounds)} rounds"]
+    if not _missing(shared) and shared > 1:
+        words.append(f"one figure for {int(shared)} trials of this network")
+    if not _missing(row.get("latency_noisy")) and bool(row.get("latency_noisy")):
+        words.append("NOISY: rounds stayed far apart")
+    return f" ({', '.join(words)})"
 
 
 def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict[str, Any]],
@@ -70,8 +80,9 @@ def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict
             marker=dict(color=palette[method], size=np.where(group[front], 12, 7),
                         symbol=np.where(group[front], "diamond", "circle"), opacity=0.8,
                         line=dict(width=np.where(group[front], 1, 0), color="black")),
+            error_x=_latency_bars(group) if x == LATENCY else None,
             hovertext=hover_text(group), hoverinfo="text"))
-        own = group[pareto_mask(group, {"val_acc": "max", x: "min"})].sort_values(x)
+        own = group[front_mask(group, {"val_acc": "max", x: "min"})].sort_values(x)
         fig.add_trace(go.Scatter(
             # Markers too: a front of one trial is a point, and a line alone would not show it.
             x=own[x], y=own["test_acc"], mode="lines+markers", line=dict(color=palette[method], shape="hv", width=2),
@@ -89,6 +100,14 @@ def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict
         fig.update_xaxes(type="log")
     focus_accuracy(fig, placed["test_acc"], references)
     return fig
+
+
+def _latency_bars(group: pd.DataFrame) -> dict[str, Any] | None:
+    """Each point's latency interval as a horizontal bar."""
+    if LATENCY_LOW not in group or LATENCY_HIGH not in group:
+        return None
+    return dict(type="data", symmetric=False, array=(group[LATENCY_HIGH] - group[LATENCY]).clip(lower=0),
+                arrayminus=(group[LATENCY] - group[LATENCY_LOW]).clip(lower=0), thickness=1, width=0)
 
 
 def focus_accuracy(fig: go.Figure, accuracies: pd.Series, references: list[dict[str, Any]]) -> None:

@@ -18,6 +18,10 @@ body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+.board td { white-space: nowrap; } .board th { white-space: nowrap; }
+.board th.text { text-align: left; } .board td.text { white-space: normal; overflow-wrap: anywhere; text-align: left; }
+details { margin: .2em 0 1em; } summary { cursor: pointer; color: #555; font-size: .9em; }
+.wide { overflow-x: auto; max-width: 100%; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .note { color: #666; font-size: .9em; } .warn { color: #a40; }
 """
@@ -29,6 +33,9 @@ window.addEventListener('load', function () {
   setTimeout(function () {
     document.body.dataset.jsErrors = String(window.__jsErrors.length);
     document.body.dataset.jsErrorText = window.__jsErrors.join(' | ');
+    // Wider than the window means a horizontal scroll bar (tests read these).
+    document.body.dataset.scrollWidth = String(document.documentElement.scrollWidth);
+    document.body.dataset.clientWidth = String(document.documentElement.clientWidth);
     var plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
     document.body.dataset.chartsRendered = String(plots.filter(function (p) {
       return p.querySelector('.main-svg'); }).length);
@@ -57,13 +64,18 @@ class Page:
         attr = f' class="{cls}"' if cls else ""
         self.parts.append(f"<p{attr}>{html.escape(text)}</p>")
 
-    def table(self, frame: pd.DataFrame, formats: dict[str, str] | None = None) -> None:
-        formats = formats or {}
-        shown = frame.copy()
-        for column, fmt in formats.items():
-            if column in shown:
-                shown[column] = shown[column].map(lambda v, f=fmt: "n/a" if pd.isna(v) else f.format(v))
-        self.parts.append(shown.to_html(index=False, na_rep="n/a", escape=True, border=0))
+    def table(self, frame: pd.DataFrame, formats: dict[str, str] | None = None, more: pd.DataFrame | None = None,
+              more_formats: dict[str, str] | None = None, text: tuple[str, ...] = ()) -> None:
+        """A table; ``more``: a wider one behind an expander, scrolling within its own box so
+        that the page itself never scrolls sideways; ``text``: columns that wrap (names),
+        where every other one keeps to one line."""
+        if text:
+            self.parts.append(_board_table(frame, text))
+        else:
+            self.parts.append(_html_table(frame, formats or {}))
+        if more is not None:
+            self.parts.append(f"<details><summary>every column ({len(more.columns)})</summary><div class='wide'>"
+                              f"{_html_table(more, more_formats or {})}</div></details>")
 
     def figure(self, fig: go.Figure, name: str) -> None:
         self.figures.append((name, fig))
@@ -79,6 +91,24 @@ class Page:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.render(), encoding="utf-8")
         return path
+
+
+def _html_table(frame: pd.DataFrame, formats: dict[str, str]) -> str:
+    shown = frame.copy()
+    for column, fmt in formats.items():
+        if column in shown:
+            shown[column] = shown[column].map(lambda v, f=fmt: "n/a" if pd.isna(v) else f.format(v))
+    return shown.to_html(index=False, na_rep="n/a", escape=True, border=0)
+
+
+def _board_table(frame: pd.DataFrame, text: tuple[str, ...]) -> str:
+    """A table of already-formatted cells; the ``text`` columns may wrap anywhere."""
+    head = "".join(f"<th class='text'>{html.escape(str(c))}</th>" if c in text else f"<th>{html.escape(str(c))}</th>"
+                   for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td class='text'>{html.escape(str(v))}</td>" if c in text
+                                     else f"<td>{html.escape(str(v))}</td>" for c, v in zip(frame.columns, row))
+                   + "</tr>" for row in frame.itertuples(index=False))
+    return f"<table class='board'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def export_images(page: Page, folder: Path, formats: tuple[str, ...] = ("png", "svg")) -> str:

@@ -24,9 +24,22 @@ from harness.tables import PARTS
 from reports import figures
 from reports.html import Page, slug
 from reports.load import find_studies, load_study, read_info, study_state
-from reports.summary import LATENCY, SIZE, FRONTS, selected_trials, seed_spread, welch_p, with_fronts
+from reports.summary import (
+    FRONTS,
+    LATENCY,
+    LATENCY_HIGH,
+    LATENCY_LOW,
+    SIZE,
+    measured,
+    one_latency_per_network,
+    seed_spread,
+    selected_trials,
+    welch_p,
+    window_lines,
+    with_fronts,
+)
 
-FRONT_SCOPE = ["dataset"]  # every method on a data set competes on the same cost axes
+FRONT_SCOPE = ["dataset", "device"]  # every method on a data set competes on the same cost axes, per device
 RANK_SCOPE = ["dataset", "pair"]
 
 
@@ -70,6 +83,9 @@ def collect(storage: Path) -> tuple[pd.DataFrame, int, int]:
 
 def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ranked table (one row per study) and the trials with their Pareto flags."""
+    trials = one_latency_per_network(trials)
+    trials["device"] = trials["device"].astype(object).where(trials["device"].notna(), "n/a") \
+        if "device" in trials else "n/a"
     trials = with_fronts(trials, by=FRONT_SCOPE)
     keys = [*RANK_SCOPE, "teacher", "student", "method", "study"]
     counts = trials.groupby(keys, dropna=False)["status"].value_counts().unstack(fill_value=0)
@@ -80,6 +96,7 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
     teacher = trials.groupby("study")[["teacher_test_acc", "teacher_latency_ms", "teacher_size_bytes"]].median()
     table = table.join(teacher, on="study")
     table["state"] = table["study"].map(trials.groupby("study")["study_state"].first())
+    table["device"] = table["study"].map(trials[measured(trials)].groupby("study")["device"].first())
     table["gap_to_teacher"] = table["test_acc_mean"] - table["teacher_test_acc"]
     scratch = table[table["method"].eq("scratch")].groupby(["dataset", "student"])["test_acc_mean"].max()
     table["gap_to_scratch"] = table["test_acc_mean"] - pd.Series(
@@ -92,6 +109,7 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
             within = trials[~(trials[cost] <= limit)].index  # NaN cost or over budget
             best = seed_spread(trials.drop(index=within), ["study"]).set_index("study")["test_acc_mean"]
             table[f"acc_{'latency' if cost == LATENCY else 'size'}_le_{fraction:g}x_teacher"] = table["study"].map(best)
+    relative_costs(table, trials)
     chosen = selected_trials(trials)
     for column in FRONTS:
         on = trials[trials[column]].groupby("study").size()
@@ -101,7 +119,54 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
     table["rank"] = table.groupby(RANK_SCOPE, dropna=False).cumcount() + 1
     table = table.reset_index(drop=True)
     table["p_vs_leader"] = p_vs_leader(table)
+    table["latency_rank"] = latency_rank(table)
+    table["latency_vs_leader"] = latency_vs_leader(table)
     return table, trials
+
+
+def relative_costs(table: pd.DataFrame, trials: pd.DataFrame) -> None:
+    """Latency (with its interval) and size as multiples of the teacher's, measured in the
+    same window; a study without a teacher (scratch) is held to its data set's teacher."""
+    for cost, column in ((LATENCY, "teacher_latency_ms"), (SIZE, "teacher_size_bytes")):
+        reference = table[column].fillna(table.groupby("dataset")[column].transform("median"))
+        name = "latency" if cost == LATENCY else "size"
+        table[f"{name}_x_teacher"] = table[cost] / reference
+        if cost == LATENCY and LATENCY_LOW in table:
+            table["latency_x_teacher_low"] = table[LATENCY_LOW] / reference
+            table["latency_x_teacher_high"] = table[LATENCY_HIGH] / reference
+
+
+def _faster(a_high: float, b_low: float) -> bool:
+    """Measurably faster: the whole of one interval below the other's."""
+    return bool(a_high < b_low)
+
+
+def latency_rank(table: pd.DataFrame) -> pd.Series:
+    """Per data set and device, 1 + the number of studies measurably faster (intervals apart):
+    studies whose latency intervals overlap share a rank, however their medians fall."""
+    low = table.get(LATENCY_LOW, table[LATENCY]).fillna(table[LATENCY])
+    high = table.get(LATENCY_HIGH, table[LATENCY]).fillna(table[LATENCY])
+    ranks = pd.Series(np.nan, index=table.index)
+    for _, group in table[table[LATENCY].notna()].groupby(["dataset", "device"], dropna=False):
+        for i in group.index:
+            ranks[i] = 1 + sum(_faster(high[j], low[i]) for j in group.index if j != i)
+    return ranks
+
+
+def latency_vs_leader(table: pd.DataFrame) -> pd.Series:
+    """Against rank 1 of its group: ``faster`` or ``slower`` when the intervals are apart,
+    ``same`` when they overlap (not told apart), empty for rank 1 itself."""
+    low = table.get(LATENCY_LOW, table[LATENCY]).fillna(table[LATENCY])
+    high = table.get(LATENCY_HIGH, table[LATENCY]).fillna(table[LATENCY])
+    leader = table.groupby(RANK_SCOPE, dropna=False)["rank"].transform(lambda r: r.idxmin())
+    out = []
+    for i, j in zip(table.index, leader):
+        if i == j or pd.isna(table.at[i, LATENCY]) or pd.isna(table.at[j, LATENCY]) \
+                or table.at[i, "device"] != table.at[j, "device"]:
+            out.append("")
+        else:
+            out.append("faster" if _faster(high[i], low[j]) else "slower" if _faster(high[j], low[i]) else "same")
+    return pd.Series(out, index=table.index)
 
 
 def p_vs_leader(table: pd.DataFrame) -> pd.Series:
@@ -127,29 +192,34 @@ def build_leaderboard(storage: str | Path, budgets: tuple[float, ...] = (0.5, 1.
              storage / "leaderboard.md", storage / "leaderboard.html"]
     table.to_parquet(paths[0], index=False)
     trials.to_parquet(paths[1], index=False)
-    paths[2].write_text(markdown(table), encoding="utf-8")
+    paths[2].write_text(markdown(table, trials), encoding="utf-8")
     html_page(board).write(paths[3])
     return board, paths
 
 
 SHOWN = {"rank": "{}", "method": "{}", "study": "{}", "state": "{}", "seeds": "{:.0f}", "test_acc_mean": "{:.2%}",
          "test_acc_std": "{:.2%}", "p_vs_leader": "{:.2f}", "gap_to_teacher": "{:+.2%}", "gap_to_scratch": "{:+.2%}",
-         LATENCY: "{:.3g}", SIZE: "{:,.0f}", "pareto_trials": "{}", "selected_on_front": "{}",
+         LATENCY: "{:.3g}", LATENCY_LOW: "{:.3g}", LATENCY_HIGH: "{:.3g}", "latency_x_teacher": "{:.2f}",
+         "latency_rank": "{:.0f}", "latency_vs_leader": "{}", "size_x_teacher": "{:.2f}", SIZE: "{:,.0f}",
+         "device": "{}", "pareto_trials": "{}", "selected_on_front": "{}",
          "completed": "{}", "stopped": "{}", "error": "{}", "running": "{}"}
+INTRO = ("Per data set and teacher->student pair, ranked by mean test accuracy of each seed's best-on-validation "
+         "trial. p: Welch's t-test of the seeds' test accuracy against rank 1 of the group; above 0.05, the gap is "
+         "within what the seeds' spread explains. Latency and size are multiples of the teacher's, latency with its "
+         "interval (the median's, over interleaved rounds); every trial of one network shares one latency, and "
+         "latencies whose intervals overlap count as equal (latency_rank, latency_vs_leader, the Pareto flags). "
+         "Gaps are in accuracy points; `acc_*_le_Nx_teacher` is the same figure among trials within N times the "
+         "teacher's latency or size; Pareto flags are on validation accuracy, latency and size across every "
+         "method on the data set and device.")
 
 
 def _shown(table: pd.DataFrame) -> list[str]:
     return [c for c in SHOWN if c in table] + [c for c in table if c.startswith("acc_")]
 
 
-def markdown(table: pd.DataFrame) -> str:
-    out = ["# Leaderboard", "",
-           "Per data set and teacher->student pair, ranked by mean test accuracy of each seed's "
-           "best-on-validation trial. `p_vs_leader`: Welch's t-test of the seeds' test accuracy against "
-           "rank 1 of the group; above 0.05, the gap is within what the seeds' spread explains. "
-           "Gaps are in accuracy points; `acc_*_le_Nx_teacher` is the same figure "
-           "among trials within N times the teacher's latency or size; Pareto flags are on validation "
-           "accuracy, latency and size across every method on the data set.", ""]
+def markdown(table: pd.DataFrame, trials: pd.DataFrame) -> str:
+    out = ["# Leaderboard", "", INTRO, ""]
+    out += [f"- {'**warning** ' if warning else ''}{line}" for line, warning in window_lines(trials)] + [""]
     columns = _shown(table)
     for (dataset, pair), group in table.groupby(RANK_SCOPE, dropna=False):
         out += [f"## {dataset}: {pair}", "", "| " + " | ".join(columns) + " |",
@@ -160,24 +230,53 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+ESSENTIAL = ("rank", "method", "study", "test accuracy", "p", "latency × teacher", "size × teacher")
+
+
+def essential(group: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader needs, formatted: what fits a 1400-pixel window."""
+    rows = []
+    for row in group.to_dict("records"):
+        study = row["study"] if row.get("state") in (None, "finished") else f"{row['study']} ({row['state']})"
+        accuracy = _format(row.get("test_acc_mean"), "{:.2%}")
+        if not _missing(row.get("test_acc_std")):
+            accuracy += f" ± {row['test_acc_std']:.2%}"
+        seeds = 0 if _missing(row.get("seeds")) else int(row["seeds"])
+        accuracy += f" ({seeds} seed{'s' * (seeds != 1)})"
+        latency = _format(row.get("latency_x_teacher"), "{:.2f}×")
+        low, high = row.get("latency_x_teacher_low"), row.get("latency_x_teacher_high")
+        if not _missing(low) and not _missing(high) and f"{low:.2f}" != f"{high:.2f}":
+            latency += f" [{low:.2f}–{high:.2f}]"
+        if row.get("latency_vs_leader"):
+            latency += {"same": ", = #1", "faster": ", faster than #1", "slower": ", slower than #1"}[
+                row["latency_vs_leader"]]
+        rows.append([row["rank"], row["method"], study, accuracy, _format(row.get("p_vs_leader"), "{:.2f}"),
+                     latency, _format(row.get("size_x_teacher"), "{:.2f}×")])
+    return pd.DataFrame(rows, columns=list(ESSENTIAL))
+
+
 def html_page(board: Leaderboard) -> Page:
     page = Page("Leaderboard")
-    page.paragraph(f"{board.table['study'].nunique()} studies, {len(board.trials)} trials. Ranked per data set "
-                   "and pair by the mean test accuracy of each seed's best-on-validation trial (p_vs_leader: "
-                   "Welch's t-test against rank 1; above 0.05 the gap is within seed noise); Pareto fronts on "
-                   "validation accuracy and measured cost.", "note")
+    page.paragraph(f"{board.table['study'].nunique()} studies, {len(board.trials)} trials. {INTRO}", "note")
+    for line, warning in window_lines(board.trials):
+        page.paragraph(line, "warn" if warning else "note")
     columns = _shown(board.table)
     for (dataset, pair), group in board.table.groupby(RANK_SCOPE, dropna=False):
         page.heading(f"{dataset}: {pair}")
-        page.table(group[columns], {c: SHOWN.get(c, "{:.2%}") for c in columns})
-    for dataset, group in board.trials.groupby("dataset"):
-        page.heading(f"{dataset}: accuracy against latency, every method")
-        page.figure(figures.pareto_chart(group, LATENCY, "pareto_latency", []), f"front_{slug(dataset)}")
+        page.table(essential(group), more=group[columns], more_formats={c: SHOWN.get(c, "{:.2%}") for c in columns},
+                   text=("method", "study"))
+    for (dataset, device), group in board.trials.groupby(FRONT_SCOPE, dropna=False):
+        page.heading(f"{dataset} on {device}: accuracy against latency, every method")
+        page.figure(figures.pareto_chart(group, LATENCY, "pareto_latency", []), f"front_{slug(dataset)}_{slug(device)}")
     return page
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def _format(value, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if _missing(value):
         return "n/a"
     try:
         return fmt.format(value)

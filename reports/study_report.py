@@ -10,13 +10,23 @@ from reports import figures
 from reports.html import Page, export_images, slug
 from reports.importance import distributions, param_importances
 from reports.load import Study, load_study
-from reports.summary import LATENCY, SIZE, seed_spread, status_counts, unplaced, with_fronts
+from reports.summary import (
+    LATENCY,
+    SIZE,
+    one_latency_per_network,
+    seed_spread,
+    status_counts,
+    unplaced,
+    window_lines,
+    with_fronts,
+)
 
 
 def build_report(folders: list[str | Path], output: str | Path, images: bool = True) -> tuple[Path, list[str]]:
     """Write the report; return its path and notes worth printing (skipped parts, unplaced trials)."""
     studies = [load_study(f) for f in folders]
-    trials = with_fronts(pd.concat([s.trials for s in studies], ignore_index=True), by=["dataset"])
+    trials = one_latency_per_network(pd.concat([s.trials for s in studies], ignore_index=True))
+    trials = with_fronts(trials, by=["dataset", "device"])
     page = Page("Compression study report: " + ", ".join(s.name for s in studies))
     notes = protocol_section(page, studies, trials)
     references = reference_lines(studies, trials)
@@ -39,6 +49,9 @@ def protocol_section(page: Page, studies: list[Study], trials: pd.DataFrame) -> 
     notes = [study.state_line() for study in studies if study.running]
     for note in notes:
         page.paragraph(note, "warn")
+    for line, warning in window_lines(trials):
+        page.paragraph(line, "warn" if warning else None)
+        notes += [line] if warning else []
     page.heading("Trials")
     page.table(status_counts(trials))
     missing = unplaced(trials)
@@ -112,14 +125,17 @@ def protocol(study: Study) -> str:
 
 
 def latency_protocol(trials: pd.DataFrame) -> str:
-    """Where the latencies come from: the end of each trial, or the measurement after the search."""
+    """Where the latencies come from: the end of each trial, or a window after the search."""
     again = trials["latency_rounds"].notna() if "latency_rounds" in trials else pd.Series(False, index=trials.index)
     if not again.any():
         return "latency taken at the end of each trial, beside the trials running with it"
-    rounds = int(trials.loc[again, "latency_rounds"].max())
-    spread = trials.loc[again, "latency_spread"].median()
-    return (f"latency of {int(again.sum())} completed trial(s) measured again after the search, one "
-            f"trial at a time, {rounds} interleaved round(s) (median spread between rounds {spread:.0%})")
+    done = trials[again]
+    rounds = int(done["latency_rounds"].max())
+    networks = done["network"].nunique() if "network" in done else len(done)
+    noisy = int(done["latency_noisy"].fillna(False).astype(bool).sum()) if "latency_noisy" in done else 0
+    return (f"latency of {len(done)} completed trial(s), {networks} distinct network(s), measured again after "
+            f"the search in one window, {rounds} interleaved round(s) (median interval width "
+            f"{done['latency_spread'].median():.0%})" + (f", {noisy} flagged noisy" if noisy else ""))
 
 
 def reference_lines(studies: list[Study], trials: pd.DataFrame) -> list[dict[str, Any]]:

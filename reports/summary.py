@@ -17,9 +17,45 @@ from scipy.stats import ttest_ind_from_stats
 from reports.pareto import pareto_mask
 
 LATENCY, SIZE = "latency_ms", "size_bytes"
+LATENCY_LOW, LATENCY_HIGH = "latency_low_ms", "latency_high_ms"  # the interval of the median (harness/latency.py)
+INTERVALS = {LATENCY: (LATENCY_LOW, LATENCY_HIGH)}
 FRONTS = {"pareto_latency": {"val_acc": "max", LATENCY: "min"},
           "pareto_size": {"val_acc": "max", SIZE: "min"},
           "pareto": {"val_acc": "max", LATENCY: "min", SIZE: "min"}}
+
+
+def front_mask(frame: pd.DataFrame, objectives: dict[str, str]) -> pd.Series:
+    """The Pareto front with latency as its interval: overlapping latencies are equal."""
+    return pareto_mask(frame, objectives, INTERVALS)
+
+
+def one_latency_per_network(trials: pd.DataFrame) -> pd.DataFrame:
+    """Every trial whose network (structural fingerprint, ``network``) was measured on the
+    same device at the same batch gets one latency: the median of the group's figures and
+    the interval spanning theirs. Measured in one window they are one figure already; from
+    several windows (``--no-remeasure``, studies run apart) the pooled interval shows the
+    windows' disagreement instead of ranking it. ``latency_trials``: trials sharing it.
+    The teachers' figures are pooled the same way by ``teacher_network``."""
+    trials = trials.copy()
+    for prefix, key in (("", "network"), ("teacher_", "teacher_network")):
+        value, low, high = (f"{prefix}{c}" for c in (LATENCY, LATENCY_LOW, LATENCY_HIGH))
+        if value not in trials:
+            continue
+        for column in (low, high):
+            trials[column] = pd.to_numeric(trials[column], errors="coerce").fillna(trials[value]) \
+                if column in trials else trials[value]
+        if key not in trials:
+            continue
+        keys = [trials[key], trials.get("device", pd.Series("", index=trials.index)).fillna(""),
+                trials.get("latency_batch", pd.Series(0, index=trials.index)).fillna(0)]
+        placed = trials[key].notna() & trials[value].notna()
+        grouped = trials[placed].groupby([k[placed] for k in keys])
+        trials.loc[placed, value] = grouped[value].transform("median")
+        trials.loc[placed, low] = grouped[low].transform("min")
+        trials.loc[placed, high] = grouped[high].transform("max")
+        if not prefix:
+            trials["latency_trials"] = grouped[value].transform("size").reindex(trials.index)
+    return trials
 
 
 def measured(trials: pd.DataFrame) -> pd.Series:
@@ -36,8 +72,37 @@ def with_fronts(trials: pd.DataFrame, by: list[str] | None = None) -> pd.DataFra
     groups = placed.groupby(by, dropna=False) if by else [(None, placed)]
     for _, group in groups:
         for column, objectives in FRONTS.items():
-            trials.loc[group.index, column] = pareto_mask(group, objectives)
+            trials.loc[group.index, column] = front_mask(group, objectives)
     return trials
+
+
+def window_lines(trials: pd.DataFrame) -> list[tuple[str, bool]]:
+    """Per data set and device, whether the latencies compared there were measured in one
+    window, and which figures stayed noisy: (line, whether it is a warning)."""
+    done = trials[measured(trials)]
+    out = []
+    for (dataset, device), group in done.groupby(["dataset", "device"], dropna=False):
+        where = f"{dataset} on {device}"
+        windows = group["latency_window"] if "latency_window" in group else pd.Series(np.nan, index=group.index)
+        named, in_trial = windows.dropna().unique(), int(windows.isna().sum())
+        networks = group["network"].nunique() if "network" in group else len(group)
+        if len(named) == 1 and not in_trial:
+            out.append((f"{where}: the latencies of {group['study'].nunique()} studies' {len(group)} completed trials "
+                        f"({networks} distinct networks) were measured together in one window ({named[0]}, "
+                        f"{int(group['latency_rounds'].max())} interleaved rounds)", False))
+        else:
+            sources = [f"{len(named)} measurement window(s)"] * bool(len(named)) + \
+                      [f"{in_trial} trial(s) measured beside their neighbours"] * bool(in_trial)
+            out.append((f"{where}: the latencies come from {' and '.join(sources)}, not one window: each network's "
+                        f"figure pools its measurements, and differences smaller than the windows' drift may be "
+                        f"noise (`harness leaderboard` without --no-remeasure measures them together)", True))
+        if "latency_noisy" in group:
+            noisy = group[group["latency_noisy"].fillna(False).astype(bool)]
+            if len(noisy):
+                names = ", ".join(f"{s} {t}" for s, t in zip(noisy["study"], noisy["trial_id"]))
+                out.append((f"{where}: NOISY latency, rounds still further apart than the bound after every "
+                            f"attempt: {names}", True))
+    return out
 
 
 def selected_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -54,9 +119,10 @@ def seed_spread(trials: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     chosen = selected_trials(trials)
     if chosen.empty:
         return pd.DataFrame(columns=[*by, "test_acc_mean", "test_acc_std", "seeds"])
+    bounds = {c: (c, "median") for c in (LATENCY_LOW, LATENCY_HIGH) if c in chosen}
     return chosen.groupby(by, dropna=False).agg(
         test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", lambda s: s.std(ddof=1) if len(s) > 1 else np.nan),
-        seeds=("seed", "nunique"), latency_ms=(LATENCY, "median"), size_bytes=(SIZE, "median"),
+        seeds=("seed", "nunique"), latency_ms=(LATENCY, "median"), **bounds, size_bytes=(SIZE, "median"),
         per_seed=("test_acc", lambda s: ", ".join(f"{v:.2%}" for v in s)),
     ).reset_index()
 

@@ -35,21 +35,27 @@ def test_latency_grows_with_work_and_measure_reports_everything():
     assert m["latency_ms"] > 0 and m["latency_batch"] == 8 and "threads" in m["device"]
 
 
-def test_students_of_several_studies_are_measured_again_from_their_saved_weights():
+def test_studies_measured_together_share_one_figure_per_distinct_network():
     from harness.remeasure import StudyStudents, measure_studies
     from tests.conftest import small_spec
 
-    spec = small_spec(**{"measure.repeats": "2", "measure.warmup": "1", "measure.batch_size": "4"})
-    alone = small_spec(**{"method": "scratch", "measure.repeats": "2", "measure.warmup": "1"})
+    settings = {"measure.repeats": "2", "measure.warmup": "1", "measure.batch_size": "4"}
+    spec, alone = small_spec(**settings), small_spec(**{"method": "scratch", **settings})
     shape = (1, 28, 28)
     narrow = create_model("lenet5_half", 10, 0.25, shape)  # what a pruned student's weights look like
-    full = create_model("lenet5_half", 10, spec.student.width, shape)
+    full, other_weights = (create_model("lenet5_half", 10, spec.student.width, shape) for _ in range(2))
     teacher = create_model(spec.teacher.model, 10, spec.teacher.width, shape)
     kd, scratch = measure_studies(
         [StudyStudents(spec, 10, shape, {"p": narrow.state_dict(), "f": full.state_dict()}, teacher.state_dict()),
-         StudyStudents(alone, 10, shape, {"f": full.state_dict()}, None)], rounds=3, resources=spec.resources)
+         StudyStudents(alone, 10, shape, {"f": other_weights.state_dict()}, None)], rounds=3,
+        resources=spec.resources)
     assert kd["p"]["params_measured"] == count_params(narrow) < kd["f"]["params_measured"]
+    # The same architecture in two studies, with other weights: one network, timed once, one figure.
+    shared = ("latency_ms", "latency_b1_ms", "latency_low_ms", "latency_high_ms", "network", "latency_window")
+    assert [kd["f"][k] for k in shared] == [scratch["f"][k] for k in shared]
+    assert kd["p"]["network"] != kd["f"]["network"] and kd["p"]["latency_window"] == kd["f"]["latency_window"]
     for measured in (*kd.values(), *scratch.values()):
         assert measured["latency_rounds"] == 3 and measured["latency_spread"] >= 0
-        assert min(measured["latency_ms"], measured["latency_b1_ms"]) > 0
-    assert min(m["teacher_latency_ms"] for m in kd.values()) > 0 and "teacher_latency_ms" not in scratch["f"]
+        assert 0 < measured["latency_low_ms"] <= measured["latency_ms"] <= measured["latency_high_ms"]
+    assert kd["p"]["teacher_latency_ms"] == kd["f"]["teacher_latency_ms"] > 0
+    assert "teacher_latency_ms" not in scratch["f"]

@@ -206,27 +206,73 @@ def test_the_report_renders_in_headless_chromium_without_javascript_errors(stora
     assert shot.stat().st_size > 50_000  # a blank page is a few kB
 
 
+def _long_named_study(storage):
+    write_study(storage, "hint-kd-digits-with-a-long-study-name",
+                "my_method.hint_kd_with_feature_hints:HintKnowledgeDistillation", 4, rng=np.random.default_rng(3))
+
+
+def test_the_leaderboard_shows_the_essential_columns_and_keeps_the_rest_behind_an_expander(storage):
+    _long_named_study(storage)
+    build_leaderboard(storage)
+    page = (storage / "leaderboard.html").read_text()
+    boards = page.split("<table class='board'>")[1:]
+    assert len(boards) == 3  # one per (data set, pair)
+    for board in boards:
+        head = board.split("</thead>")[0]
+        assert [h.split(">")[-1] for h in head.split("</th>")[:-1]] == \
+            ["rank", "method", "study", "test accuracy", "p", "latency × teacher", "size × teacher"]
+        assert board.split("</table>")[1].lstrip().startswith("<details><summary>every column")
+    assert "95.36% ± 0.52% (3 seeds)" in page and "c2s2-digits (interrupted)" in page
+    table = pd.read_parquet(storage / "leaderboard.parquet")
+    assert {"latency_x_teacher", "size_x_teacher", "latency_rank", "latency_vs_leader", "device"} <= set(table)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                    reason="no Chromium installed (Debian: apt-get install chromium)")
+def test_the_leaderboard_fits_a_1400_pixel_window(storage, tmp_path):
+    _long_named_study(storage)
+    build_leaderboard(storage)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
+             "--virtual-time-budget=20000", "--hide-scrollbars"]
+    for width in (1400, 900):  # 900: narrower still, where the names wrap
+        dom = subprocess.run([*flags, f"--window-size={width},900", "--dump-dom",
+                              (storage / "leaderboard.html").as_uri()], capture_output=True, text=True,
+                             timeout=120).stdout
+        assert 'data-js-errors="0"' in dom, dom[-2000:]
+        scroll = int(dom.split('data-scroll-width="')[1].split('"')[0])
+        client = int(dom.split('data-client-width="')[1].split('"')[0])
+        assert client == width and scroll <= client, (width, scroll)
+
+
 def test_reports_import_neither_torch_nor_ray():
     code = ("import sys, reports.study_report, reports.leaderboard; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'ray')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_hover_says_how_a_latency_was_measured_again():
+def test_hover_names_the_trial_its_knobs_and_its_latency_interval():
     from reports.figures import hover_text
 
-    row = {"trial_id": "s0-a", "study": "kd", "method": "kd", "test_acc": 0.9, "val_acc": 0.9,
+    row = {"trial_id": "s0-a", "study": "kd", "method": "kd", "test_acc": 0.9, "val_acc": 0.9, "param_lr": 0.0123456,
            "latency_ms": 2.5, "size_bytes": 1000.0, "params": 10, "status": "completed", "epochs_done": 3}
-    again = pd.DataFrame([{**row, "latency_rounds": 3.0, "latency_spread": 0.24}])
-    assert "latency 2.5 ms (3 rounds, 24% apart)" in hover_text(again)[0]
-    in_trial = pd.DataFrame([{**row, "latency_rounds": np.nan, "latency_spread": np.nan}])
-    assert "apart" not in hover_text(in_trial)[0] and "apart" not in hover_text(pd.DataFrame([row]))[0]
+    again = pd.DataFrame([{**row, "latency_rounds": 5.0, "latency_low_ms": 2.25, "latency_high_ms": 2.75,
+                           "latency_trials": 4.0, "latency_noisy": False}])
+    text = hover_text(again)[0]
+    assert "<b>s0-a</b>" in text and "lr=0.01235" in text
+    assert "latency 2.5 ms [2.25–2.75] (5 rounds, one figure for 4 trials of this network)" in text
+    noisy = hover_text(again.assign(latency_noisy=True))[0]
+    assert "NOISY" in noisy and "NOISY" not in text
+    in_trial = hover_text(pd.DataFrame([row]))[0]
+    assert "latency 2.5 ms (in the trial)" in in_trial and "[" not in in_trial
 
 
 def test_the_protocol_says_where_the_latencies_come_from():
     from reports.study_report import latency_protocol
 
-    trials = pd.DataFrame({"latency_rounds": [3.0, 3.0, np.nan], "latency_spread": [0.1, 0.3, np.nan]})
-    assert latency_protocol(trials) == ("latency of 2 completed trial(s) measured again after the search, "
-                                        "one trial at a time, 3 interleaved round(s) (median spread between rounds 20%)")
+    trials = pd.DataFrame({"latency_rounds": [5.0, 5.0, np.nan], "latency_spread": [0.1, 0.3, np.nan],
+                           "network": ["a", "a", "a"], "latency_noisy": [False, True, None]})
+    assert latency_protocol(trials) == ("latency of 2 completed trial(s), 1 distinct network(s), measured again "
+                                        "after the search in one window, 5 interleaved round(s) (median interval "
+                                        "width 20%), 1 flagged noisy")
     assert "at the end of each trial" in latency_protocol(pd.DataFrame({"latency_ms": [1.0]}))

@@ -278,8 +278,8 @@ def test_study_file_records_the_protocol_and_teacher(study):
     assert info["ended_at"] and info["spec"]["method"] == "kd"
 
 
-def test_finished_studies_are_measured_again_together_keeping_what_the_trials_measured(ray_session, tmp_path,
-                                                                                       capsys):
+def test_a_leaderboard_measures_studies_run_apart_in_one_window(ray_session, tmp_path, capsys):
+    """The issue's case: a kd and a scratch study of one student, run one after the other."""
     from harness.cli import main
     from harness.sweep import run_sweep
 
@@ -291,9 +291,28 @@ def test_finished_studies_are_measured_again_together_keeping_what_the_trials_me
     before = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
     assert "latency_rounds" not in pd.read_parquet(other / "trials.parquet")  # measure.rounds: 0
 
+    # As they are: two windows, said so; the shared network still gets one (pooled) figure.
+    assert main(["leaderboard", str(tmp_path), "--no-remeasure"]) == 0
+    assert "not one window" in (tmp_path / "leaderboard.md").read_text()
+    board = pd.read_parquet(tmp_path / "leaderboard.parquet").set_index("study")
+    assert board.loc["test", "latency_ms"] == board.loc["alone", "latency_ms"]
+
+    assert main(["leaderboard", str(tmp_path)]) == 0
+    assert "measuring 2 finished studies again in one window" in capsys.readouterr().out
+    trials = pd.concat([pd.read_parquet(f / "trials.parquet") for f in (folder, other)])
+    completed = trials[trials.status == "completed"]
+    assert completed.latency_window.nunique() == 1 and completed.network.nunique() == 1
+    assert completed.latency_ms.nunique() == 1 and (completed.latency_rounds == 5).all()
+    board = pd.read_parquet(tmp_path / "leaderboard.parquet").set_index("study")
+    assert board.loc["test", "latency_ms"] == board.loc["alone", "latency_ms"]
+    assert board.loc["test", "latency_rank"] == board.loc["alone", "latency_rank"] == 1
+    assert "measured together in one window" in (tmp_path / "leaderboard.md").read_text()
+    assert main(["leaderboard", str(tmp_path)]) == 0
+    assert "digits (cpu): latencies already measured in one window" in capsys.readouterr().out
+
     assert main(["remeasure", str(folder), str(other), "--rounds", "2"]) == 0
     out = capsys.readouterr().out
-    assert f"{folder}: latency of" in out and f"{other}: latency of 1 completed trial(s)" in out
+    assert f"{folder}: latency of" in out and f"{other}: latency of 1 completed trial(s), 1 distinct" in out
     after = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
     completed = after.status == "completed"
     assert (after.loc[completed, "latency_rounds"] == 2).all()
