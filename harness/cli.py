@@ -233,8 +233,7 @@ def leaderboard(args: argparse.Namespace) -> int:
         configure_ray(args.address)  # before Ray is imported
         from harness.windows import measure_in_one_window
 
-        for line in measure_in_one_window(root, args.rounds, args.address):
-            print(line)
+        measure_in_one_window(root, args.rounds, args.address)
     board, paths = build_leaderboard(root.local, budgets)
     names = [path.relative_to(root.local).as_posix() for path in paths]
     for name in names:

@@ -5,6 +5,11 @@ method, state, seeds, spread, p-value against rank 1, budgets, gaps, Pareto
 membership), ``leaderboard_trials.parquet`` (every trial with its Pareto flags),
 ``leaderboard.html`` and ``leaderboard.md`` (docs/results.md).
 
+Latencies are compared as intervals, one figure per network (reports.summary); the
+``harness leaderboard`` command first measures a data set's studies again in one window
+when they were measured in several (harness/windows.py), and the page says per data set
+and device which it was.
+
 Each study's trials are read once and kept in ``STORAGE/.leaderboard/`` with the
 size and modification time of its files; a re-run reads only studies that are
 new or changed, and every study's state. Rankings and fronts span studies, so

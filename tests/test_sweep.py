@@ -298,7 +298,7 @@ def test_a_leaderboard_measures_studies_run_apart_in_one_window(ray_session, tmp
     assert board.loc["test", "latency_ms"] == board.loc["alone", "latency_ms"]
 
     assert main(["leaderboard", str(tmp_path)]) == 0
-    assert "measuring 2 finished studies again in one window" in capsys.readouterr().out
+    assert "measuring 2 finished studies (3 completed trials) again in one window" in capsys.readouterr().out
     trials = pd.concat([pd.read_parquet(f / "trials.parquet") for f in (folder, other)])
     completed = trials[trials.status == "completed"]
     assert completed.latency_window.nunique() == 1 and completed.network.nunique() == 1
