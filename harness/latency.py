@@ -7,7 +7,7 @@ alike. Each network's figure is the median of its rounds, with a distribution-fr
 confidence interval for that median (order statistics of the rounds), so that
 two networks whose intervals overlap are not told apart.
 
-Networks are keyed by what decides their speed (``TimedNetwork.key``: the
+The caller keys the networks by what decides their speed (harness.remeasure: the
 structural fingerprint and the measurement settings), so identical networks are
 timed once and share one figure. A network whose rounds stay further apart than
 ``max_spread`` is measured again, with the others that are noisy, up to

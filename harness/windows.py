@@ -2,7 +2,8 @@
 
 Every sweep measures its own trials again when it ends, so two studies run one
 after the other hold latencies from two windows, and the same network can come
-out 10% apart between them: noise a ranking would read as speed. ``harness
+out 10-30% apart between them on a shared VM (benchmarks/README.md, "One network,
+one latency"): noise a ranking would read as speed. ``harness
 leaderboard`` therefore groups the studies by data set and device kind, and
 where a group's completed trials come from more than one window, measures its
 finished studies again together (harness.remeasure: each distinct network once,

@@ -130,7 +130,7 @@ def normalise_trials(trials: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame
     defaults = {"study": info.get("study"), "method": spec.get("method"),
                 "dataset": spec.get("dataset", {}).get("name"), "seed": 0, "status": "unknown",
                 "student": spec.get("student", {}).get("model"),
-                "teacher": (spec.get("teacher") or {}).get("model")}
+                "teacher": (spec.get("teacher") or {}).get("model"), "device": None}
     for column, value in defaults.items():
         if column not in trials:
             trials[column] = value

@@ -99,9 +99,11 @@ def window_lines(trials: pd.DataFrame) -> list[tuple[str, bool]]:
         if "latency_noisy" in group:
             noisy = group[group["latency_noisy"].fillna(False).astype(bool)]
             if len(noisy):
-                names = ", ".join(f"{s} {t}" for s, t in zip(noisy["study"], noisy["trial_id"]))
+                by = noisy["network"].fillna(noisy["trial_id"]) if "network" in noisy else noisy["trial_id"]
+                names = "; ".join(f"{network} ({len(trials)} trial(s) of {', '.join(sorted(trials['study'].unique()))})"
+                                  for network, trials in noisy.groupby(by))
                 out.append((f"{where}: NOISY latency, rounds still further apart than the bound after every "
-                            f"attempt: {names}", True))
+                            f"attempt, for network(s) {names}", True))
     return out
 
 

@@ -144,7 +144,7 @@ def test_one_network_gets_one_latency_pooled_over_the_windows_it_was_measured_in
                     "measured together in one window (w3, 5 interleaved rounds)", False)]
     noisy = window_lines(trials.assign(latency_window="w3", latency_noisy=[False, False, False, True]))
     assert noisy[1] == ("digits on cpu: NOISY latency, rounds still further apart than the bound after every "
-                        "attempt: c2s2 s0-d", True)
+                        "attempt, for network(s) n2 (1 trial(s) of c2s2)", True)
 
 
 def test_latency_ranks_tie_where_intervals_overlap():
