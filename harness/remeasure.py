@@ -23,7 +23,7 @@ import json
 import posixpath
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from harness.latency import TimedNetwork, measure_window
 from harness.measure import count_params, device_name, network_fingerprint
 from harness.networks import build_network
 from harness.results import ResultsWriter, trial_key
+from harness.tables import read_table
 from harness.spec import MeasureSpec, ResourcesSpec, StudySpec
 from harness.trial import (
     STATE_FILE,
@@ -59,16 +60,24 @@ class StudyStudents:
     input_shape: tuple[int, ...]
     students: dict[str, dict[str, torch.Tensor]]
     teacher_state: dict[str, torch.Tensor] | None
+    # Row id -> the row whose network it has, by the fingerprint its trial recorded: its
+    # weights are not read (a study of a thousand trials of one network reads one checkpoint).
+    same_as: dict[str, str] = field(default_factory=dict)
 
 
-def finished_students(spec: StudySpec, study: Path | Location) -> dict[str, dict[str, torch.Tensor]]:
-    """Row id -> the exported student's weights, for every trial of every seed's run folder
-    that ran its whole budget (a resumed study's earlier seeds included); the run folders
-    are read where Tune wrote them (a bucket too)."""
+Weights = dict[str, torch.Tensor]
+
+
+def finished_students(spec: StudySpec, study: Path | Location,
+                      networks: dict[str, Any] | None = None) -> tuple[dict[str, Weights], dict[str, str]]:
+    """For every trial of every seed's run folder that ran its whole budget (a resumed
+    study's earlier seeds included): row id -> the exported student's weights, read where
+    Tune wrote them (a bucket too), or, for a row whose network (``networks``: row id ->
+    the fingerprint its trial recorded) is one already read, row id -> that row."""
     from ray.tune import ExperimentAnalysis
 
     study = study if isinstance(study, Location) else open_location(study)
-    students = {}
+    students, same_as, read = {}, {}, {}
     for seed in spec.seeds:
         if not study.exists("tune", f"seed{seed}"):
             continue
@@ -76,10 +85,17 @@ def finished_students(spec: StudySpec, study: Path | Location) -> dict[str, dict
             last = trial.last_result or {}
             if trial.status == "ERROR" or last.get("epoch") != spec.budget.epochs or trial.checkpoint is None:
                 continue
+            key = trial_key(seed, trial.trial_id)
+            network = (networks or {}).get(key)
+            if isinstance(network, str) and network in read:
+                same_as[key] = read[network]
+                continue
             saved = study.read_file(posixpath.join(trial.checkpoint.path, STATE_FILE))
             state = torch.load(io.BytesIO(saved), map_location="cpu", weights_only=True)
-            students[trial_key(seed, trial.trial_id)] = state["method"]["student"]
-    return students
+            students[key] = state["method"]["student"]
+            if isinstance(network, str):
+                read[network] = key
+    return students, same_as
 
 
 def measure_studies(studies: list[StudyStudents], rounds: int, resources: ResourcesSpec,
@@ -110,6 +126,8 @@ def measure_studies(studies: list[StudyStudents], rounds: int, resources: Resour
             model.load_state_dict(state)
             model = prepare_model(model.to(device), spec.resources.channels_last).eval()
             rows.append((index, row_id, add(model, spec, study.input_shape), teacher_key, count_params(model)))
+        of_row = {row[1]: row for row in rows if row[0] == index}
+        rows += [(index, row_id, *of_row[other][2:]) for row_id, other in study.same_as.items()]
     measured = measure_window(networks, rounds, max_spread, attempts)
     window = f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}-{uuid.uuid4().hex[:6]}"
     out: list[Figures] = [{} for _ in studies]
@@ -200,7 +218,10 @@ def load_finished_study(study: Location) -> StudyStudents:
                                f"(the cache its sweep wrote); measure it where it ran")
 
         teacher_state = obtain_teacher(spec, data, study.parent(), train=not_cached).state
-    return StudyStudents(spec, data.num_classes, data.input_shape, finished_students(spec, study), teacher_state)
+    trials = read_table(folder, "trials")
+    networks = dict(zip(trials["trial_id"], trials["network"])) if "network" in trials else {}
+    students, same_as = finished_students(spec, study, networks)
+    return StudyStudents(spec, data.num_classes, data.input_shape, students, teacher_state, same_as)
 
 
 def load_finished_studies(folders: list[str | Path]) -> list[tuple[StudyStudents, ResultsWriter]]:

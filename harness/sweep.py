@@ -289,8 +289,10 @@ def remeasure_latency(spec: StudySpec, study: Location, data: DatasetSplits, tea
             "the figures taken during the trials stand")
         return
     try:
-        students = StudyStudents(spec, data.num_classes, data.input_shape, finished_students(spec, study),
-                                 teacher.state if teacher else None)
+        # One checkpoint read per network its trials recorded (the rest share its figure).
+        found, same_as = finished_students(spec, study, {k: r.get("network") for k, r in writer.trials.items()})
+        students = StudyStudents(spec, data.num_classes, data.input_shape, found,
+                                 teacher.state if teacher else None, same_as)
         [lines] = measure_again([(students, writer)])
     except Exception as error:  # a step after the search must never cost its results
         cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]

@@ -101,7 +101,7 @@ def measure_in_one_window(root: Location, rounds: int | None, address: str | Non
 def _measure(group: Group, studies: list, rounds: int | None, say: Callable[[str], None]) -> None:
     from harness.remeasure import remeasure_studies
 
-    trials = sum(len(students.students) for students, _ in studies)
+    trials = sum(len(students.students) + len(students.same_as) for students, _ in studies)
     say(f"{group.name}: measuring {len(studies)} finished studies ({trials} completed trials) again in one "
         f"window (--no-remeasure skips this)")
     try:

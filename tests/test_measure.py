@@ -47,12 +47,12 @@ def test_studies_measured_together_share_one_figure_per_distinct_network():
     teacher = create_model(spec.teacher.model, 10, spec.teacher.width, shape)
     kd, scratch = measure_studies(
         [StudyStudents(spec, 10, shape, {"p": narrow.state_dict(), "f": full.state_dict()}, teacher.state_dict()),
-         StudyStudents(alone, 10, shape, {"f": other_weights.state_dict()}, None)], rounds=3,
+         StudyStudents(alone, 10, shape, {"f": other_weights.state_dict()}, None, same_as={"g": "f"})], rounds=3,
         resources=spec.resources)
     assert kd["p"]["params_measured"] == count_params(narrow) < kd["f"]["params_measured"]
     # The same architecture in two studies, with other weights: one network, timed once, one figure.
     shared = ("latency_ms", "latency_b1_ms", "latency_low_ms", "latency_high_ms", "network", "latency_window")
-    assert [kd["f"][k] for k in shared] == [scratch["f"][k] for k in shared]
+    assert [kd["f"][k] for k in shared] == [scratch["f"][k] for k in shared] == [scratch["g"][k] for k in shared]
     assert kd["p"]["network"] != kd["f"]["network"] and kd["p"]["latency_window"] == kd["f"]["latency_window"]
     for measured in (*kd.values(), *scratch.values()):
         assert measured["latency_rounds"] == 3 and measured["latency_spread"] >= 0

@@ -283,8 +283,14 @@ def test_a_leaderboard_measures_studies_run_apart_in_one_window(ray_session, tmp
     from harness.cli import main
     from harness.sweep import run_sweep
 
-    folder = run_sweep(small_spec(**{"budget.epochs": "2", "asha.grace_period": "2", "measure.repeats": "3"}),
-                       storage=str(tmp_path))
+    from harness.remeasure import finished_students
+
+    spec = small_spec(**{"budget.epochs": "2", "asha.grace_period": "2", "measure.repeats": "3"})
+    folder = run_sweep(spec, storage=str(tmp_path))
+    rows = pd.read_parquet(folder / "trials.parquet")
+    found, same_as = finished_students(spec, folder, dict(zip(rows.trial_id, rows.network)))
+    # One checkpoint read per network: the other completed trials only point at it.
+    assert len(found) == 1 and len(found) + len(same_as) == (rows.status == "completed").sum() >= 2
     other = run_sweep(small_spec(**{"study": "alone", "method": "scratch", "teacher": "null",
                                     "search.num_samples": "1", "search.space.lr": "0.05", "budget.epochs": "1",
                                     "measure.rounds": "0"}), storage=str(tmp_path))
