@@ -49,6 +49,7 @@ from harness.trial import (
 from methods.checkpoint import fit_shapes
 
 Figures = dict[str, dict[str, Any]]  # row id -> what was measured
+Weights = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -58,14 +59,11 @@ class StudyStudents:
     spec: StudySpec
     num_classes: int
     input_shape: tuple[int, ...]
-    students: dict[str, dict[str, torch.Tensor]]
-    teacher_state: dict[str, torch.Tensor] | None
+    students: dict[str, Weights]
+    teacher_state: Weights | None
     # Row id -> the row whose network it has, by the fingerprint its trial recorded: its
     # weights are not read (a study of a thousand trials of one network reads one checkpoint).
     same_as: dict[str, str] = field(default_factory=dict)
-
-
-Weights = dict[str, torch.Tensor]
 
 
 def finished_students(spec: StudySpec, study: Path | Location,

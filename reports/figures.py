@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from reports.summary import LATENCY, LATENCY_HIGH, LATENCY_LOW, SIZE, front_mask, measured
+from reports.summary import LATENCY, LATENCY_HIGH, LATENCY_LOW, SIZE, front_mask, is_missing, measured
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f")
@@ -32,12 +32,12 @@ def hover_text(trials: pd.DataFrame) -> list[str]:
     params = [c for c in trials.columns if c.startswith("param_")]
     lines = []
     for row in trials.to_dict("records"):
-        knobs = ", ".join(f"{c[6:]}={_short(row[c])}" for c in params if not _missing(row[c]))
+        knobs = ", ".join(f"{c[6:]}={_short(row[c])}" for c in params if not is_missing(row[c]))
         lines.append(
             f"<b>{row['trial_id']}</b> ({row['study']}, {row['method']})<br>"
             f"test {_pct(row['test_acc'])}, val {_pct(row['val_acc'])}<br>"
             f"latency {_num(row[LATENCY])} ms{_interval(row)}{_rounds(row)}<br>"
-            f"size {_num(row[SIZE] / 1e3 if not _missing(row[SIZE]) else None)} kB, "
+            f"size {_num(row[SIZE] / 1e3 if not is_missing(row[SIZE]) else None)} kB, "
             f"params {_num(row.get('params'))}<br>{row['status']}, {int(row.get('epochs_done') or 0)} epochs<br>"
             f"{knobs}")
     return lines
@@ -45,7 +45,7 @@ def hover_text(trials: pd.DataFrame) -> list[str]:
 
 def _interval(row: dict[str, Any]) -> str:
     low, high = row.get(LATENCY_LOW), row.get(LATENCY_HIGH)
-    if _missing(low) or _missing(high):
+    if is_missing(low) or is_missing(high):
         return ""
     return f" [{_num(low)}–{_num(high)}]"
 
@@ -54,10 +54,10 @@ def _rounds(row: dict[str, Any]) -> str:
     """How the latency was measured: in a window after the search (harness/remeasure.py),
     shared by the trials of one network, or in the trial."""
     rounds, shared = row.get("latency_rounds"), row.get("latency_trials")
-    words = ["in the trial"] if _missing(rounds) else [f"{int(rounds)} rounds"]
-    if not _missing(shared) and shared > 1:
+    words = ["in the trial"] if is_missing(rounds) else [f"{int(rounds)} rounds"]
+    if not is_missing(shared) and shared > 1:
         words.append(f"one figure for {int(shared)} trials of this network")
-    if not _missing(row.get("latency_noisy")) and bool(row.get("latency_noisy")):
+    if not is_missing(row.get("latency_noisy")) and bool(row.get("latency_noisy")):
         words.append("NOISY: rounds stayed far apart")
     return f" ({', '.join(words)})"
 
@@ -231,16 +231,12 @@ def importance_chart(importances: dict[str, float], title: str) -> go.Figure:
     return fig
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
 def _pct(value: Any) -> str:
-    return "n/a" if _missing(value) else f"{value:.2%}"
+    return "n/a" if is_missing(value) else f"{value:.2%}"
 
 
 def _num(value: Any) -> str:
-    return "n/a" if _missing(value) else f"{value:,.3g}"
+    return "n/a" if is_missing(value) else f"{value:,.3g}"
 
 
 def _short(value: Any) -> str:

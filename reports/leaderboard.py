@@ -35,6 +35,7 @@ from reports.summary import (
     LATENCY_HIGH,
     LATENCY_LOW,
     SIZE,
+    is_missing,
     measured,
     one_latency_per_network,
     seed_spread,
@@ -146,11 +147,15 @@ def _faster(a_high: float, b_low: float) -> bool:
     return bool(a_high < b_low)
 
 
+def _latency_bounds(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Each row's latency interval; the median itself where a row has none."""
+    return tuple(table.get(bound, table[LATENCY]).fillna(table[LATENCY]) for bound in (LATENCY_LOW, LATENCY_HIGH))
+
+
 def latency_rank(table: pd.DataFrame) -> pd.Series:
     """Per data set and device, 1 + the number of studies measurably faster (intervals apart):
     studies whose latency intervals overlap share a rank, however their medians fall."""
-    low = table.get(LATENCY_LOW, table[LATENCY]).fillna(table[LATENCY])
-    high = table.get(LATENCY_HIGH, table[LATENCY]).fillna(table[LATENCY])
+    low, high = _latency_bounds(table)
     ranks = pd.Series(np.nan, index=table.index)
     for _, group in table[table[LATENCY].notna()].groupby(["dataset", "device"], dropna=False):
         for i in group.index:
@@ -161,8 +166,7 @@ def latency_rank(table: pd.DataFrame) -> pd.Series:
 def latency_vs_leader(table: pd.DataFrame) -> pd.Series:
     """Against rank 1 of its group: ``faster`` or ``slower`` when the intervals are apart,
     ``same`` when they overlap (not told apart), empty for rank 1 itself."""
-    low = table.get(LATENCY_LOW, table[LATENCY]).fillna(table[LATENCY])
-    high = table.get(LATENCY_HIGH, table[LATENCY]).fillna(table[LATENCY])
+    low, high = _latency_bounds(table)
     leader = table.groupby(RANK_SCOPE, dropna=False)["rank"].transform(lambda r: r.idxmin())
     out = []
     for i, j in zip(table.index, leader):
@@ -244,13 +248,13 @@ def essential(group: pd.DataFrame) -> pd.DataFrame:
     for row in group.to_dict("records"):
         study = row["study"] if row.get("state") in (None, "finished") else f"{row['study']} ({row['state']})"
         accuracy = _format(row.get("test_acc_mean"), "{:.2%}")
-        if not _missing(row.get("test_acc_std")):
+        if not is_missing(row.get("test_acc_std")):
             accuracy += f" ± {row['test_acc_std']:.2%}"
-        seeds = 0 if _missing(row.get("seeds")) else int(row["seeds"])
+        seeds = 0 if is_missing(row.get("seeds")) else int(row["seeds"])
         accuracy += f" ({seeds} seed{'s' * (seeds != 1)})"
         latency = _format(row.get("latency_x_teacher"), "{:.2f}×")
         low, high = row.get("latency_x_teacher_low"), row.get("latency_x_teacher_high")
-        if not _missing(low) and not _missing(high) and f"{low:.2f}" != f"{high:.2f}":
+        if not is_missing(low) and not is_missing(high) and f"{low:.2f}" != f"{high:.2f}":
             latency += f" [{low:.2f}–{high:.2f}]"
         if row.get("latency_vs_leader"):
             latency += {"same": ", = #1", "faster": ", faster than #1", "slower": ", slower than #1"}[
@@ -276,12 +280,8 @@ def html_page(board: Leaderboard) -> Page:
     return page
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
 def _format(value, fmt: str) -> str:
-    if _missing(value):
+    if is_missing(value):
         return "n/a"
     try:
         return fmt.format(value)

@@ -24,6 +24,11 @@ FRONTS = {"pareto_latency": {"val_acc": "max", LATENCY: "min"},
           "pareto": {"val_acc": "max", LATENCY: "min", SIZE: "min"}}
 
 
+def is_missing(value: object) -> bool:
+    """None or NaN: a figure a report shows as n/a."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def front_mask(frame: pd.DataFrame, objectives: dict[str, str]) -> pd.Series:
     """The Pareto front with latency as its interval: overlapping latencies are equal."""
     return pareto_mask(frame, objectives, INTERVALS)
