@@ -29,10 +29,10 @@ import torch
 import yaml
 
 import methods
-from harness.data import load_splits
-from harness.spec import apply_override, load_spec, parse_spec
-from harness.teachers import obtain_teacher
-from harness.trial import run_trial
+from harness.data.datasets import load_splits
+from harness.spec.load import apply_override, load_spec, parse_spec
+from harness.study.teachers import obtain_teacher
+from harness.study.trial import run_trial
 
 SPEC = "search_spaces/paper/dafl_lenet5_mnist.yaml"
 
@@ -71,7 +71,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, {args.reports} reports x {args.iterations} iterations, "
           f"batch {args.batch_size}, generator width {args.generator_width}, "
           f"student lr schedule {args.lr_schedule}", flush=True)
-    from harness.sweep import trial_splits
+    from harness.study.sweep import trial_splits
 
     finals: dict[str, list[float]] = {}
     for method in args.methods:
@@ -82,7 +82,7 @@ def main() -> None:
             started = time.perf_counter()
             curve: list[tuple[float, int, float]] = []
 
-            def report(m: dict) -> None:
+            def report(m: dict, curve=curve, started=started, method=method, seed=seed) -> None:
                 curve.append((time.perf_counter() - started, m["iterations"], m["val_acc"]))
                 if m["epoch"] % 10 == 0 or "test_acc" in m:
                     print(f"  {method} seed {seed}: {curve[-1][0] / 60:5.1f} min, {m['iterations']:5d} iterations, "
@@ -96,7 +96,8 @@ def main() -> None:
             marks = [1, 2, 4, 6, 8, 10, 12, 14, 15]
             points = [max((c for c in curve if c[0] <= 60 * mark), default=None) for mark in marks]
             print(f"{method} seed {seed} curve (minutes: iterations, val_acc): " + "; ".join(
-                f"{mark}: {p[1]}, {p[2]:.4f}" for mark, p in zip(marks, points) if p is not None), flush=True)
+                f"{mark}: {p[1]}, {p[2]:.4f}" for mark, p in zip(marks, points, strict=True) if p is not None),
+                flush=True)
     for method, accs in finals.items():
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
         print(f"{method}: test {statistics.mean(accs):.4f} +- {spread:.4f} over {len(accs)} seed(s): "

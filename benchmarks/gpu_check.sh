@@ -37,7 +37,7 @@ kill $gpu_sampler $app_sampler 2>/dev/null || true
 import sys
 from pathlib import Path
 import pandas as pd
-from harness.tables import read_table
+from harness.store.tables import read_table
 out, storage = Path(sys.argv[1]), Path(sys.argv[2])
 util = pd.read_csv(out / "utilisation.csv", names=["time", "util", "mem"], skipinitialspace=True)
 busy = util[util["util"] > 0]

@@ -1,7 +1,7 @@
 """Measurement quality: how repeatable the harness's latency figures are, and what they cost.
 
 Each model is measured ``--runs`` times with the harness's own measurement
-(``harness.measure.measure_latency``: warm-up, then the median of timed runs at
+(``harness.measure.cost.measure_latency``: warm-up, then the median of timed runs at
 batch 1 and at the spec's batch size), as a trial does at its end. The script
 prints the median over runs, the spread between runs ((max - min) / median and
 the coefficient of variation), and the seconds one measurement takes.
@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.measure import device_name, measure_latency  # noqa: E402
-from harness.zoo import create_model  # noqa: E402
+from harness.measure.cost import device_name, measure_latency  # noqa: E402
+from harness.networks.zoo import create_model  # noqa: E402
 
 MODELS = (("lenet5_half", (1, 28, 28)), ("lenet5", (1, 28, 28)), ("resnet20", (3, 32, 32)))
 

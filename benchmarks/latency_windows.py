@@ -7,7 +7,7 @@ Three parts, all in this process, on one thread as a 1-CPU trial measures:
    after, does the same, as the `scratch` study's sweep does. Repeated ``--pairs``
    times: how far apart the same network comes out between the two windows, and
    how often a ranking by medians would call one study's network faster, against
-   how often the intervals (harness/latency.py) do.
+   how often the intervals (harness/measure/latency.py) do.
 2. One window over everything a leaderboard would measure: the student, the
    teacher and LeNet-5 pruned to several widths (what C2S2 leaves): each one's
    median and interval, and which are measurably faster than the student.
@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from harness.latency import TimedNetwork, measure_window
-from harness.zoo import create_model
+from harness.measure.latency import TimedNetwork, measure_window
+from harness.networks.zoo import create_model
 
 SHAPE = (1, 28, 28)
 

@@ -21,13 +21,13 @@ import time
 import torch
 
 import methods
-from harness.batches import DeviceData
-from harness.data import load_splits
-from harness.measure import count_macs, count_params, latency_ms, network_cost, serialized_size
-from harness.spec import load_spec
-from harness.teachers import obtain_teacher
-from harness.trial import seed_everything
-from harness.zoo import create_model
+from harness.data.batches import DeviceData
+from harness.data.datasets import load_splits
+from harness.measure.cost import count_macs, count_params, latency_ms, network_cost, serialized_size
+from harness.networks.zoo import create_model
+from harness.spec.load import load_spec
+from harness.study.teachers import obtain_teacher
+from harness.study.trial import seed_everything
 from methods.base import MethodContext
 from methods.training import evaluate, freeze
 
@@ -60,7 +60,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     spec = load_spec("search_spaces/mnist/kd.yaml", ["dataset.download=false"])
-    splits = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction, spec.dataset.split_seed, False)
+    splits = load_splits(spec.dataset.name, spec.dataset.root, spec.dataset.val_fraction, spec.dataset.split_seed,
+                         False)
     from pathlib import Path
     record = obtain_teacher(spec, splits, Path(args.storage).resolve())
     teacher = create_model("lenet5", 10)
@@ -74,8 +75,9 @@ def main() -> None:
 
     print(f"\n== C2S2, target {args.target:.0%} of the MACs, then KD fine-tuning ==")
     start = time.perf_counter()
-    student = prune("c2s2", {"target_ratio": args.target, "reg": args.reg, "max_damage": args.max_damage, "alpha": 0.9, "lr": 0.01,
-                             "batch_size": 128, "gate_iters": 100, "step_iters": 100}, teacher, data, args.epochs + 1, 0)
+    knobs = {"target_ratio": args.target, "reg": args.reg, "max_damage": args.max_damage, "alpha": 0.9, "lr": 0.01,
+             "batch_size": 128, "gate_iters": 100, "step_iters": 100}
+    student = prune("c2s2", knobs, teacher, data, args.epochs + 1, 0)
     acc = evaluate(student, data.test)["acc"]
     convs = [m.out_channels for m in student.modules() if isinstance(m, torch.nn.Conv2d)]
     ratios = {k: f(student) / f(teacher) for k, f in (("params", count_params), ("size", serialized_size),

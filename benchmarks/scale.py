@@ -40,11 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SLEEPER = Path(__file__).resolve().parent / "sleeper"
 sys.path.insert(0, str(ROOT))
 
-from harness.cluster import configure_ray  # noqa: E402
+from harness.study.cluster import configure_ray  # noqa: E402
 
 configure_ray(None)  # before ray is imported, as `harness sweep` does
 
-from harness.spec import parse_spec  # noqa: E402
+from harness.spec.load import parse_spec  # noqa: E402
 
 CONCURRENT = 8  # trials at once: each holds a quarter of a CPU, since it mostly waits
 
@@ -142,7 +142,7 @@ def tune_defaults():
 
 
 def run_harness(spec, storage: str) -> None:
-    from harness.sweep import run_sweep
+    from harness.study.sweep import run_sweep
 
     with contextlib.redirect_stdout(io.StringIO()):
         run_sweep(spec, storage=storage, progress="quiet")
@@ -152,9 +152,9 @@ def run_tune(spec, storage: str) -> None:
     import ray
     from ray import tune
 
-    from harness.data import load_dataset
-    from harness.search import make_scheduler, make_searcher
-    from harness.sweep import trial_splits, trials_that_fit, tune_trial
+    from harness.data.datasets import load_dataset
+    from harness.study.search import make_scheduler, make_searcher
+    from harness.study.sweep import trial_splits, trials_that_fit, tune_trial
 
     with contextlib.redirect_stdout(io.StringIO()):
         shared = {"data": ray.put(trial_splits(spec, load_dataset(spec.dataset))), "teacher": None}
@@ -176,9 +176,9 @@ def flush_cost(trials: int, reports: int) -> dict[str, float]:
     """The results writer driven directly: every event of ``trials`` trials of ``reports``
     reports each, with a flush at each start, each end and every 10 reports (Tune's
     snapshots); the time of each flush, and within it the time of the tier merges
-    (rewrites of earlier parts: harness/tables.py), so that the new work shows apart."""
-    from harness.results import ResultsWriter
-    from harness.tables import PartTable
+    (rewrites of earlier parts: harness/store/tables.py), so that the new work shows apart."""
+    from harness.store.tables import PartTable
+    from harness.study.results import ResultsWriter
 
     spec = parse_spec({"study": "flush", "method": "scratch", "student": {"model": "lenet5_half"},
                        "budget": {"epochs": reports}, "asha": {"grace_period": 1},
@@ -218,7 +218,7 @@ def flush_cost(trials: int, reports: int) -> dict[str, float]:
             compact = time.perf_counter() - start
     finally:
         PartTable._merge_full_tiers = merge
-    merges = sorted(t - n for t, n in zip(times, new_work) if t - n > 1e-4)
+    merges = sorted(t - n for t, n in zip(times, new_work, strict=True) if t - n > 1e-4)
     times.sort()
     new_work.sort()
     return {"median_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(0.99 * len(times))],
@@ -235,7 +235,7 @@ def suggestion_cost(sizes: list[int], searcher: str) -> dict[int, float]:
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    from harness.search import make_sampler
+    from harness.study.search import make_sampler
 
     spec = study_spec(max(sizes), 5, 0.0, tempfile.gettempdir())
     spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, searcher=searcher))
@@ -264,7 +264,7 @@ def main() -> None:
     parser.add_argument("--flush-at", default="10000x20", help="also time the writer at TRIALSxREPORTS")
     args = parser.parse_args()
 
-    from harness.cluster import connect
+    from harness.study.cluster import connect
 
     connect(None, [str(SLEEPER)], worker_lines=False)
     from ray.tune.execution.tune_controller import TuneController

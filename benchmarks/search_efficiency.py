@@ -41,13 +41,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.cluster import configure_ray  # noqa: E402
+from harness.study.cluster import configure_ray  # noqa: E402
 
 configure_ray(None)  # a local Ray, set up as `python -m harness sweep` does, before ray is imported
 
 from harness.errors import SpecError  # noqa: E402
-from harness.spec import load_spec  # noqa: E402
-from harness.sweep import run_sweep  # noqa: E402
+from harness.spec.load import load_spec  # noqa: E402
+from harness.study.sweep import run_sweep  # noqa: E402
 
 BAND = 0.005  # half an accuracy point
 TPE = "TPE + ASHA"

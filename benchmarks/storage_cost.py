@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.location import Uploader, open_location  # noqa: E402
-from harness.optuna_storage import open_storage  # noqa: E402
-from harness.search import make_searcher  # noqa: E402
-from harness.tables import PartTable  # noqa: E402
+from harness.store.journal import open_storage  # noqa: E402
+from harness.store.location import Uploader, open_location  # noqa: E402
+from harness.store.tables import PartTable  # noqa: E402
+from harness.study.search import make_searcher  # noqa: E402
 from tests.conftest import small_spec  # noqa: E402
 
 

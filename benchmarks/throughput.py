@@ -3,7 +3,7 @@
 For each case the same method class (``scratch``, ``kd`` or ``kdgan``), the same model, batch
 size, optimiser and augmentation run twice in this process:
 
-- harness: the images normalised on the device once (``harness.batches.DeviceSplit``),
+- harness: the images normalised on the device once (``harness.data.batches.DeviceSplit``),
   each epoch a permutation and slices, crop/flip done on the whole batch;
 - baseline: a torchvision data set read from files in torchvision's own format, with
   per-sample transforms (``RandomCrop(32, 4)``, ``RandomHorizontalFlip``, ``ToTensor``,
@@ -35,11 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import methods  # noqa: E402
-from harness.batches import DeviceSplit  # noqa: E402
-from harness.data import DATASETS  # noqa: E402
-from harness.measure import device_name  # noqa: E402
-from harness.trial import prepare_model  # noqa: E402
-from harness.zoo import create_model  # noqa: E402
+from harness.data.batches import DeviceSplit  # noqa: E402
+from harness.data.datasets import DATASETS  # noqa: E402
+from harness.measure.cost import device_name  # noqa: E402
+from harness.networks.zoo import create_model  # noqa: E402
+from harness.study.trial import prepare_model  # noqa: E402
 from methods.base import MethodContext  # noqa: E402
 from methods.training import freeze  # noqa: E402
 from tests.torchvision_files import write_cifar10, write_mnist  # noqa: E402

@@ -36,14 +36,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.cluster import configure_ray  # noqa: E402
+from harness.study.cluster import configure_ray  # noqa: E402
 
 configure_ray(None)  # a local Ray, set up as `python -m harness sweep` does, before ray is imported
 
-from harness.data import load_splits  # noqa: E402
-from harness.spec import parse_spec  # noqa: E402
-from harness.sweep import run_sweep  # noqa: E402
-from harness.trial import run_trial  # noqa: E402
+from harness.data.datasets import load_splits  # noqa: E402
+from harness.spec.load import parse_spec  # noqa: E402
+from harness.study.sweep import run_sweep  # noqa: E402
+from harness.study.trial import run_trial  # noqa: E402
 
 
 def study_spec(trials: int, epochs: int, cpu: float, concurrent: int, storage: str):
@@ -83,13 +83,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12, help="N, trials in the large study")
     parser.add_argument("--epochs", type=int, default=5, help="reports per trial")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the three runs; medians are printed")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved rounds of the three runs; medians are printed")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     import ray
     import torch
 
-    from harness.measure import device_name
+    from harness.measure.cost import device_name
 
     load_splits("digits")  # imports and the data set's first read, paid by neither side below
     runs: dict[str, list[dict[str, float]]] = {"serial": [], "parallel": [], "plain": []}
@@ -121,7 +122,8 @@ def main() -> None:
     print(f"{'Ray start (once per study)':<40} {ray_start:7.2f} s")
     print(f"{'':<40} {'whole study':>20} {'start-up':>18} {'trials':>18}")
     print(f"{'plain loop, one at a time':<40} {'':>20} {'':>18} {plain:7.2f} s ({spread('plain', 'trials')})")
-    for mode, label in (("serial", "Tune, one at a time (all cores each)"), ("parallel", f"Tune, {cores} at a time (1 core each)")):
+    for mode, label in (("serial", "Tune, one at a time (all cores each)"),
+                        ("parallel", f"Tune, {cores} at a time (1 core each)")):
         cells = [f"{median(mode, part):7.2f} s ({spread(mode, part)})" for part in ("study", "startup", "trials")]
         print(f"{label:<40} {cells[0]:>20} {cells[1]:>18} {cells[2]:>18}")
     print(f"overhead per trial: (Tune one at a time - plain loop) / {n} = {(serial - plain) / n:.2f} s "

@@ -1,7 +1,7 @@
 """Checks a method's author runs on their own class: the ones every method of ours passes.
 
     # tests/test_my_method.py, in your package (docs/adding-a-method.md)
-    from harness.method_testing import check_resumes_exactly
+    from harness.method_testing import check_resumes_exactly, load_spec
 
     def test_my_method_resumes_exactly():
         check_resumes_exactly("my_method.yaml", epochs=3)
@@ -22,8 +22,13 @@ from typing import Any
 
 import torch
 
-from harness.data import DatasetSplits, load_dataset
-from harness.spec import BudgetSpec, StudySpec, load_spec
+from harness.data.datasets import DatasetSplits, load_dataset
+from harness.spec.load import load_spec
+from harness.spec.schema import BudgetSpec, StudySpec
+
+# The stable import path for method authors: these names stay here whatever moves inside
+# the harness (docs/adding-a-method.md).
+__all__ = ["check_resumes_exactly", "load_spec", "StudySpec"]
 
 
 def check_resumes_exactly(spec: StudySpec | str | Path, epochs: int | None = None, config: dict[str, Any] | None = None,
@@ -35,9 +40,9 @@ def check_resumes_exactly(spec: StudySpec | str | Path, epochs: int | None = Non
     values (default: each one's high bound or last choice); ``data``: the study's splits
     (default: loaded as the spec says); ``teacher_state``: the teacher's weights (default:
     trained now with the spec's recipe)."""
-    from harness.sweep import trial_splits
-    from harness.teachers import train_teacher
-    from harness.trial import run_trial
+    from harness.study.sweep import trial_splits
+    from harness.study.teachers import train_teacher
+    from harness.study.trial import run_trial
 
     spec = spec if isinstance(spec, StudySpec) else load_spec(str(spec))
     if epochs is not None:
@@ -59,11 +64,11 @@ def check_resumes_exactly(spec: StudySpec | str | Path, epochs: int | None = Non
     assert len(states) == epochs, f"{len(states)} reports in a trial of {epochs} epochs"
     for after in range(1, epochs):
         again: list[dict[str, Any]] = []
-        resumed = run_trial(config, spec, seed, shipped, teacher_state, lambda m, s: again.append(m),
+        resumed = run_trial(config, spec, seed, shipped, teacher_state, lambda m, s, again=again: again.append(m),
                             checkpoints=True, resume=states[after - 1])
         assert [r["epoch"] for r in again] == list(range(after + 1, epochs + 1)), \
             f"resumed after report {after}, it reported epochs {[r['epoch'] for r in again]}"
-        for theirs, ours in zip(reports[after:], again):
+        for theirs, ours in zip(reports[after:], again, strict=True):
             assert theirs["val_acc"] == ours["val_acc"], (
                 f"resumed after report {after}: val_acc {ours['val_acc']} at epoch {ours['epoch']}, "
                 f"{theirs['val_acc']} in the trial that never stopped")

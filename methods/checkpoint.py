@@ -22,18 +22,24 @@ trial train on other batches than the one it replaces.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-if TYPE_CHECKING:
-    from methods.base import Method
-
 SKIPPED = ("ctx", "params")  # rebuilt from the trial's spec, never from a file
 PLAIN = (type(None), bool, int, float, str)
+
+
+class Method(Protocol):
+    """What this module reads of a :class:`methods.base.Method` (described here rather than
+    imported: the base class calls this module, and this module needs no more of it)."""
+
+    ctx: Any  # the MethodContext: its student and its seeded generator
+
+    def prepare_optimizers(self) -> None: ...
 
 
 class UnsavedState(TypeError):
@@ -104,7 +110,7 @@ def restore_method(method: Method, state: dict[str, Any]) -> None:
     method.prepare_optimizers()  # lazily built optimisers exist from here on
     for name, saved in state["optimizers"].items():
         live = getattr(method, name)
-        for optimizer, weights in zip(live, saved) if isinstance(saved, list) else [(live, saved)]:
+        for optimizer, weights in zip(live, saved, strict=True) if isinstance(saved, list) else [(live, saved)]:
             optimizer.load_state_dict(weights)
     for name, saved in state["schedulers"].items():
         getattr(method, name).load_state_dict(saved)

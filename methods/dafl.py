@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import MethodContext, register_method
-from methods.knobs import COUNT, NON_NEGATIVE, POSITIVE, knob
 from methods.data_free import DataFreeDistillation, DataFreeParams, Draw
+from methods.knobs import COUNT, NON_NEGATIVE, POSITIVE, knob
 
 
 @dataclass

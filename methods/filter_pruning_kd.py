@@ -78,7 +78,7 @@ class FilterPruningKD(PruningMethod):
             cutoff = scaled.sort().values[count - 1] if count > 0 else float("-inf")
             drops = [n.numel() - keep_count(n.numel(), int((n / n.mean() <= cutoff).sum()), p.round_to)
                      for n in norms]
-        for unit, norm, drop in zip(units, norms, drops):
+        for unit, norm, drop in zip(units, norms, drops, strict=True):
             surgeon.remove(unit, norm.argsort()[:drop].tolist())
 
     def train_step(self, epoch: int) -> dict[str, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
-from typing import Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from methods.study import StudyError
 
@@ -69,16 +69,26 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-def import_attribute(name: str, where: str = "") -> object:
+def import_attribute(name: str, where: str = "", error: type[Exception] = StudyError) -> object:
     """What ``package.module:attribute`` names (None if the module lacks it); a module that
-    cannot be imported is one :class:`StudyError` line, prefixed by ``where``."""
+    cannot be imported is one ``error`` line, prefixed by ``where``."""
     module_name, _, attribute = name.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module may fail in any way while importing
-        raise StudyError(f"{where}cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
+        raise error(f"{where}cannot import '{module_name}' ({type(exc).__name__}: {exc}); "
                          f"is its folder in `code:` (or --code)?") from None
     return getattr(module, attribute, None)
+
+
+def import_function(name: str, field: str, error: type[Exception] = StudyError) -> Callable[..., Any]:
+    """The function ``package.module:function`` names (a user's loader or network factory),
+    or one ``error`` line naming ``field``."""
+    function = import_attribute(name, f"{field}: ", error)
+    if not callable(function):
+        module_name, _, attribute = name.partition(":")
+        raise error(f"{field}: '{module_name}' has no function '{attribute}'")
+    return function
 
 
 def did_you_mean(name: object, choices: Iterable[object]) -> str:

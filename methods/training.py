@@ -63,7 +63,8 @@ def sgd(params, lr: float, momentum: float, weight_decay: float, nesterov: bool 
                            nesterov=nesterov and momentum > 0)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
+                  warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then cosine decay to zero at ``total_steps``.
 
     The schedule always spans the trial's full budget, so that ASHA compares

@@ -51,7 +51,7 @@ def _interval(row: dict[str, Any]) -> str:
 
 
 def _rounds(row: dict[str, Any]) -> str:
-    """How the latency was measured: in a window after the search (harness/remeasure.py),
+    """How the latency was measured: in a window after the search (harness/study/remeasure.py),
     shared by the trials of one network, or in the trial."""
     rounds, shared = row.get("latency_rounds"), row.get("latency_trials")
     words = ["in the trial"] if is_missing(rounds) else [f"{int(rounds)} rounds"]
@@ -151,8 +151,9 @@ def spread_chart(spread: pd.DataFrame, references: list[dict[str, Any]]) -> go.F
     fig.add_trace(go.Bar(
         x=labels, y=spread["test_acc_mean"], error_y=dict(type="data", array=spread["test_acc_std"].fillna(0)),
         marker_color=[colours(spread["method"])[m] for m in spread["method"]],
-        hovertext=[f"{l}<br>mean {_pct(m)} ± {_pct(s)} over {n} seed(s)<br>per seed: {p}" for l, m, s, n, p in
-                   zip(labels, spread["test_acc_mean"], spread["test_acc_std"], spread["seeds"], spread["per_seed"])],
+        hovertext=[f"{label}<br>mean {_pct(m)} ± {_pct(s)} over {n} seed(s)<br>per seed: {p}"
+                   for label, m, s, n, p in zip(labels, spread["test_acc_mean"], spread["test_acc_std"],
+                                                spread["seeds"], spread["per_seed"], strict=True)],
         hoverinfo="text", name="selected trial per seed"))
     for ref in references:
         fig.add_hline(y=ref["acc"], line=dict(color=ref.get("colour", "black"), dash=ref.get("dash", "dash")),
@@ -172,7 +173,8 @@ def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, title: str) -> g
         fig.update_layout(title=f"{title}: no epochs recorded yet", template="plotly_white", height=300)
         return fig
     status = trials.set_index("trial_id")["status"]
-    curves = epochs.sort_values(["trial_id", "epoch"]).assign(status=lambda f: f["trial_id"].map(status).fillna("unknown"))
+    curves = epochs.sort_values(["trial_id", "epoch"]).assign(
+        status=lambda f: f["trial_id"].map(status).fillna("unknown"))
     line = go.Scattergl if len(curves) > WEBGL_ABOVE else go.Scatter
     for state, group in curves.groupby("status"):
         # One trace per status, trials separated by gaps: 1,000 trials stay a handful of traces.
@@ -207,7 +209,8 @@ def parallel_coordinates(trials: pd.DataFrame, space: dict[str, BaseDistribution
         values, dist = done[f"param_{name}"], space[name]
         if isinstance(dist, CategoricalDistribution):
             levels = [str(c) for c in dist.choices]
-            dimensions.append(dict(label=name, values=values.astype(str).map({l: i for i, l in enumerate(levels)}),
+            codes = {level: i for i, level in enumerate(levels)}
+            dimensions.append(dict(label=name, values=values.astype(str).map(codes),
                                    tickvals=list(range(len(levels))), ticktext=levels))
         elif getattr(dist, "log", False):
             dimensions.append(dict(label=f"log10 {name}", values=np.log10(values.astype(float))))

@@ -106,7 +106,8 @@ def _board_table(frame: pd.DataFrame, text: tuple[str, ...]) -> str:
     head = "".join(f"<th class='text'>{html.escape(str(c))}</th>" if c in text else f"<th>{html.escape(str(c))}</th>"
                    for c in frame.columns)
     rows = "".join("<tr>" + "".join(f"<td class='text'>{html.escape(str(v))}</td>" if c in text
-                                     else f"<td>{html.escape(str(v))}</td>" for c, v in zip(frame.columns, row))
+                                     else f"<td>{html.escape(str(v))}</td>"
+                                     for c, v in zip(frame.columns, row, strict=True))
                    + "</tr>" for row in frame.itertuples(index=False))
     return f"<table class='board'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 

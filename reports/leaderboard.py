@@ -7,7 +7,7 @@ membership), ``leaderboard_trials.parquet`` (every trial with its Pareto flags),
 
 Latencies are compared as intervals, one figure per network (reports.summary); the
 ``harness leaderboard`` command first measures a data set's studies again in one window
-when they were measured in several (harness/windows.py), and the page says per data set
+when they were measured in several (harness/study/windows.py), and the page says per data set
 and device which it was.
 
 Each study's trials are read once and kept in ``STORAGE/.leaderboard/`` with the
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.tables import PARTS
+from harness.store.tables import PARTS
 from reports import figures
 from reports.html import Page, slug
 from reports.load import find_studies, load_study, read_info, study_state
@@ -106,7 +106,8 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
     table["gap_to_teacher"] = table["test_acc_mean"] - table["teacher_test_acc"]
     scratch = table[table["method"].eq("scratch")].groupby(["dataset", "student"])["test_acc_mean"].max()
     table["gap_to_scratch"] = table["test_acc_mean"] - pd.Series(
-        [scratch.get((d, s), np.nan) for d, s in zip(table["dataset"], table["student"])], index=table.index)
+        [scratch.get((d, s), np.nan) for d, s in zip(table["dataset"], table["student"], strict=True)],
+        index=table.index)
     for fraction in budgets:
         for cost, column in ((LATENCY, "teacher_latency_ms"), (SIZE, "teacher_size_bytes")):
             # A trial without a teacher (scratch) is held to its data set's teacher, as measured elsewhere.
@@ -169,7 +170,7 @@ def latency_vs_leader(table: pd.DataFrame) -> pd.Series:
     low, high = _latency_bounds(table)
     leader = table.groupby(RANK_SCOPE, dropna=False)["rank"].transform(lambda r: r.idxmin())
     out = []
-    for i, j in zip(table.index, leader):
+    for i, j in zip(table.index, leader, strict=True):
         if i == j or pd.isna(table.at[i, LATENCY]) or pd.isna(table.at[j, LATENCY]) \
                 or table.at[i, "device"] != table.at[j, "device"]:
             out.append("")
@@ -184,7 +185,8 @@ def p_vs_leader(table: pd.DataFrame) -> pd.Series:
     spread = ["test_acc_mean", "test_acc_std", "seeds"]
     leader = table.groupby(RANK_SCOPE, dropna=False)[spread].transform("first")
     return pd.Series([np.nan if rank == 1 else welch_p(*mine, *top) for rank, mine, top in
-                      zip(table["rank"], table[spread].itertuples(index=False), leader.itertuples(index=False))],
+                      zip(table["rank"], table[spread].itertuples(index=False), leader.itertuples(index=False),
+                          strict=True)],
                      index=table.index, dtype=float)
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.storage import holder_alive  # the record a sweep's driver leaves (no torch, no Ray)
-from harness.tables import read_table  # pandas and pyarrow only
+from harness.store.lock import holder_alive  # the record a sweep's driver leaves (no torch, no Ray)
+from harness.store.tables import read_table  # pandas and pyarrow only
 
 
 class ReportError(Exception):

@@ -27,7 +27,7 @@ def pareto_mask(frame: pd.DataFrame, objectives: Objectives, intervals: Interval
     low, high = values.copy(), values.copy()
     for k, column in enumerate(columns):
         if intervals and column in intervals:
-            for bound, out in zip(intervals[column], (low, high)):
+            for bound, out in zip(intervals[column], (low, high), strict=True):
                 if bound in frame:
                     given = frame[bound].to_numpy(dtype=float, na_value=np.nan)
                     out[:, k] = np.where(np.isnan(given), values[:, k], given)

@@ -107,7 +107,8 @@ def protocol(study: Study) -> str:
     data = info.get("dataset", {})
     search = spec.get("search", {})
     asha = spec.get("asha", {})
-    devices = ", ".join(sorted(study.trials["device"].dropna().astype(str).unique())) if "device" in study.trials else ""
+    devices = (", ".join(sorted(study.trials["device"].dropna().astype(str).unique()))
+               if "device" in study.trials else "")
     versions = info.get("versions") or {}
     teacher = study.teacher
     teacher_text = (f"teacher {teacher.get('model')} ({teacher.get('source', 'given')}, test {teacher['test_acc']:.2%})"

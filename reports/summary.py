@@ -17,7 +17,8 @@ from scipy.stats import ttest_ind_from_stats
 from reports.pareto import pareto_mask
 
 LATENCY, SIZE = "latency_ms", "size_bytes"
-LATENCY_LOW, LATENCY_HIGH = "latency_low_ms", "latency_high_ms"  # the interval of the median (harness/latency.py)
+# The interval of the median (harness/measure/latency.py).
+LATENCY_LOW, LATENCY_HIGH = "latency_low_ms", "latency_high_ms"
 INTERVALS = {LATENCY: (LATENCY_LOW, LATENCY_HIGH)}
 FRONTS = {"pareto_latency": {"val_acc": "max", LATENCY: "min"},
           "pareto_size": {"val_acc": "max", SIZE: "min"},
@@ -128,7 +129,8 @@ def seed_spread(trials: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=[*by, "test_acc_mean", "test_acc_std", "seeds"])
     bounds = {c: (c, "median") for c in (LATENCY_LOW, LATENCY_HIGH) if c in chosen}
     return chosen.groupby(by, dropna=False).agg(
-        test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", lambda s: s.std(ddof=1) if len(s) > 1 else np.nan),
+        test_acc_mean=("test_acc", "mean"),
+        test_acc_std=("test_acc", lambda s: s.std(ddof=1) if len(s) > 1 else np.nan),
         seeds=("seed", "nunique"), latency_ms=(LATENCY, "median"), **bounds, size_bytes=(SIZE, "median"),
         per_seed=("test_acc", lambda s: ", ".join(f"{v:.2%}" for v in s)),
     ).reset_index()

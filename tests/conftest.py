@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import configure_ray
+from harness.study.cluster import configure_ray
 
 configure_ray(None)  # the tests' Ray is local; set before any test module imports ray
 
@@ -14,7 +14,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 @pytest.fixture(scope="session")
 def digits():
-    from harness.data import load_splits
+    from harness.data.datasets import load_splits
 
     return load_splits("digits")
 
@@ -39,7 +39,7 @@ def mnist_root() -> Path:
 
 def small_spec(**changes):
     """A valid spec for fast tests; ``changes`` are dotted overrides."""
-    from harness.spec import apply_override, parse_spec
+    from harness.spec.load import apply_override, parse_spec
 
     raw = {
         "study": "test", "method": "kd",

@@ -35,7 +35,7 @@ class S3Server:
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     self.stop()
-                    raise RuntimeError("moto's S3 server did not start")
+                    raise RuntimeError("moto's S3 server did not start") from None
                 time.sleep(0.2)
 
     def make_bucket(self, name: str) -> None:

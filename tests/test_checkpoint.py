@@ -10,8 +10,8 @@ import torch
 
 import methods
 from harness.method_testing import check_resumes_exactly
-from harness.spec import load_spec
-from harness.teachers import train_teacher
+from harness.spec.load import load_spec
+from harness.study.teachers import train_teacher
 from methods.base import SupervisedMethod, TrainParams
 from methods.checkpoint import UnsavedState, fit_shapes
 
@@ -89,8 +89,8 @@ class _CountingTransient(_Counting):
 
 
 def test_an_attribute_the_checkpoint_cannot_save_is_an_error_unless_declared_transient(digits):
-    from harness.batches import DeviceData
-    from harness.zoo import create_model
+    from harness.data.batches import DeviceData
+    from harness.networks.zoo import create_model
     from methods.base import MethodContext
 
     data = DeviceData(digits, torch.device("cpu"), parts=("val",))
@@ -104,9 +104,10 @@ def test_an_attribute_the_checkpoint_cannot_save_is_an_error_unless_declared_tra
 
 
 def test_fit_shapes_narrows_a_network_and_refuses_what_it_cannot_resize():
-    from harness.zoo import create_model
+    from harness.networks.zoo import create_model
 
-    wide, narrow = create_model("mobilenet_v2", 10, 1.0, (3, 32, 32)), create_model("mobilenet_v2", 10, 0.5, (3, 32, 32))
+    wide = create_model("mobilenet_v2", 10, 1.0, (3, 32, 32))
+    narrow = create_model("mobilenet_v2", 10, 0.5, (3, 32, 32))
     fit_shapes(wide, narrow.state_dict())
     wide.load_state_dict(narrow.state_dict())
     x = torch.randn(2, 3, 32, 32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from harness.checkpoints import FinishedTrialCheckpoints
+from harness.study.checkpoints import FinishedTrialCheckpoints
 
 
 def _trial(run: Path, name: str, reports: int) -> SimpleNamespace:
@@ -21,7 +21,7 @@ def _left(run: Path, name: str) -> list[str]:
 
 def test_a_finished_trial_keeps_its_last_checkpoint_after_the_snapshot_that_records_it(tmp_path):
     pruner = FinishedTrialCheckpoints("study")
-    ended, running = _trial(tmp_path, "a", 3), _trial(tmp_path, "b", 2)
+    ended, _ = _trial(tmp_path, "a", 3), _trial(tmp_path, "b", 2)
     pruner.on_trial_complete(0, [], ended)
     pruner.get_state()  # this snapshot records the end; a resume from the one before would continue 'a'
     assert len(_left(tmp_path, "a")) == 3

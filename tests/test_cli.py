@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 SPEC = """\
 study: cli
@@ -86,9 +86,9 @@ def test_check_validates_and_prints_the_plan_without_starting_ray(spec_file, tmp
 def test_check_finds_a_cached_teacher(spec_file, tmp_path, capsys):
     import torch
 
-    from harness.data import load_splits
-    from harness.spec import load_spec
-    from harness.teachers import cache_files, cache_key
+    from harness.data.datasets import load_splits
+    from harness.spec.load import load_spec
+    from harness.study.teachers import cache_files, cache_key
 
     spec, data = load_spec(spec_file), load_splits("digits")
     weights, meta = cache_files(tmp_path, spec, data, cache_key(spec, data))
@@ -153,7 +153,7 @@ def test_resume_refuses_what_it_cannot_continue(spec_file, tmp_path, capsys):
     assert main(["sweep", str(spec_file), "--storage", str(storage), "--resume"]) == 2
     assert "--resume: no study 'cli' to resume" in capsys.readouterr().err
 
-    from harness.spec import load_spec
+    from harness.spec.load import load_spec
 
     (storage / "cli").mkdir(parents=True)
     saved = json.loads(json.dumps(load_spec(spec_file).to_dict(), default=str))
@@ -182,14 +182,14 @@ def test_a_rerun_that_cannot_start_leaves_the_previous_results_in_place(spec_fil
 def test_a_rerun_from_a_results_folder_says_when_its_data_differ(spec_file, tmp_path, capsys, monkeypatch):
     import json
 
-    import harness.sweep
+    import harness.study.sweep
     from harness.errors import HarnessError
-    from harness.spec import load_spec
+    from harness.spec.load import load_spec
 
     def stop(address, code, **options):  # everything the note depends on has happened before Ray starts
         raise HarnessError("stopped before Ray")
 
-    monkeypatch.setattr(harness.sweep, "connect", stop)
+    monkeypatch.setattr(harness.study.sweep, "connect", stop)
     folder = tmp_path / "recorded"
     folder.mkdir()
     record = {"study": "cli", "spec": load_spec(spec_file).to_dict(), "dataset": {"fingerprint": "digits-0000"}}

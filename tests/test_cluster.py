@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from harness.cluster import check_trial_fits, configure_ray, connect, join_failure, unreachable
 from harness.errors import HarnessError
+from harness.study.cluster import check_trial_fits, configure_ray, connect, join_failure, unreachable
 
 
 @pytest.fixture
@@ -61,7 +61,8 @@ def test_a_trial_no_node_can_hold_fails_fast_on_a_local_ray(ray_session, monkeyp
     assert check_trial_fits(1, 0, None) is None and check_trial_fits(2, 0, None) is None
     for cpu, gpu in ((1, 64), (3, 0)):  # the session's Ray has 2 CPUs and whatever GPUs the machine has
         with pytest.raises(HarnessError, match=f"a trial needs {cpu:g} CPU and {gpu:g} GPU on one node, and no "
-                                               r"node of this machine's Ray has that \(the largest: 2 CPU, [\d.]+ GPU\)"):
+                                               r"node of this machine's Ray has that "
+                                               r"\(the largest: 2 CPU, [\d.]+ GPU\)"):
             check_trial_fits(cpu, gpu, None)
 
 

@@ -22,8 +22,8 @@ import yaml
 pytestmark = pytest.mark.cluster
 psutil = pytest.importorskip("psutil")
 
-from harness.cli import main as harness_main  # noqa: E402
-from harness.tables import read_table  # noqa: E402
+from harness.cli.main import main as harness_main  # noqa: E402
+from harness.store.tables import read_table  # noqa: E402
 from tests.ray_cluster import LocalCluster  # noqa: E402
 
 # Epochs of ~0.4 s (batch 4 on digits): a trial seen half-way in epochs.parquet, which the driver

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from harness.batches import DeviceData, augment_batch
-from harness.data import load_splits
+from harness.data.batches import DeviceData, augment_batch
+from harness.data.datasets import load_splits
 from harness.errors import DataError
 from tests.torchvision_files import write_cifar10, write_mnist
 
 
 def _keys(split):
-    return set(zip([split.source] * len(split), split.index.tolist()))
+    return set(zip([split.source] * len(split), split.index.tolist(), strict=True))
 
 
 def test_train_val_test_do_not_overlap_and_cover_the_data(digits):

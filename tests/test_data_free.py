@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import methods
-from harness.data import DATASETS, load_substitute
+from harness.data.datasets import DATASETS, load_substitute
 from harness.errors import SpecError
-from harness.trial import run_trial, trial_data
-from harness.zoo import create_model
+from harness.networks.zoo import create_model
+from harness.study.trial import run_trial, trial_data
 from methods.base import DataWithheld, MethodContext, WithheldSplit
 from methods.dafl import DAFL, Generator, generator_losses
 from methods.data_free import DataFreeDistillation, Draw
@@ -76,12 +76,12 @@ def test_data_free_trials_hold_no_training_images(digits):
     assert stripped.input_shape == digits.input_shape
     device_data = trial_data(DAFL, stripped, CPU)
     with pytest.raises(AttributeError):
-        device_data.train
+        _ = device_data.train
     assert len(device_data.val) == len(digits.val) and len(device_data.test) == len(digits.test)
 
 
 def test_the_sweep_ships_data_free_trials_no_training_images(digits):
-    from harness.sweep import trial_splits
+    from harness.study.sweep import trial_splits
 
     assert len(trial_splits(_dafl_spec(), digits).train) == 0
     assert len(trial_splits(small_spec(), digits).train) == len(digits.train)
@@ -129,8 +129,8 @@ def test_dafl_steps_generator_and_student_and_leaves_the_teacher(digits):
     metrics = method.train_step(0)
     assert metrics["iterations"] == 3 and {"kd_loss", "one_hot_loss", "activation_loss", "entropy_loss"} <= set(metrics)
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in frozen.items())
-    assert any(not torch.equal(a, b) for a, b in zip(gen_before, method.generator.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(student_before, ctx.student.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(gen_before, method.generator.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(student_before, ctx.student.parameters(), strict=True))
     assert method.samples().shape == (16, 1, 28, 28)
 
 
@@ -140,12 +140,12 @@ def test_with_zero_coefficients_the_generator_does_not_move():
                                          "batch_size": 16, "generator_width": 0.25}))
     before = [p.clone() for p in method.generator.parameters()]
     method.train_step(0)
-    assert all(torch.equal(a, b) for a, b in zip(before, method.generator.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, method.generator.parameters(), strict=True))
 
 
 def test_dafl_teaches_a_student_without_data(digits, tmp_path):
     """The DAFL loop learns real digits from a trained teacher alone, well above chance."""
-    from harness.teachers import train_teacher
+    from harness.study.teachers import train_teacher
 
     spec = _dafl_spec(**{"budget.epochs": "6", "search.space.iterations_per_report": "40",
                          "search.space.batch_size": "64", "teacher.model": "lenet5",
@@ -169,7 +169,7 @@ def test_noise_baseline_distils_on_standard_normal_inputs():
 
 
 def test_substitute_baseline_needs_and_uses_a_substitute_set(digits):
-    from harness.batches import DeviceData
+    from harness.data.batches import DeviceData
 
     with pytest.raises(SpecError, match="dataset.substitute"):
         small_spec(**{"method": "substitute_kd", "search.space": "{}"})
@@ -177,7 +177,8 @@ def test_substitute_baseline_needs_and_uses_a_substitute_set(digits):
     assert spec.dataset.substitute == "digits"
     substitute = DeviceData(digits, CPU, ("test",)).test
     cls = methods.METHODS.get("substitute_kd")
-    method = cls(_context(freeze(create_model("lenet5", 10)), substitute=substitute), cls.make_params({"batch_size": 50}))
+    method = cls(_context(freeze(create_model("lenet5", 10)), substitute=substitute),
+                 cls.make_params({"batch_size": 50}))
     draws = [method.draw(50).inputs for _ in range(len(substitute) // 50 + 2)]  # wraps around
     assert all(d.shape[1:] == (1, 28, 28) for d in draws)
     assert any(torch.equal(draws[0][i], substitute.x[j]) for i in range(50) for j in range(len(substitute)))
@@ -210,7 +211,7 @@ def test_iterations_per_report_cannot_be_searched():
 
 def test_untrained_student_is_near_chance(digits):
     """Guards the learning test above: accuracy there comes from training, not the initialisation."""
-    from harness.batches import DeviceData
+    from harness.data.batches import DeviceData
 
     torch.manual_seed(0)
     assert evaluate(create_model("lenet5_half", 10), DeviceData(digits, CPU, ("val",)).val)["acc"] < 0.25
@@ -219,7 +220,7 @@ def test_untrained_student_is_near_chance(digits):
 def test_a_dafl_study_records_iterations_and_image_grids(ray_session, tmp_path):
     import pandas as pd
 
-    from harness.sweep import run_sweep
+    from harness.study.sweep import run_sweep
 
     spec = _dafl_spec(**{"search.num_samples": "2", "search.space.iterations_per_report": "3",
                          "search.space.beta": "{uniform: [1.0, 10.0]}", "asha.grace_period": "2"})

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.cli import main
-from harness.export import chosen_rows
+from harness.cli.main import main
+from harness.deploy.export import chosen_rows
 from tests.conftest import small_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ print(json.dumps({"acc": float((logits.argmax(1) == load_digits().target[test]).
 @pytest.fixture(scope="module")
 def studies(ray_session, tmp_path_factory) -> Path:
     """A KD study and an L1 + KD pruning study on digits, two and one trials."""
-    from harness.sweep import run_sweep
+    from harness.study.sweep import run_sweep
 
     storage = tmp_path_factory.mktemp("studies")
     run_sweep(small_spec(**{"study": "kd-x", "search.searcher": "random", "budget.epochs": "3",

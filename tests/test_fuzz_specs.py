@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli import main
-from harness.spec import StudySpec
+from harness.cli.main import main
+from harness.spec.schema import StudySpec
 
 BASE = {
     "study": "fuzz", "method": "kd", "dataset": {"name": "digits"},
@@ -29,7 +29,7 @@ WRONG = {int: ["x", 1.5, True, [1]], float: ["fast", True, {"a": 1}], bool: ["ma
 
 def wrong_values(kind) -> list:
     origin = typing.get_origin(kind)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, __import__("types").UnionType):
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
         origin = typing.get_origin(kind)
     if dataclasses.is_dataclass(kind):

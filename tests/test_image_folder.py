@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from harness.cli import main
-from harness.data import load_dataset
+from harness.cli.main import main
+from harness.data.datasets import load_dataset
 from harness.errors import DataError, SpecError
-from harness.sweep import trial_splits
+from harness.study.sweep import trial_splits
 from tests.conftest import small_spec
 from tests.torchvision_files import write_image_folder
 
@@ -44,7 +44,8 @@ def test_a_data_free_study_on_an_image_folder_ships_no_training_image(tmp_path):
     write_image_folder(tmp_path)
     spec = _spec(tmp_path)
     data = load_dataset(spec.dataset)
-    dafl = small_spec(**{"method": "dafl", "search.space": "{}", "search.space.lr_student": "{loguniform: [0.001, 0.01]}",
+    dafl = small_spec(**{"method": "dafl", "search.space": "{}",
+                         "search.space.lr_student": "{loguniform: [0.001, 0.01]}",
                          "dataset.name": "imagefolder", "dataset.root": str(tmp_path), "dataset.val_fraction": "0.25",
                          "budget.epochs": "2"})
     assert len(trial_splits(dafl, data).train) == 0 and len(trial_splits(spec, data).train) == len(data.train)

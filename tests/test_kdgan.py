@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import methods
-from harness.batches import DeviceData
+from harness.data.batches import DeviceData
 from harness.errors import SpecError
-from harness.zoo import create_model
+from harness.networks.zoo import create_model
 from methods.base import MethodContext
 from methods.kdgan import FeatureAdapter
 from methods.training import evaluate, freeze

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.latency import TimedNetwork, measure_window, median_interval
-from harness.measure import network_fingerprint
-from harness.zoo import create_model
+from harness.measure.cost import network_fingerprint
+from harness.measure.latency import TimedNetwork, measure_window, median_interval
+from harness.networks.zoo import create_model
 from reports.leaderboard import latency_rank, latency_vs_leader
 from reports.pareto import pareto_mask
 from reports.summary import one_latency_per_network, window_lines
@@ -116,7 +116,7 @@ def test_fronts_treat_overlapping_latencies_as_equal_and_apart_ones_as_faster():
         width = rng.uniform(0, 0.5, n)
         frame = pd.DataFrame({"acc": rng.choice([0.9, 0.92, 0.94], n), "lat": lat, "low": lat - width,
                               "high": lat + width})
-        expected = _brute_force(frame.to_dict("records"), list(zip(frame.low, frame.high)))
+        expected = _brute_force(frame.to_dict("records"), list(zip(frame.low, frame.high, strict=True)))
         assert pareto_mask(frame, objectives, {"lat": ("low", "high")}).tolist() == expected
 
 
@@ -157,8 +157,8 @@ def test_latency_ranks_tie_where_intervals_overlap():
 
 
 def test_a_leaderboard_plans_one_window_per_data_set_and_device_kind(tmp_path):
-    from harness.location import open_location
-    from harness.windows import plan_groups
+    from harness.store.location import open_location
+    from harness.study.windows import plan_groups
     from tests.fake_studies import write_study
 
     for name, window, finished in (("kd", "w1", True), ("scratch", "w1", True), ("c2s2", None, False)):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.measure import count_macs, count_params, latency_ms, measure_model, serialized_size
-from harness.zoo import create_model
+from harness.measure.cost import count_macs, count_params, latency_ms, measure_model, serialized_size
+from harness.networks.zoo import create_model
 
 CPU = torch.device("cpu")
 
@@ -36,7 +36,7 @@ def test_latency_grows_with_work_and_measure_reports_everything():
 
 
 def test_studies_measured_together_share_one_figure_per_distinct_network():
-    from harness.remeasure import StudyStudents, measure_studies
+    from harness.study.remeasure import StudyStudents, measure_studies
     from tests.conftest import small_spec
 
     settings = {"measure.repeats": "2", "measure.warmup": "1", "measure.batch_size": "4"}

@@ -81,7 +81,7 @@ LEAKY = textwrap.dedent('''
 def test_an_outside_method_whose_checkpoint_cannot_hold_its_state_is_refused_before_ray(tmp_path, capsys):
     import yaml
 
-    from harness.cli import main
+    from harness.cli.main import main
 
     package = tmp_path / "leaky"
     package.mkdir()
@@ -101,7 +101,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "my_method"
 
 
 def test_an_installed_packages_method_is_listed_and_named_by_its_entry_point(tmp_path, monkeypatch, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     # What `pip install examples/my_method` leaves in site-packages: the package and its dist-info.
     dist = tmp_path / "my_method-0.1.0.dist-info"
@@ -135,7 +135,7 @@ DATA_FREE = textwrap.dedent('''
 
 
 def test_an_outside_data_free_method_gets_the_same_withheld_splits(tmp_path, digits):
-    from harness.sweep import trial_splits
+    from harness.study.sweep import trial_splits
 
     package = tmp_path / "mynoise"
     package.mkdir()

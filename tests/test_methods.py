@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import methods
-from harness.batches import DeviceData
-from harness.zoo import create_model
+from harness.data.batches import DeviceData
+from harness.networks.zoo import create_model
 from methods.base import MethodContext
 from methods.training import evaluate, freeze, kd_loss
 
@@ -86,7 +86,7 @@ def test_spec_fields_and_knobs_follow_one_coercion_rule():
 def test_an_integer_knob_under_a_continuous_distribution_draws_whole_numbers():
     from optuna.distributions import IntDistribution
 
-    from harness.search import optuna_space
+    from harness.study.search import optuna_space
     from tests.conftest import small_spec
 
     spec = small_spec(**{"search.space": "{batch_size: {loguniform: [16, 256]}, tau: {uniform: [1, 4]}}"})
@@ -98,9 +98,8 @@ def test_an_integer_knob_under_a_continuous_distribution_draws_whole_numbers():
 def test_every_knob_default_is_within_its_own_bounds():
     from dataclasses import MISSING, fields
 
+    from harness.spec.method_checks import check_method
     from methods.knobs import Bounds
-
-    from harness.method_checks import check_method
 
     checked = 0
     for name in methods.METHODS.names():
@@ -132,5 +131,6 @@ def test_methods_do_not_import_ray():
     import subprocess
     import sys
 
-    code = "import sys, methods; assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules), 'ray imported'"
+    code = ("import sys, methods; "
+            "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules), 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

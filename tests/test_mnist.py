@@ -6,14 +6,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.spec import load_spec
+from harness.spec.load import load_spec
 
 pytestmark = pytest.mark.slow
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces" / "mnist"
 
 
 def _best_test_acc(spec_name: str, root: Path, storage: Path) -> float:
-    from harness.sweep import run_sweep
+    from harness.study.sweep import run_sweep
 
     spec = load_spec(SPACES / spec_name, [f"dataset.root={root}", "seeds=[0]", "search.num_samples=4",
                                           "dataset.download=false"])

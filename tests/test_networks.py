@@ -14,9 +14,9 @@ import torch
 import torchvision
 import yaml
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import SpecError
-from harness.networks import build_network, check_network
+from harness.networks.build import build_network, check_network
 from methods.surgery import ChannelSurgeon
 from tests.conftest import small_spec
 

@@ -5,8 +5,8 @@ environment."""
 from __future__ import annotations
 
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.cluster
 psutil = pytest.importorskip("psutil")
 pytest.importorskip("moto")
 
-from harness.cli import main as harness_main  # noqa: E402
-from harness.location import open_study  # noqa: E402
-from harness.tables import read_table  # noqa: E402
+from harness.cli.main import main as harness_main  # noqa: E402
+from harness.store.location import open_study  # noqa: E402
+from harness.store.tables import read_table  # noqa: E402
 from tests.ray_cluster import LocalCluster  # noqa: E402
 from tests.s3_server import KEYS, S3Server  # noqa: E402
 from tests.test_cluster_faults import EPOCHS, SPEC, TRIALS, _finish, _wait_for  # noqa: E402
@@ -87,7 +87,7 @@ def test_refused_credentials_are_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_the_mirror_uploads_what_changed_and_readers_get_what_changed(s3_env, tmp_path, monkeypatch):
-    from harness.location import Uploader, open_location
+    from harness.store.location import Uploader, open_location
 
     study = open_location("s3://bucket/mirror").child("study")
     (study.local / "parts").mkdir(parents=True)
@@ -189,7 +189,7 @@ def test_a_study_in_a_bucket_survives_a_lost_worker_and_a_killed_driver(s3_env, 
     # The Optuna study went on in the journal: each trial once (those asked after the last snapshot failed).
     import optuna
 
-    from harness.optuna_storage import open_storage
+    from harness.store.journal import open_storage
 
     assert open_study(uri).pull("optuna.journal")  # uploaded with the snapshots and at the end of the seed
     study = optuna.load_study(study_name="bucket-study.seed0", storage=open_storage(None, folder))

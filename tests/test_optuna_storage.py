@@ -7,8 +7,8 @@ import pytest
 from optuna.trial import TrialState
 
 from harness.errors import SpecError
-from harness.optuna_storage import open_storage, register, study_name
-from harness.search import make_searcher
+from harness.store.journal import open_storage, register, study_name
+from harness.study.search import make_searcher
 from tests.conftest import small_spec
 
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.progress import EventLines, StatusBar, choose_mode
-from harness.results import ResultsWriter, best
-from harness.tables import read_table
+from harness.store.tables import read_table
+from harness.study.progress import EventLines, StatusBar, choose_mode
+from harness.study.results import ResultsWriter, best
 from tests.conftest import small_spec
 
 

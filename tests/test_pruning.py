@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 import methods
-from harness.batches import DeviceData
+from harness.data.batches import DeviceData
 from harness.errors import SpecError
-from harness.measure import count_macs, count_params, network_cost, serialized_size
-from harness.zoo import create_model
+from harness.measure.cost import count_macs, count_params, network_cost, serialized_size
+from harness.networks.zoo import create_model
 from methods.base import MethodContext
 from methods.c2s2 import choose_cut
 from methods.surgery import ChannelSurgeon, keep_count, l1_norms
@@ -78,7 +78,8 @@ def test_depthwise_channel_removal_is_exact():
     next_pointwise = model.feature_extractor[4][0]
     before = count_params(model)
     surgeon.remove(pointwise, range(8))
-    dropped = 8 * (32 + 2) + 8 * (9 + 2) + 8 * next_pointwise.out_channels  # pw filters+bn, dw filters+bn, next pw inputs
+    # pw filters+bn, dw filters+bn, next pw inputs
+    dropped = 8 * (32 + 2) + 8 * (9 + 2) + 8 * next_pointwise.out_channels
     assert before - count_params(model) == dropped
     assert depthwise.in_channels == depthwise.out_channels == depthwise.groups == 56
 
@@ -183,7 +184,8 @@ def test_global_l1_removes_the_requested_share_of_filters(trained_lenet):
     teacher, _ = trained_lenet
     total = sum(c.out_channels for c in teacher.modules() if isinstance(c, nn.Conv2d))  # 6 + 16 + 120
     for ratio, expected in ((0.001, 0), (0.25, int(0.25 * total))):
-        method, _, _ = _run("filter_pruning_kd", {"ratio": ratio, "scope": "global", "batch_size": 32}, trained_lenet, 1)
+        method, _, _ = _run("filter_pruning_kd", {"ratio": ratio, "scope": "global", "batch_size": 32},
+                            trained_lenet, 1)
         kept = sum(c.out_channels for c in method.export().modules() if isinstance(c, nn.Conv2d))
         assert total - kept == expected
 

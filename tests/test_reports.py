@@ -80,7 +80,8 @@ def test_leaderboard_ranks_every_study_and_its_pareto_flags_match_brute_force(st
     assert kd["gap_to_scratch"] == pytest.approx(kd["test_acc_mean"] - scratch_mean)
     trials = pd.read_parquet(storage / "leaderboard_trials.parquet")
     assert len(trials) == 30 + 12 + 8 + 1
-    measured = trials[(trials.status == "completed") & trials[["val_acc", "latency_ms", "size_bytes"]].notna().all(axis=1)]
+    has_figures = trials[["val_acc", "latency_ms", "size_bytes"]].notna().all(axis=1)
+    measured = trials[(trials.status == "completed") & has_figures]
     expected = brute_force_front(measured, {"val_acc": "max", "latency_ms": "min", "size_bytes": "min"})
     assert measured["pareto"].tolist() == expected and any(expected)
     assert not trials.loc[~trials.index.isin(measured.index), "pareto"].any()
@@ -100,7 +101,7 @@ def test_p_vs_leader_is_welchs_test_on_the_seeds_and_says_nothing_below_two_seed
                            "test_acc_mean": np.mean(v), "test_acc_std": np.std(v, ddof=1) if len(v) > 1 else np.nan,
                            "seeds": len(v)} for name, v in seeds.items()])
     table["rank"] = range(1, len(table) + 1)
-    p = dict(zip(table.study, p_vs_leader(table)))
+    p = dict(zip(table.study, p_vs_leader(table), strict=True))
     assert np.isnan(p["a"]) and np.isnan(p["d"])  # the leader; a single seed
     for name in ("b", "c"):
         assert p[name] == pytest.approx(ttest_ind(seeds[name], seeds["a"], equal_var=False).pvalue)

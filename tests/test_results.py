@@ -8,8 +8,8 @@ import pytest
 from ray.tune.callback import CallbackList
 
 from harness.errors import HarnessError
-from harness.results import ResultsWriter, StopOnWriteFailure
-from harness.tables import read_table
+from harness.store.tables import read_table
+from harness.study.results import ResultsWriter, StopOnWriteFailure
 from tests.conftest import small_spec
 
 

@@ -27,7 +27,8 @@ def test_rows_in_family_order_with_welch_p_against_kd_and_the_study_state(tmp_pa
     write_study(tmp_path, "dafl-x", "dafl", 4, seeds=(0, 1), rng=rng, finished=False)
     rows = _table(tmp_path, "--link", "here.md")
     assert rows[0].startswith("| method | family | test accuracy") and len(rows) == 5
-    assert [row.split("`")[1] for row in rows[2:]] == ["scratch-x", "kd-x", "dafl-x"]  # baseline, distillation, data-free
+    # baseline, distillation, data-free
+    assert [row.split("`")[1] for row in rows[2:]] == ["scratch-x", "kd-x", "dafl-x"]
 
     trials = pd.concat(pd.read_parquet(tmp_path / s / "trials.parquet") for s in ("kd-x", "scratch-x"))
     acc = selected_trials(trials).groupby("study")["test_acc"]

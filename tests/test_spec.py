@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SpecError
-from harness.spec import Distribution, load_spec, parse_spec
+from harness.spec.load import load_spec, parse_spec
+from methods.study import Distribution
 from tests.conftest import small_spec
 
 
@@ -25,7 +26,8 @@ def test_defaults_fill_unspecified_sections():
     spec = small_spec()
     assert spec.asha.grace_period == 1 and spec.resources.cpu == 1.0
     assert spec.sampler == "tpe"
-    assert small_spec(**{"search.objectives": "[{metric: val_acc, mode: max}, {metric: macs, mode: min}]"}).sampler == "nsga2"
+    two = "[{metric: val_acc, mode: max}, {metric: macs, mode: min}]"
+    assert small_spec(**{"search.objectives": two}).sampler == "nsga2"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -47,7 +49,8 @@ def test_defaults_fill_unspecified_sections():
     ({"teacher.recipe.lr": "fast"}, "teacher.recipe.lr: expected a number, got 'fast'"),
     ({"search.space.tau": "-1"}, "search.space.tau: must be above 0, got -1"),
     ({"search.space.alpha": "{uniform: [0.5, 1.5]}"}, "search.space.alpha.uniform: must be in [0, 1], got 1.5"),
-    ({"search.space.momentum": "{categorical: [0.9, 1]}"}, "search.space.momentum.categorical: must be in [0, 1), got 1"),
+    ({"search.space.momentum": "{categorical: [0.9, 1]}"},
+     "search.space.momentum.categorical: must be in [0, 1), got 1"),
     ({"search.space.batch_size": "0"}, "search.space.batch_size: must be at least 1, got 0"),
     ({"teacher.recipe.weight_decay": "-0.1"}, "teacher.recipe.weight_decay: must be at least 0, got -0.1"),
     ({"teacher.recipe.epochs": "2.5"}, "teacher.recipe.epochs: expected an integer, got 2.5"),
@@ -73,13 +76,16 @@ def test_knobs_with_named_values_are_checked_before_running():
     base = {"method": "c2s2", "student.width": "1.0", "student.model": "lenet5_half"}
     with pytest.raises(SpecError, match="search.space.target_metric: unknown value 'flops'"):
         small_spec(**base, **{"search.space": "{target_metric: flops}"})
-    with pytest.raises(SpecError, match="search.space.scope.categorical: unknown value 'globl' \\(did you mean 'global'\\?\\)"):
-        small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{scope: {categorical: [layer, globl]}}"})
+    with pytest.raises(SpecError,
+                       match=r"search.space.scope.categorical: unknown value 'globl' \(did you mean 'global'\?\)"):
+        small_spec(**{**base, "method": "filter_pruning_kd"},
+                   **{"search.space": "{scope: {categorical: [layer, globl]}}"})
     with pytest.raises(SpecError, match="'target_metric' is not numeric, so it takes a fixed value or"):
         small_spec(**base, **{"search.space": "{target_metric: {uniform: [0, 1]}}"})
     with pytest.raises(SpecError, match=r"search.space.target_ratio: must be in \(0, 1\], got 1.5"):
         small_spec(**base, **{"search.space": "{target_ratio: 1.5}"})
-    with pytest.raises(SpecError, match=r"search.space.skip: expected unit indices separated by commas, e.g. '0,3'; got '0;2'"):
+    with pytest.raises(SpecError,
+                       match=r"search.space.skip: expected unit indices separated by commas, e.g. '0,3'; got '0;2'"):
         small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{skip: '0;2'}"})
     assert small_spec(**{**base, "method": "filter_pruning_kd"}, **{"search.space": "{skip: '0, 2'}"}).fixed_params()
     with pytest.raises(SpecError, match=r"search.space.ratio.uniform: must be in \[0, 1\), got 1"):
@@ -88,7 +94,8 @@ def test_knobs_with_named_values_are_checked_before_running():
         small_spec(**base, **{"search.space": "{prune_epochs: {int: [1, 2]}}"})
     with pytest.raises(SpecError, match=r"^budget.epochs: pruning for 1 of budget.epochs \(1\)"):
         small_spec(**base, **{"budget.epochs": "1", "asha.grace_period": "1"})
-    assert small_spec(**base, **{"search.space": "{target_metric: params}"}).fixed_params() == {"target_metric": "params"}
+    fixed = small_spec(**base, **{"search.space": "{target_metric: params}"}).fixed_params()
+    assert fixed == {"target_metric": "params"}
 
 
 def test_required_fields_and_teacher_requirement():

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import HarnessError
-from harness.storage import LOCK_FILE, StudyLock, this_process
+from harness.store.lock import LOCK_FILE, StudyLock, this_process
 from tests.fake_studies import _dead_pid
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,9 +11,9 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-from harness.search import asha_rungs, chance_floor, make_scheduler, make_searcher, startup_trials
 from harness.errors import SpecError
-from harness.tables import read_table
+from harness.store.tables import read_table
+from harness.study.search import asha_rungs, chance_floor, make_scheduler, make_searcher, startup_trials
 from tests.conftest import small_spec
 
 
@@ -82,14 +81,15 @@ def test_the_ray_internals_search_extends_are_there_or_refused_in_one_line():
     from ray.tune.search.optuna import OptunaSearch
 
     from harness.errors import HarnessError
-    from harness.search import RAY_INTERNALS, require_internals
+    from harness.study.search import RAY_INTERNALS, require_internals
 
     spec = small_spec()
     for built, base in ((make_searcher(spec, seed=0), OptunaSearch), (make_scheduler(spec), ASHAScheduler)):
         missing = [name for name in RAY_INTERNALS[base] if not hasattr(built, name)]
-        assert not missing, f"this Ray's {base.__name__} no longer has {missing}: adapt harness/search.py"
+        assert not missing, f"this Ray's {base.__name__} no longer has {missing}: adapt harness/study/search.py"
     with pytest.raises(HarnessError, match=r"^ray [\d.]+: its OptunaSearch no longer has _ot_study, _ot_trials, "
-                                           r"_completed_trials, _storage, _study_name, _sampler, which harness/search.py extends; install"):
+                                           r"_completed_trials, _storage, _study_name, _sampler, "
+                                           r"which harness/study/search.py extends; install"):
         require_internals(object(), OptunaSearch)
 
 
@@ -148,7 +148,7 @@ def test_the_scheduler_starts_the_trial_rays_fifo_scheduler_would_looking_only_a
             trial.status = rng.choice(["TERMINATED"] * 8 + ["PENDING", "PAUSED", "RUNNING"])
         live = {t for t in trials if t.status != "TERMINATED"}
         # a set, as Tune keeps it: the first trial in it is seldom the first to have arrived
-        controller = SimpleNamespace(get_trials=lambda: trials, get_live_trials=lambda: live)
+        controller = SimpleNamespace(get_trials=lambda: trials, get_live_trials=lambda live=live: live)
         assert scheduler.choose_trial_to_run(controller) is FIFOScheduler().choose_trial_to_run(controller)
     controller = SimpleNamespace(get_trials=lambda: trials, get_live_trials=lambda: set())
     assert scheduler.choose_trial_to_run(controller) is None
@@ -177,7 +177,7 @@ def test_without_the_chance_floor_the_first_trial_at_a_rung_goes_on(changes, lab
 
 
 def test_a_diverging_first_trial_stops_at_the_grace_period(ray_session, tmp_path):
-    from harness.sweep import run_sweep
+    from harness.study.sweep import run_sweep
 
     # every knob fixed: one trial, no searcher
     spec = small_spec(**{"search.num_samples": "1", "budget.epochs": "4", "search.space.lr": "30.0",
@@ -189,7 +189,7 @@ def test_a_diverging_first_trial_stops_at_the_grace_period(ray_session, tmp_path
 
 def test_a_study_run_one_trial_at_a_time_repeats_exactly(ray_session, tmp_path):
     """Seeded trials and a seeded TPE that sees results in one order: the same rows twice."""
-    from harness.sweep import run_sweep
+    from harness.study.sweep import run_sweep
 
     spec = small_spec(**{"search.num_samples": "5", "search.startup_trials": "2", "search.max_concurrent": "1",
                          "search.space.tau": "{uniform: [1.0, 8.0]}", "budget.epochs": "4",
@@ -203,7 +203,7 @@ def test_a_study_run_one_trial_at_a_time_repeats_exactly(ray_session, tmp_path):
 
 @pytest.fixture(scope="module")
 def study(ray_session, tmp_path_factory):
-    from harness.sweep import run_sweep
+    from harness.study.sweep import run_sweep
 
     spec = small_spec(**{
         "search.searcher": "random", "search.num_samples": "4", "seeds": "[0, 1]",
@@ -280,15 +280,14 @@ def test_study_file_records_the_protocol_and_teacher(study):
 
 def test_a_leaderboard_measures_studies_run_apart_in_one_window(ray_session, tmp_path, capsys):
     """The issue's case: a kd and a scratch study of one student, run one after the other."""
-    from harness.cli import main
-    from harness.sweep import run_sweep
-
-    from harness.remeasure import finished_students
+    from harness.cli.main import main
+    from harness.study.remeasure import finished_students
+    from harness.study.sweep import run_sweep
 
     spec = small_spec(**{"budget.epochs": "2", "asha.grace_period": "2", "measure.repeats": "3"})
     folder = run_sweep(spec, storage=str(tmp_path))
     rows = pd.read_parquet(folder / "trials.parquet")
-    found, same_as = finished_students(spec, folder, dict(zip(rows.trial_id, rows.network)))
+    found, same_as = finished_students(spec, folder, dict(zip(rows.trial_id, rows.network, strict=True)))
     # One checkpoint read per network: the other completed trials only point at it.
     assert len(found) == 1 and len(found) + len(same_as) == (rows.status == "completed").sum() >= 2
     other = run_sweep(small_spec(**{"study": "alone", "method": "scratch", "teacher": "null",
@@ -329,7 +328,7 @@ def test_a_leaderboard_measures_studies_run_apart_in_one_window(ray_session, tmp
 def test_only_finished_studies_are_measured_again(tmp_path, capsys):
     import json
 
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["remeasure", str(tmp_path)]) == 2
     assert "error: " in capsys.readouterr().err
@@ -348,8 +347,8 @@ def test_only_finished_studies_are_measured_again(tmp_path, capsys):
 def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys, monkeypatch):
     from types import SimpleNamespace
 
-    import harness.sweep
-    from harness.results import ResultsWriter
+    import harness.study.sweep
+    from harness.study.results import ResultsWriter
 
     spec = small_spec(**{"budget.epochs": "1"})
     writer = ResultsWriter(spec, tmp_path, None)
@@ -361,8 +360,8 @@ def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys
     def broken(*args, **kwargs):
         raise ValueError("checkpoint unreadable\nstate_dict mismatch")
 
-    monkeypatch.setattr(harness.sweep, "measure_again", broken)
-    harness.sweep.remeasure_latency(spec, tmp_path, SimpleNamespace(num_classes=10, input_shape=(1, 28, 28)),
+    monkeypatch.setattr(harness.study.sweep, "measure_again", broken)
+    harness.study.sweep.remeasure_latency(spec, tmp_path, SimpleNamespace(num_classes=10, input_shape=(1, 28, 28)),
                                     None, writer)
     assert "measuring latency again failed (state_dict mismatch)" in capsys.readouterr().out
     row = read_table(tmp_path, "trials").iloc[0]
@@ -374,15 +373,15 @@ def test_each_study_sets_how_often_tune_saves_its_state_from_its_size(tmp_path, 
     """Every save writes every trial so far: a large study saves less often (benchmarks/scale.py)."""
     import os
 
-    import harness.sweep
+    import harness.study.sweep
     from harness.errors import HarnessError
 
     def stop(address, code, **options):  # the period is set before Ray starts
         raise HarnessError("stopped before Ray")
 
-    monkeypatch.setattr(harness.sweep, "connect", stop)
-    monkeypatch.setattr(harness.sweep, "USER_SNAPSHOT_S", None)
+    monkeypatch.setattr(harness.study.sweep, "connect", stop)
+    monkeypatch.setattr(harness.study.sweep, "USER_SNAPSHOT_S", None)
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")  # an earlier study's, in this process
     with pytest.raises(HarnessError):
-        harness.sweep.run_sweep(small_spec(**{"search.num_samples": str(samples)}), storage=str(tmp_path))
+        harness.study.sweep.run_sweep(small_spec(**{"search.num_samples": str(samples)}), storage=str(tmp_path))
     assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == period

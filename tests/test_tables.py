@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pyarrow.parquet as pq
 
-from harness.tables import FAN_IN, PARTS, PartTable, deletion, read_table, table_exists
+from harness.store.tables import FAN_IN, PARTS, PartTable, deletion, read_table, table_exists
 
 
 def _trial(i: int, status: str, **more) -> dict:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from harness.errors import CheckpointError
-from harness.teachers import cache_key, obtain_teacher, train_teacher
-from harness.zoo import create_model
+from harness.networks.zoo import create_model
+from harness.study.teachers import cache_key, obtain_teacher, train_teacher
 from tests.conftest import small_spec
 
 
@@ -36,7 +36,7 @@ def test_teacher_is_trained_once_and_reused_from_the_cache(tmp_path, digits, cap
 
 
 def test_cache_key_changes_with_recipe_seed_architecture_and_split(digits):
-    from harness.data import load_splits
+    from harness.data.datasets import load_splits
 
     base = cache_key(small_spec(), digits)
     assert cache_key(small_spec(**{"teacher.recipe.lr": "0.01"}), digits) != base

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from harness.errors import SpecError
-from harness.trial import autocast, claim_device, prepare_model, run_trial
-from harness.zoo import create_model
+from harness.networks.zoo import create_model
+from harness.study.trial import autocast, claim_device, prepare_model, run_trial
 from methods.training import evaluate
 from tests.conftest import small_spec
 
@@ -64,7 +64,7 @@ def test_channels_last_trains_the_same_network_in_nhwc(digits):
 
 
 def test_evaluate_counts_every_sample_once(digits):
-    from harness.batches import DeviceSplit
+    from harness.data.batches import DeviceSplit
 
     split = DeviceSplit(digits.val, digits.mean, digits.std, torch.device("cpu"))
     model = create_model("lenet5_half", 10).eval()

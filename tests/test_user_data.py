@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.data import load_dataset
+from harness.data.datasets import load_dataset
 from harness.errors import HarnessError
-from harness.sweep import trial_splits
+from harness.study.sweep import trial_splits
 from tests.conftest import small_spec
 
 LOADERS = '''

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.sweep import run_sweep
+from harness.study.sweep import run_sweep
 from tests.conftest import small_spec
 
 pytest.importorskip("mlflow")
@@ -75,7 +75,7 @@ def test_a_running_study_is_watched_through_optuna_mlflow_and_tensorboard(ray_se
     assert any("RUNNING" in s["states"] and any(s["steps"]) for s in seen_at_end), seen_at_end[-1:]
     import optuna
 
-    from harness.optuna_storage import open_storage
+    from harness.store.journal import open_storage
 
     study = optuna.load_study(study_name="watched.seed0", storage=open_storage(None, folder))
     states = sorted(t.state.name for t in study.trials)

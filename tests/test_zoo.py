@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.measure.cost import count_params
+from harness.networks.zoo import MODELS, create_model
 from methods.study import StudyError
-from harness.zoo import MODELS, create_model
-from harness.measure import count_params
 
 MNIST_MODELS = {"lenet5", "lenet5_half", "mlp_1200_1200", "mlp_800_800"}
 
@@ -43,7 +43,8 @@ def test_half_and_width_scale_channels():
     half = create_model("lenet5_half", 10)
     assert half.features(torch.zeros(1, 1, 28, 28)).shape[1] == 60
     assert create_model("lenet5", 10, width=0.5).features(torch.zeros(1, 1, 28, 28)).shape[1] == 60
-    assert create_model("resnet20", 10, width=2.0, input_shape=(3, 32, 32)).features(torch.zeros(1, 3, 32, 32)).shape[1] == 128
+    wide = create_model("resnet20", 10, width=2.0, input_shape=(3, 32, 32))
+    assert wide.features(torch.zeros(1, 3, 32, 32)).shape[1] == 128
 
 
 def test_lenet_fits_32px_inputs():

@@ -42,7 +42,7 @@ def write_image_folder(root: Path, classes: int = 3, per_class: tuple[int, int] 
     rng = np.random.default_rng(0)
     channels = 3 if mode == "RGB" else 1
     first = None
-    for part, count in zip(("train", "test"), per_class):
+    for part, count in zip(("train", "test"), per_class, strict=True):
         for k in range(classes):
             folder = Path(root) / part / f"class{k}"
             folder.mkdir(parents=True, exist_ok=True)

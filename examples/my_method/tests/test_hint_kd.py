@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.method_testing import check_resumes_exactly
-from harness.spec import load_spec
+from harness.method_testing import check_resumes_exactly, load_spec
 
 SPEC = Path(__file__).resolve().parents[1] / "hint_kd.yaml"
 SMALL = ["budget.epochs=3", "asha.grace_period=1", "teacher.recipe={epochs: 2, batch_size: 64}"]

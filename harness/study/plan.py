@@ -1,0 +1,138 @@
+"""``harness check SPEC``: validate a study completely and say what a sweep of it would do,
+without starting Ray (and without downloading anything or training a teacher).
+
+Every check the sweep makes before its first trial is made here too: the spec,
+the storage (writable, the study not being written by another command), the data
+(found, or to be downloaded), the teacher (its checkpoint loaded and fitted, or
+whether the cache holds it), and whether one trial fits this machine.
+"""
+from __future__ import annotations
+
+import os
+
+import methods
+from harness.data.datasets import DatasetSplits, data_root, load_dataset, load_substitute
+from harness.errors import DataMissing, HarnessError
+from harness.networks.build import check_networks
+from harness.spec.load import check_sweep
+from harness.spec.schema import StudySpec
+from harness.store.location import Location, open_location
+from harness.store.lock import held_by, lock_holder, probe_storage
+from harness.store.tables import PARTS
+from harness.study.first_report import check_first_report
+from harness.study.search import asha_rungs, chance_guard, describe_searcher
+from methods.study import StudyError
+
+
+def plan(spec: StudySpec, storage: str | None = None, address: str | None = None) -> list[str]:
+    """The lines ``harness check`` prints; a ``HarnessError`` for what would stop the sweep."""
+    check_sweep(spec)
+    method = methods.METHODS.get(spec.method)
+    location = open_location(storage or spec.storage)
+    probe_storage(location)  # creates it, as the sweep would; a missing bucket or refused keys are said here
+    study = location.child(spec.study)
+    if (holder := lock_holder(study if study.remote else study.local)) is not None:
+        raise HarnessError(held_by(study, holder))
+    pair = f"{spec.teacher.model} -> {spec.student.model}" if spec.teacher else f"student {spec.student.model}"
+    lines = [f"study     '{spec.study}': {spec.method}{' (data-free)' if method.data_free else ''}, {pair}"]
+    data = _data(spec, lines)
+    if data is not None:
+        lines += [f"networks  {note}" for note in check_networks(spec, data.num_classes, data.input_shape)]
+        if ":" in spec.method:  # a method from outside the project: up to its first report, as the sweep does
+            try:
+                check_first_report(spec, data.without_training_images() if method.data_free else data)
+            except StudyError as error:
+                raise HarnessError(str(error)) from None
+            lines.append(f"method    '{spec.method}' ran to its first report on a few images; its state "
+                         f"fits a checkpoint")
+    if spec.teacher is not None:
+        lines.append(_teacher(spec, data, location))
+    searched = ", ".join(spec.searched_params()) or "none"
+    fixed = ", ".join(f"{k}={v}" for k, v in spec.fixed_params().items()) or "none"
+    objectives = ", ".join(f"{o.metric} ({o.mode})" for o in spec.search.objectives)
+    lines += [
+        f"search    {spec.search.num_samples} trials per seed x {len(spec.seeds)} seed(s) {spec.seeds} = "
+        f"{spec.search.num_samples * len(spec.seeds)} trials; {describe_searcher(spec)} on {objectives}",
+        f"knobs     searched: {searched}; fixed: {fixed}; the rest take their defaults (harness list)",
+        f"asha      budget {spec.budget.epochs} reports; may stop trials at {', '.join(map(str, asha_rungs(spec)))}"
+        f"{'; also stops trials at chance level' if chance_guard(spec) else ''}",
+        _resources(spec, address),
+        f"results   {study.uri}"
+        + (" (its earlier results move to previous/ unless --resume)"
+           if study.exists("trials.parquet") or study.exists(PARTS) else ""),
+    ]
+    return lines
+
+
+def _data(spec: StudySpec, lines: list[str]) -> DatasetSplits | None:
+    """The splits, if their files are here; a line either way. Missing files that the sweep
+    may not download are an error, as they would be there."""
+    d = spec.dataset
+    try:
+        data = load_dataset(d, download=False)
+    except DataMissing:
+        if not d.download:
+            raise
+        lines.append(f"data      {d.name}: not under {data_root(d.root).resolve()}; the sweep downloads it there")
+        return None
+    lines.append(f"data      {d.name} found: train {len(data.train)}, validation {len(data.val)} "
+                 f"(split seed {d.split_seed}), test {len(data.test)}, images {data.input_shape}, "
+                 f"{data.num_classes} classes")
+    if d.substitute:
+        try:
+            substitute = load_substitute(d.substitute, d.root, False, data.input_shape)
+            lines.append(f"data      substitute {d.substitute} found: {len(substitute)} images")
+        except DataMissing:
+            if not d.download:
+                raise
+            lines.append(f"data      substitute {d.substitute}: not under {data_root(d.root).resolve()}; "
+                         f"the sweep downloads it")
+    return data
+
+
+def _teacher(spec: StudySpec, data: DatasetSplits | None, location: Location) -> str:
+    from harness.study.teachers import cache_files, cache_key, load_checkpoint, teacher_study
+
+    t = spec.teacher
+    if t.checkpoint:
+        if data is None:
+            return f"teacher   {t.model} from {t.checkpoint}: checked once the data is there"
+        metrics = load_checkpoint(spec, data).metrics
+        return (f"teacher   {t.model} from {t.checkpoint}: fits; validation {metrics['val_acc']:.2%}, "
+                f"test {metrics['test_acc']:.2%}")
+    epochs = teacher_study(spec).budget.epochs
+    if data is None:
+        return (f"teacher   {t.model}: trained ({epochs} epochs) and cached in {location.uri_of('teachers')} "
+            f"unless it is there")
+    weights, meta = cache_files(location.local, spec, data, cache_key(spec, data))
+    names = [p.relative_to(location.local).as_posix() for p in (weights, meta)]
+    if all(location.exists(name) for name in names):
+        return f"teacher   {t.model}: cached ({location.uri_of(names[0])})"
+    recipe = ", ".join(f"{k} {v}" for k, v in t.recipe.items() if k != "epochs") or "scratch's defaults"
+    return (f"teacher   {t.model}: to be trained ({epochs} epochs; {recipe}) and cached in "
+            f"{location.uri_of('teachers')}")
+
+
+def _resources(spec: StudySpec, address: str | None) -> str:
+    """Resources per trial, and how many trials this machine runs at once (an error where
+    none fits: a local Ray never grows). On a cluster, Ray decides when it joins."""
+    from harness.study.cluster import cluster_address
+
+    r = spec.resources
+    each = f"{'resources':<10}{r.cpu:g} CPU, {r.gpu:g} GPU, {r.precision} per trial"
+    if cluster_address(address):
+        return f"{each}; trials at once: as the cluster's resources fit, decided when the sweep joins it"
+    cpus = os.cpu_count() or 1
+    gpus = _gpu_count() if r.gpu > 0 else 0
+    if r.cpu > cpus or r.gpu > gpus:
+        raise HarnessError(f"resources: a trial needs {r.cpu:g} CPU and {r.gpu:g} GPU, and this machine has "
+                           f"{cpus} CPU and {gpus} GPU; lower resources.cpu or resources.gpu, or give --address")
+    fit = int(cpus // r.cpu) if r.gpu == 0 else min(int(cpus // r.cpu), int(gpus // r.gpu))
+    at_once = min(fit, spec.search.max_concurrent) if spec.search.max_concurrent else fit
+    return f"{each}; this machine ({cpus} CPU, {gpus} GPU) runs {at_once} at once"
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
