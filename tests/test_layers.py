@@ -82,7 +82,10 @@ def test_the_cycle_finder_finds_a_cycle_and_names_it():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_each_harness_subpackage_says_what_it_may_import():
+def test_each_harness_subpackage_is_a_package_that_says_what_it_may_import():
+    folders = {p.parent for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+    missing = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file())
+    assert not missing, f"folders of modules without an __init__.py (namespace packages by accident): {missing}"
     for init in sorted((ROOT / "harness").glob("*/__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert "import" in doc, f"{init.relative_to(ROOT)}: its docstring does not say what it may import"

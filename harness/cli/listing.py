@@ -81,3 +81,16 @@ def markdown() -> str:
                 for k in method["knobs"]]
         out.append("")
     return "\n".join(out)
+
+
+def specs_text() -> str:
+    """The shipped specs, a line each: name and what the study is."""
+    from harness.spec.shipped import shipped_specs, summary
+
+    specs = shipped_specs()
+    if not specs:
+        return "no specs ship with this installation\n"
+    width = max(map(len, specs))
+    lines = [f"{name:<{width}}  {summary(path)}" for name, path in specs.items()]
+    return "\n".join(["Shipped study specs (`harness sweep NAME`, `harness init NAME` for a copy to edit):",
+                      *lines]) + "\n"

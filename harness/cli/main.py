@@ -3,10 +3,15 @@ rank them, measure them again, or list what is registered. docs/cli.md describes
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+from pathlib import Path
 
 from harness.errors import HarnessError
-from methods.study import StudyError
+
+# The distribution's three top-level packages sit side by side (a wheel installs them so, a
+# clone holds them so); `methods` and `reports` are names other projects use too.
+OWN_PACKAGES = ("methods", "reports")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def study_command(name: str, help: str, runs: bool = True) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help)
-        command.add_argument("spec", help="the study spec, e.g. search_spaces/kd.yaml, or a study's results folder")
+        command.add_argument("spec", help="the study spec: a YAML file (search_spaces/kd.yaml), a shipped spec by "
+                                          "name (kd; `harness list --specs`), or a study's results folder")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override a spec field, e.g. --set budget.epochs=5 (repeatable)")
         command.add_argument("--code", action="append", default=[], metavar="FOLDER",
@@ -73,15 +79,41 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="the registered methods (with their knobs), models and datasets")
     listing.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                          help="markdown: the knob tables of docs/methods.md (default: text)")
+    listing.add_argument("--specs", action="store_true",
+                         help="the study specs that ship with the harness instead (`harness sweep NAME` runs one)")
+    init = commands.add_parser("init", help="write a copy of a shipped spec to edit")
+    init.add_argument("name", help="a shipped spec's name, e.g. kd (`harness list --specs`)")
+    init.add_argument("-o", "--output", help="the file to write (default: NAME.yaml here, NAME's last part)")
     return parser
 
 
+def foreign_packages() -> list[str]:
+    """The top-level names of ours that import from somewhere else: a folder of the same name
+    in the working directory (``python -m`` puts it first on the path), on PYTHONPATH, or
+    another installed distribution's. Found without importing them."""
+    ours = Path(__file__).resolve().parents[2]
+    found = []
+    for name in OWN_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        if origin is None or Path(origin).resolve().parent != ours / name:
+            where = origin or (", ".join(spec.submodule_search_locations) if spec is not None else "nowhere")
+            found.append(f"'{name}' imports from {where}, not from {ours / name}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
+    if shadowed := foreign_packages():
+        print(f"error: {'; '.join(shadowed)}: another package of that name comes first on the import path "
+              f"(a folder of that name where you run `python -m harness`, PYTHONPATH, or another "
+              f"distribution); run from another folder, or uninstall the other", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
+    from methods.study import StudyError
     from reports.load import ReportError
 
     commands = {"sweep": sweep, "check": check, "splits": splits, "report": report, "leaderboard": leaderboard,
-                "remeasure": remeasure, "export": export, "list": list_registered}
+                "remeasure": remeasure, "export": export, "list": list_registered, "init": init_spec}
     try:
         return commands[args.command](args)
     except (HarnessError, StudyError, ReportError) as exc:
@@ -105,11 +137,15 @@ def version() -> str:
 def load(args: argparse.Namespace):
     """The spec a study command names, with its overrides, validated."""
     from harness.spec.load import load_spec
+    from harness.spec.shipped import resolve_spec
 
     overrides = list(args.overrides)
     if getattr(args, "num_samples", None) is not None:
         overrides.append(f"search.num_samples={args.num_samples}")
-    return load_spec(args.spec, overrides, code=args.code)
+    path, shipped = resolve_spec(args.spec)
+    if shipped is not None:
+        print(f"spec: the shipped '{shipped}' ({path}); `harness init {shipped}` writes a copy to edit")
+    return load_spec(path, overrides, code=args.code)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -249,6 +285,29 @@ def leaderboard(args: argparse.Namespace) -> int:
 def list_registered(args: argparse.Namespace) -> int:
     from harness.cli import listing
 
+    if args.specs:
+        print(listing.specs_text(), end="")
+        return 0
     print({"text": listing.text, "json": listing.json_text, "markdown": listing.markdown}[args.format](),
           end="")
+    return 0
+
+
+def init_spec(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.spec.shipped import resolve_spec, shipped_spec
+    from harness.store.lock import writing
+
+    source = shipped_spec(args.name)
+    if source is None:
+        resolve_spec(args.name)  # no such file either: the error line with the closest names
+        raise HarnessError(f"'{args.name}' is a file, not a shipped spec: copy it yourself")
+    target = Path(args.output or f"{Path(args.name).name.removesuffix('.yaml')}.yaml")
+    if target.exists():
+        raise HarnessError(f"{target}: already exists; give another file with -o")
+    with writing(target):
+        target.write_text(source.read_text())
+    print(f"{target}: a copy of the shipped '{args.name.removesuffix('.yaml')}'; edit it, then "
+          f"`harness check {target}` and `harness sweep {target}`")
     return 0

@@ -18,8 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.errors import DataError, DataMissing, SpecError
-from methods.registry import import_function
-from methods.registry import Registry
+from methods.registry import Registry, import_function
 
 
 @dataclass(frozen=True)

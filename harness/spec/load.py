@@ -18,6 +18,7 @@ import yaml
 from harness.errors import SpecError
 from harness.spec.checks import check_semantics
 from harness.spec.schema import Objective, StudySpec
+from harness.spec.shipped import resolve_spec
 from methods.knobs import coerce, show
 from methods.registry import did_you_mean
 from methods.study import Distribution, StudyError
@@ -50,8 +51,9 @@ def load_spec(path: str | Path, overrides: list[str] = (), code: list[str] = ())
 
 
 def spec_file(path: str | Path) -> Path:
-    """The file a spec argument names: itself, or a results folder's ``study.json``."""
-    path = Path(path)
+    """The file a spec argument names: itself, a results folder's ``study.json``, or a shipped
+    spec by name (``kd``: harness.spec.shipped) when no such path exists."""
+    path = resolve_spec(path)[0]
     if not path.is_dir():
         return path
     if not (path / "study.json").is_file():
