@@ -14,6 +14,7 @@ from harness.spec.load import load_spec
 from harness.study.teachers import train_teacher
 from methods.base import SupervisedMethod, TrainParams
 from methods.checkpoint import UnsavedState, fit_shapes
+from tests.torchvision_files import write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -24,7 +25,7 @@ FIXED = {"batch_size": 32, "iterations_per_report": 10, "gate_iters": 10, "step_
          "generator_width": 0.25, "prune_epochs": 3, "target_ratio": 0.1, "reg": 2.0, "max_damage": 0.5}
 
 
-def shipped_spec(method: str):
+def shipped_spec(method: str, folder: Path):
     """The method's own study from search_spaces/ (top level first), made small and put on digits."""
     paths = sorted(ROOT.glob("search_spaces/*.yaml")) + sorted(ROOT.glob("search_spaces/mnist/*.yaml"))
     for path in paths:
@@ -35,8 +36,9 @@ def shipped_spec(method: str):
         pytest.fail(f"method '{method}' has no study in search_spaces/")
     changes = {"dataset.name": "digits", "budget.epochs": str(EPOCHS), "asha.grace_period": "1",
                "search.num_samples": "1", "teacher.recipe": "{epochs: 2, batch_size: 64}"}
-    if spec.dataset.substitute:
-        changes["dataset.substitute"] = "digits"
+    if spec.dataset.substitute:  # another data set than the study's own: an image folder written here
+        write_image_folder(folder, size=28, mode="L")
+        changes.update({"dataset.substitute": "imagefolder", "dataset.root": str(folder)})
     return load_spec(path, [f"{key}={value}" for key, value in changes.items()])
 
 
@@ -63,8 +65,8 @@ def teachers(digits):
 
 
 @pytest.mark.parametrize("method", methods.METHODS.names())
-def test_a_trial_resumed_at_any_report_ends_as_if_it_never_stopped(method, digits, teachers):
-    spec = shipped_spec(method)
+def test_a_trial_resumed_at_any_report_ends_as_if_it_never_stopped(method, digits, teachers, tmp_path):
+    spec = shipped_spec(method, tmp_path)
     reports = check_resumes_exactly(spec, config=trial_config(spec), data=digits,
                                     teacher_state=teachers(spec) if spec.teacher else None)
     if method == "c2s2":

@@ -1,6 +1,7 @@
 """Bad input ends with exit status 2 and one line naming the cause."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -216,3 +217,50 @@ def test_a_study_asking_for_more_gpus_than_this_machine_has_ends_at_once(ray_ses
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: resources: a trial needs 1 CPU and 64 GPU on one node") and "\n" not in err
     assert (folder / "trials.parquet").read_bytes() == b"earlier results"
+
+
+def test_checks_suggested_command_runs_what_was_checked(spec_file, tmp_path, capsys):
+    import shlex
+
+    from harness.cli.main import build_parser
+
+    argv = ["check", str(spec_file), "--set", "search.num_samples=3", "--set", "search.space.tau={uniform: [1, 4]}",
+            "--code", str(tmp_path), "--storage", str(tmp_path / "my studies"), "--num-samples", "2"]
+    assert main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    suggested = re.fullmatch(r"ok: `(.+)` would run this study", last).group(1)
+    words = shlex.split(suggested)
+    assert words[:2] == ["harness", "sweep"]
+    checked, again = build_parser().parse_args(argv), build_parser().parse_args(words[1:])
+    for field in ("spec", "overrides", "code", "storage", "num_samples", "address"):
+        assert getattr(again, field) == getattr(checked, field), field
+
+
+def test_the_defaults_docs_cli_quotes_are_the_parser_s():
+    from pathlib import Path
+
+    from harness.cli.main import build_parser
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    usage = doc.split("```", 2)[1]
+    commands = build_parser()._subparsers._group_actions[0].choices
+    checked = 0
+    for line in usage.strip().splitlines():
+        words = line.split()
+        if len(words) < 2 or words[1] not in commands:
+            continue
+        options = {o: a for a in commands[words[1]]._actions for o in a.option_strings}
+        for flag, value in re.findall(r"\[(-[-\w]+) ([^\]\s]+)\]", line):
+            action = options[flag]
+            if all(part.isupper() for part in value.split("|")):  # a metavar (DIR|URI)
+                continue
+            if "|" in value:  # the choices, every one
+                assert value.split("|") == list(action.choices), (line, flag)
+            else:  # the default
+                assert str(action.default) == value, (line, flag, action.default)
+            checked += 1
+    assert checked >= 4  # report -o, leaderboard --budgets, export --format, list --format
+    parser = build_parser()
+    rounds = parser._subparsers._group_actions[0].choices["remeasure"]
+    assert next(a for a in rounds._actions if "--rounds" in a.option_strings).default is None
+    assert "largest of theirs" in doc  # what remeasure's default is, said

@@ -18,6 +18,7 @@ from methods.dafl import DAFL, Generator, generator_losses
 from methods.data_free import DataFreeDistillation, Draw
 from methods.training import evaluate, freeze
 from tests.conftest import small_spec
+from tests.torchvision_files import write_image_folder
 
 CPU = torch.device("cpu")
 
@@ -168,20 +169,39 @@ def test_noise_baseline_distils_on_standard_normal_inputs():
     assert abs(draw.inputs.mean().item()) < 0.01 and abs(draw.inputs.std().item() - 1) < 0.01
 
 
-def test_substitute_baseline_needs_and_uses_a_substitute_set(digits):
-    from harness.data.batches import DeviceData
+def test_substitute_baseline_needs_and_uses_a_substitute_set(tmp_path):
+    from harness.data.batches import DeviceSplit
 
     with pytest.raises(SpecError, match="dataset.substitute"):
         small_spec(**{"method": "substitute_kd", "search.space": "{}"})
-    spec = small_spec(**{"method": "substitute_kd", "search.space": "{}", "dataset.substitute": "digits"})
-    assert spec.dataset.substitute == "digits"
-    substitute = DeviceData(digits, CPU, ("test",)).test
+    write_image_folder(tmp_path, size=28, mode="L")
+    spec = small_spec(**{"method": "substitute_kd", "search.space": "{}", "dataset.substitute": "imagefolder",
+                         "dataset.root": str(tmp_path)})
+    images = load_substitute(spec.dataset.substitute, spec.dataset.root, False, (1, 28, 28))
+    assert images.source.startswith("imagefolder:") and len(images) == 36
+    substitute = DeviceSplit(images, (0.5,), (0.25,), CPU, "none")
     cls = methods.METHODS.get("substitute_kd")
     method = cls(_context(freeze(create_model("lenet5", 10)), substitute=substitute),
                  cls.make_params({"batch_size": 50}))
     draws = [method.draw(50).inputs for _ in range(len(substitute) // 50 + 2)]  # wraps around
     assert all(d.shape[1:] == (1, 28, 28) for d in draws)
     assert any(torch.equal(draws[0][i], substitute.x[j]) for i in range(50) for j in range(len(substitute)))
+
+
+@pytest.mark.parametrize("name", ["digits", "imagefolder"])
+def test_a_substitute_that_is_the_study_s_own_data_set_is_refused(tmp_path, name, capsys):
+    """Its training split holds the validation images: a 'data-free' study would train on them."""
+    from harness.cli.main import main
+
+    with pytest.raises(SpecError, match=rf"^dataset.substitute: '{name}' is the study's own data set"):
+        small_spec(**{"method": "substitute_kd", "search.space": "{}", "dataset.name": name,
+                      "dataset.root": str(tmp_path), "dataset.substitute": name})
+    spec = tmp_path / "leak.yaml"
+    spec.write_text("study: leak\nmethod: substitute_kd\ndataset: {name: digits, substitute: digits}\n"
+                    "teacher: {model: lenet5}\nstudent: {model: lenet5_half}\n")
+    assert main(["check", str(spec), "--storage", str(tmp_path / "studies")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: dataset.substitute: 'digits' is the study's own")
 
 
 def test_substitute_images_take_the_target_shape():

@@ -26,8 +26,12 @@ def test_the_readme_is_short_and_its_first_screen_holds_the_commands_and_the_res
     assert len(readme.encode()) <= 12_288
     first_screen = "\n".join(readme.splitlines()[:60])
     commands = re.findall(r"^uv run (.+?)\s+#", first_screen, flags=re.M)
-    assert commands == ["harness sweep search_spaces/kd.yaml", "pytest"]
-    assert load_spec(ROOT / commands[0].split()[-1]).dataset.name == "digits"  # embedded: no download
+    assert commands[:2] == ["harness sweep search_spaces/kd.yaml", "pytest"]
+    main_job = load_spec(ROOT / commands[0].split()[-1])
+    assert main_job.dataset.name == "digits"  # embedded: no download
+    # The third step shows the main job's own results: its study folder under the default storage.
+    assert commands[2:] == [f"harness report studies/{main_job.study}"]
+    assert main_job.storage in (None, "studies")
     assert "| method | family | test accuracy" in first_screen
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^uv run pytest$", ci, flags=re.M), ".ci/run must call the README's test command"

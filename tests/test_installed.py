@@ -47,7 +47,8 @@ def test_the_wheel_runs_the_main_job_report_and_export_outside_a_clone(tmp_path)
     assert "spec: the shipped 'kd'" in out and str(venv) in out
     out = _run(harness, "sweep", "kd", "--num-samples", "2", "--set", "budget.epochs=4",
                "--set", "asha.grace_period=4", "--progress", "events", cwd=work, env=env)
-    assert "done: 2 trials (2 completed)" in out, out[-2000:]
+    assert "done: 2 trials (2 completed); selected (best on validation): s0-" in out, out[-2000:]
+    assert "to see them: harness report " in out
     _run(harness, "report", "studies/kd-digits", "-o", "report.html", "--no-images", cwd=work, env=env)
     assert "kd-digits" in (work / "report.html").read_text()
     out = _run(harness, "export", "studies/kd-digits", "--format", "onnx", cwd=work, env=env)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,12 @@ def test_defaults_fill_unspecified_sections():
     ({"search.space.batch_size": "0"}, "search.space.batch_size: must be at least 1, got 0"),
     ({"teacher.recipe.weight_decay": "-0.1"}, "teacher.recipe.weight_decay: must be at least 0, got -0.1"),
     ({"teacher.recipe.epochs": "2.5"}, "teacher.recipe.epochs: expected an integer, got 2.5"),
-    ({"teacher.recipe.epochs": "0"}, "teacher.recipe.epochs: must be at least 1, got 0"),
+    ({"teacher.recipe.epochs": "0"}, "teacher.recipe.epochs: must be in [1, 10000], got 0"),
     ({"search.objectives": "[{metric: test_acc, mode: max}]"}, "is the test split, reported only"),
     ({"search.objectives": "[{metric: macs, mode: min}]"}, "first objective drives ASHA"),
     ({"search.objectives": "[{metric: val_acc, mode: up}]"}, "mode: must be 'max' or 'min'"),
     ({"budget.epochs": "two"}, "budget.epochs: expected an integer"),
-    ({"measure.rounds": "-1"}, "measure.rounds: must be at least 0, got -1"),
+    ({"measure.rounds": "-1"}, "measure.rounds: must be in [0, 1000], got -1"),
     ({"asha.grace_period": "5"}, "asha.grace_period: 5 exceeds budget.epochs"),
     ({"asha.stop_at_chance": "sometimes"}, "asha.stop_at_chance: expected"),
     ({"teacher.recipe.epoch": "3"}, "teacher.recipe.epoch: unknown knob (did you mean 'epochs'?)"),
@@ -163,3 +164,31 @@ def test_a_method_by_import_path_is_a_method_class_of_shipped_code(tmp_path):
     sleeper = Path(__file__).resolve().parents[1] / "benchmarks" / "sleeper"
     spec = small_spec(**{"method": "sleeper:Sleep", "code": f"[{sleeper}]", "search.space": "{seconds: 0.0}"})
     assert spec.fixed_params()["seconds"] == 0.0
+
+
+@pytest.mark.parametrize("field, value", [
+    ("budget.epochs", "1000000000000"), ("budget.epochs", "10001"), ("teacher.recipe.epochs", "10001"),
+    ("asha.grace_period", "20000"), ("search.max_concurrent", "100000"), ("search.startup_trials", "20000"),
+    ("asha.reduction_factor", "1000"), ("resources.cpu", "5000"), ("resources.gpu", "100"),
+    ("resources.retries", "1000"), ("measure.batch_size", "1000000"), ("measure.warmup", "100000"),
+    ("measure.repeats", "100000"), ("measure.rounds", "5000"), ("measure.attempts", "1000"),
+    ("measure.max_spread", "1000"),
+])
+def test_every_count_past_its_bound_is_one_line_naming_the_field(field, value):
+    with pytest.raises(SpecError, match=rf"^{re.escape(field)}: must be ") as caught:
+        small_spec(**{field: value})
+    assert "\n" not in str(caught.value)
+
+
+def test_a_huge_budget_stops_check_and_sweep_before_anything_is_moved(tmp_path, capsys):
+    from harness.cli.main import main
+
+    earlier = tmp_path / "studies" / "kd-digits"
+    earlier.mkdir(parents=True)
+    (earlier / "study.json").write_text("{}")
+    for command in ("check", "sweep"):
+        args = [command, "kd", "--storage", str(tmp_path / "studies"), "--set", "budget.epochs=1000000000000"]
+        assert main(args) == 2
+        assert capsys.readouterr().err == "error: budget.epochs: must be in [1, 10000], got 1000000000000\n"
+    assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["kd-digits"]
+    assert [p.name for p in earlier.iterdir()] == ["study.json"]

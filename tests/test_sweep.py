@@ -385,3 +385,21 @@ def test_each_study_sets_how_often_tune_saves_its_state_from_its_size(tmp_path, 
     with pytest.raises(HarnessError):
         harness.study.sweep.run_sweep(small_spec(**{"search.num_samples": str(samples)}), storage=str(tmp_path))
     assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == period
+
+
+def test_the_done_line_names_the_trial_the_report_selects():
+    from harness.study.sweep import selected_line
+    from reports.summary import selected_trials
+
+    rows = [{"trial_id": "s0-b", "seed": 0, "status": "completed", "val_acc": 0.9, "test_acc": 0.8},
+            {"trial_id": "s0-a", "seed": 0, "status": "completed", "val_acc": 0.9, "test_acc": 0.7},  # tie: a first
+            {"trial_id": "s0-c", "seed": 0, "status": "stopped", "val_acc": 0.95, "test_acc": float("nan")},
+            {"trial_id": "s1-a", "seed": 1, "status": "completed", "val_acc": 0.5, "test_acc": 0.6}]
+    chosen = selected_trials(pd.DataFrame(rows).assign(study="x"))
+    assert chosen.trial_id.tolist() == ["s0-a", "s1-a"]
+    assert selected_line(rows, [0, 1]) == ("selected (best on validation): s0-a val_acc 0.9000, test_acc 0.7000; "
+                                           "s1-a val_acc 0.5000, test_acc 0.6000")
+    assert selected_line(rows[2:3], [0]) == "no trial completed its budget, so none is selected"
+    many = [{**rows[0], "seed": s, "test_acc": 0.5 + s / 10} for s in range(4)]
+    assert selected_line(many, list(range(4))) == \
+        "selected (best on validation) per seed: test_acc 0.6500 ± 0.1291 over 4 seeds"

@@ -56,13 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--no-remeasure", action="store_true",
                        help="rank on the latencies as they are, even where a data set's studies were measured "
                             "in different windows (the leaderboard then says so)")
-    board.add_argument("--rounds", type=int, help="interleaved rounds when measuring again (default: each "
-                       "group's first study's measure.rounds)")
+    board.add_argument("--rounds", type=int, help="interleaved rounds when measuring again (default: the "
+                       "largest measure.rounds of each group's studies)")
     board.add_argument("--address", help="Ray cluster to measure on (default: $RAY_ADDRESS, else a local Ray)")
     again = commands.add_parser("remeasure", help="measure finished studies' completed trials again, together, "
                                 "one at a time, so that their latencies compare")
     again.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study folders, e.g. studies/kd-digits")
-    again.add_argument("--rounds", type=int, default=3, help="passes over every trial, interleaved (default: 3)")
+    again.add_argument("--rounds", type=int, help="passes over every distinct network, interleaved (default: the "
+                       "largest measure.rounds of the studies)")
     again.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
     export = commands.add_parser("export", help="write a study's students as files a deployment loads, "
                                  "checked against their rows, each with a model card")
@@ -154,8 +155,24 @@ def check(args: argparse.Namespace) -> int:
     spec = load(args)
     for line in plan(spec, args.storage, args.address):
         print(line)
-    print(f"ok: `harness sweep {args.spec}` would run this study")
+    print(f"ok: `{sweep_command(args)}` would run this study")
     return 0
+
+
+def sweep_command(args: argparse.Namespace) -> str:
+    """The ``harness sweep`` command that runs what ``check`` checked: the same spec, overrides,
+    code folders, trials, storage and cluster."""
+    import shlex
+
+    words = ["harness", "sweep", args.spec]
+    for flag, values in (("--set", args.overrides), ("--code", args.code)):
+        for value in values:
+            words += [flag, value]
+    for flag, value in (("--num-samples", args.num_samples), ("--storage", args.storage),
+                        ("--address", args.address)):
+        if value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def splits(args: argparse.Namespace) -> int:
@@ -201,7 +218,7 @@ def recorded_fingerprint(spec_path: str) -> str | None:
 
 
 def remeasure(args: argparse.Namespace) -> int:
-    if args.rounds < 1:
+    if args.rounds is not None and args.rounds < 1:
         raise HarnessError(f"--rounds: must be at least 1, got {args.rounds}")
     from harness.study.cluster import configure_ray
 

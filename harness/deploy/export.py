@@ -13,8 +13,6 @@ import copy
 import hashlib
 import io
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +23,7 @@ from torch import nn
 
 from harness.errors import HarnessError
 from harness.measure.cost import count_params, device_name, measure_latency
+from harness.measure.runtimes import time_calls
 from harness.networks.build import build_network
 from harness.spec.schema import StudySpec
 from harness.store.location import Location, open_location
@@ -146,15 +145,9 @@ def _batches(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, size: int =
 
 def onnx_latency(run: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], batch: int,
                  warmup: int, repeats: int) -> float:
+    """The written file's latency, timed as every runtime is (harness.measure.runtimes)."""
     x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
-    for _ in range(warmup):
-        run(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return time_calls(lambda: run(x), warmup, repeats)
 
 
 def export_study(study: Path | Location, trial: str | None, front: bool, fmt: str, out: Path | None) -> list[str]:

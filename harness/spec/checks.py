@@ -15,7 +15,7 @@ from harness.spec.method_checks import check_method
 from harness.spec.schema import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, ModelSpec, Objective, StudySpec, study_view
 from harness.store.journal import check_storage_url
 from harness.store.location import check_uri
-from methods.knobs import COUNT, Bounds, coerce, format_number, show
+from methods.knobs import Bounds, coerce, format_number, show
 from methods.registry import did_you_mean
 from methods.study import Distribution
 
@@ -32,6 +32,10 @@ def check_semantics(spec: StudySpec) -> None:
         raise SpecError(f"dataset.{option}: '{spec.dataset.name}' does not take it (an image folder's option)")
     if spec.dataset.substitute is not None:
         dataset_loader(spec.dataset.substitute, "dataset.substitute")
+        if spec.dataset.substitute == spec.dataset.name:  # a loader or image folder of its own: the same source
+            raise SpecError(f"dataset.substitute: '{spec.dataset.substitute}' is the study's own data set, whose "
+                            f"training split holds its validation images: a data-free study must not see them; "
+                            f"name another data set (the DAFL paper's substitute for MNIST is USPS)")
     _check_network(spec.student, "student", method)
     if spec.dataset.augment is not None and spec.dataset.augment not in AUGMENTATIONS:
         raise SpecError(f"dataset.augment: unknown augmentation '{spec.dataset.augment}'"
@@ -81,30 +85,40 @@ SEED = Bounds(0, 2**32 - 1)  # what NumPy's and Optuna's generators take
 WIDTH = Bounds(0, 64, low_open=True)
 MAX_TRIALS_PER_SEED = 10_000
 MAX_SEEDS = 100
+# Upper bounds past which a value can only be a mistake (a typo's extra zeros): a study of
+# more would run for months on any cluster this harness is for (docs/spec.md lists them).
+EPOCHS = Bounds(1, 10_000)
+CONCURRENCY = Bounds(1, 10_000)
+BATCH = Bounds(1, 65_536)
+ROUNDS = Bounds(0, 1_000)
+REPEATS = Bounds(1, 10_000)
+RETRIES = Bounds(0, 100)
+CPUS = Bounds(0, 1_024, low_open=True)
+GPUS = Bounds(0, 64)
 
 
 def _check_ranges(spec: StudySpec) -> None:
     """Every number of the spec within what it can mean."""
     teacher = spec.teacher
     ranges = [
-        ("budget.epochs", spec.budget.epochs, COUNT),
+        ("budget.epochs", spec.budget.epochs, EPOCHS),
         ("search.num_samples", spec.search.num_samples, Bounds(1, MAX_TRIALS_PER_SEED)),
-        ("search.startup_trials", spec.search.startup_trials, COUNT),
-        ("search.max_concurrent", spec.search.max_concurrent, COUNT),
-        ("asha.grace_period", spec.asha.grace_period, COUNT),
-        ("asha.reduction_factor", spec.asha.reduction_factor, Bounds(1, low_open=True)),
-        ("resources.cpu", spec.resources.cpu, Bounds(0, low_open=True)),
-        ("resources.gpu", spec.resources.gpu, Bounds(0)),
-        ("resources.retries", spec.resources.retries, Bounds(0)),
-        ("measure.batch_size", spec.measure.batch_size, COUNT),
-        ("measure.warmup", spec.measure.warmup, Bounds(0)),
-        ("measure.repeats", spec.measure.repeats, COUNT),
-        ("measure.rounds", spec.measure.rounds, Bounds(0)),
-        ("measure.max_spread", spec.measure.max_spread, Bounds(0, low_open=True)),
-        ("measure.attempts", spec.measure.attempts, COUNT),
+        ("search.startup_trials", spec.search.startup_trials, Bounds(1, MAX_TRIALS_PER_SEED)),
+        ("search.max_concurrent", spec.search.max_concurrent, CONCURRENCY),
+        ("asha.grace_period", spec.asha.grace_period, EPOCHS),
+        ("asha.reduction_factor", spec.asha.reduction_factor, Bounds(1, 100, low_open=True)),
+        ("resources.cpu", spec.resources.cpu, CPUS),
+        ("resources.gpu", spec.resources.gpu, GPUS),
+        ("resources.retries", spec.resources.retries, RETRIES),
+        ("measure.batch_size", spec.measure.batch_size, BATCH),
+        ("measure.warmup", spec.measure.warmup, Bounds(0, 10_000)),
+        ("measure.repeats", spec.measure.repeats, REPEATS),
+        ("measure.rounds", spec.measure.rounds, ROUNDS),
+        ("measure.max_spread", spec.measure.max_spread, Bounds(0, 100, low_open=True)),
+        ("measure.attempts", spec.measure.attempts, Bounds(1, 100)),
         ("dataset.split_seed", spec.dataset.split_seed, SEED),
         ("dataset.image_size", spec.dataset.image_size, Bounds(1, 4096)),
-        ("dataset.memory_gb", spec.dataset.memory_gb, Bounds(0, low_open=True)),
+        ("dataset.memory_gb", spec.dataset.memory_gb, Bounds(0, 4096, low_open=True)),
         ("student.width", spec.student.width, WIDTH),
         ("teacher.width", teacher and teacher.width, WIDTH),
         ("teacher.seed", teacher and teacher.seed, SEED),
@@ -163,7 +177,7 @@ def _check_recipe(recipe: dict[str, Any]) -> None:
             raise SpecError(f"{path}: the teacher's recipe takes fixed values, not distributions")
         if key == "epochs":
             try:
-                coerce(int, value, COUNT)
+                coerce(int, value, EPOCHS)
             except ValueError as exc:
                 raise SpecError(f"{path}: {exc}") from None
         else:
