@@ -102,7 +102,7 @@ def report(sets, figures: dict, runtimes: list[str], batches: list[int]) -> list
         lines.append(f"\n{name} (input {shape}), latency in ms [interval] and ratio to the teacher in that runtime")
         for batch in batches:
             lines.append(f"  batch {batch}:")
-            header = f"    {'network':<30}" + "".join(f"{r:>28}" for r in runtimes)
+            header = f"    {'network':<30}" + "".join(f"{r:>32}" for r in runtimes)
             lines.append(header)
             for net in nets:
                 cells = []
@@ -110,7 +110,7 @@ def report(sets, figures: dict, runtimes: list[str], batches: list[int]) -> list
                     f, t = figures[name, net, runtime, batch], figures[name, teacher, runtime, batch]
                     cells.append(f"{f['median_ms']:.3f} [{f['low_ms']:.3f}-{f['high_ms']:.3f}] "
                                  f"{f['median_ms'] / t['median_ms']:.2f}x")
-                lines.append(f"    {net:<30}" + "".join(f"{c:>28}" for c in cells))
+                lines.append(f"    {net:<30}" + "".join(f"{c:>32}" for c in cells))
             ranks = {r: sorted(nets, key=lambda n, r=r: figures[name, n, r, batch]["median_ms"]) for r in runtimes}
             for runtime in runtimes:
                 lines.append(f"    rank in {runtime}: " + " < ".join(ranks[runtime]))

@@ -62,52 +62,111 @@ def _rounds(row: dict[str, Any]) -> str:
     return f" ({', '.join(words)})"
 
 
+TEACHER_COST = {LATENCY: "teacher_latency_ms", SIZE: "teacher_size_bytes"}
+
+
 def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict[str, Any]],
                  log_x: bool = False) -> go.Figure:
     """Test accuracy against a cost for every measured trial.
 
-    Lines: each method's own front (on validation accuracy and ``x``), so methods
-    compare at every cost. Diamonds: trials on the front of all methods together
-    (the ``front`` column).
+    The cost is a multiple of the teacher's, measured beside it (a study without a teacher
+    is held to its data set's), and the teacher is drawn as a point at 1x: the axis spans
+    what the students gain, never a zoom onto a few hundredths of a millisecond. Trials
+    of one method that share one network (one fingerprint, so one latency and size) are
+    one point at their mean test accuracy, with a bar over their range. Lines: each
+    method's own front (on validation accuracy and the cost), so methods compare at every
+    cost. Diamonds: points on the front of all methods together (the ``front`` column).
     """
     fig = go.Figure()
-    placed = trials[measured(trials)]
+    placed, title = _relative(trials[measured(trials)], x)
     palette = colours(trials["method"].dropna())
     scatter = go.Scattergl if len(placed) > WEBGL_ABOVE else go.Scatter
     for method, group in placed.groupby("method"):
+        points = one_point_per_network(group, front)
         fig.add_trace(scatter(
-            x=group[x], y=group["test_acc"], mode="markers", name=method, legendgroup=method,
-            marker=dict(color=palette[method], size=np.where(group[front], 12, 7),
-                        symbol=np.where(group[front], "diamond", "circle"), opacity=0.8,
-                        line=dict(width=np.where(group[front], 1, 0), color="black")),
-            error_x=_latency_bars(group) if x == LATENCY else None,
-            hovertext=hover_text(group), hoverinfo="text"))
-        own = group[front_mask(group, {"val_acc": "max", x: "min"})].sort_values(x)
+            x=points["_x"], y=points["test_acc"], mode="markers", name=method, legendgroup=method,
+            marker=dict(color=palette[method], size=np.where(points[front], 12, 7),
+                        symbol=np.where(points[front], "diamond", "circle"), opacity=0.8,
+                        line=dict(width=np.where(points[front], 1, 0), color="black")),
+            error_x=_interval_bars(points) if x == LATENCY else None,
+            error_y=dict(type="data", symmetric=False, array=points["_acc_high"] - points["test_acc"],
+                         arrayminus=points["test_acc"] - points["_acc_low"], thickness=1, width=4),
+            hovertext=points["_hover"], hoverinfo="text"))
+        own = points[front_mask(points, {"val_acc": "max", "_x": "min"})].sort_values("_x")
         fig.add_trace(go.Scatter(
-            # Markers too: a front of one trial is a point, and a line alone would not show it.
-            x=own[x], y=own["test_acc"], mode="lines+markers", line=dict(color=palette[method], shape="hv", width=2),
+            # Markers too: a front of one point is a point, and a line alone would not show it.
+            x=own["_x"], y=own["test_acc"], mode="lines+markers", line=dict(color=palette[method], shape="hv", width=2),
             marker=dict(symbol="circle-open", size=14, color=palette[method], line=dict(width=2)),
             name=f"{method} front", legendgroup=method, hoverinfo="skip"))
+    teacher_acc = trials["teacher_test_acc"].median() if "teacher_test_acc" in trials else np.nan
+    if "_relative" in placed and not is_missing(teacher_acc):
+        fig.add_trace(go.Scatter(x=[1.0], y=[teacher_acc], mode="markers+text", name="teacher",
+                                 marker=dict(symbol="star", size=16, color="black"), text=["teacher"],
+                                 textposition="top center", hovertext=[f"teacher: test {_pct(teacher_acc)}, 1x"],
+                                 hoverinfo="text"))
     for i, ref in enumerate(references):
         fig.add_hline(y=ref["acc"], line=dict(color=ref.get("colour", "black"), dash=ref.get("dash", "dash")),
                       annotation_text=ref["label"],
                       annotation_position=("bottom right", "top left", "bottom left", "top right")[i % 4])
     fig.update_layout(title=f"Accuracy vs {AXIS_TITLES[x].split(' (')[0]}: each method's front (lines), "
                             f"the front of all (diamonds), on validation accuracy",
-                      xaxis_title=AXIS_TITLES[x], yaxis_title="test accuracy", yaxis_tickformat=".1%",
+                      xaxis_title=title, yaxis_title="test accuracy", yaxis_tickformat=".1%",
                       template="plotly_white", height=480, legend=dict(groupclick="toggleitem"))
     if log_x:
         fig.update_xaxes(type="log")
-    focus_accuracy(fig, placed["test_acc"], references)
+    elif "_relative" in placed:
+        fig.update_xaxes(rangemode="tozero")  # 0x to past the teacher's 1x
+    focus_accuracy(fig, pd.concat([placed["test_acc"], pd.Series([teacher_acc])]), references)
     return fig
 
 
-def _latency_bars(group: pd.DataFrame) -> dict[str, Any] | None:
-    """Each point's latency interval as a horizontal bar."""
-    if LATENCY_LOW not in group or LATENCY_HIGH not in group:
+def _relative(placed: pd.DataFrame, x: str) -> tuple[pd.DataFrame, str]:
+    """The cost as a multiple of the teacher's (``_x``, with its interval), and the axis title;
+    the cost itself where no trial has a teacher's figure."""
+    column = TEACHER_COST.get(x)
+    name = AXIS_TITLES[x].split(" (")[0]
+    if column is None or column not in placed or not placed[column].notna().any():
+        return placed.assign(_x=placed[x], _low=placed.get(LATENCY_LOW), _high=placed.get(LATENCY_HIGH)), \
+            AXIS_TITLES[x]
+    # A trial without a teacher (scratch) is held to its data set's teacher, as the leaderboard does.
+    reference = placed[column].fillna(placed.groupby("dataset")[column].transform("median"))
+    out = placed.assign(_x=placed[x] / reference, _relative=True)
+    if x == LATENCY and LATENCY_LOW in placed and LATENCY_HIGH in placed:
+        out = out.assign(_low=placed[LATENCY_LOW] / reference, _high=placed[LATENCY_HIGH] / reference)
+    return out, f"{name} (x the teacher's, measured beside it; the teacher is the star at 1x)"
+
+
+def one_point_per_network(group: pd.DataFrame, front: str) -> pd.DataFrame:
+    """One method's points: trials that share a network (its fingerprint) folded into one, at
+    their mean test accuracy with their range (``_acc_low``, ``_acc_high``), on the front if
+    any of them is; a trial alone keeps its own point."""
+    group = group.assign(_acc_low=group["test_acc"], _acc_high=group["test_acc"], _hover=hover_text(group))
+    if "network" not in group:
+        return group
+    shared = group["network"].notna() & group.duplicated("network", keep=False)
+    if not shared.any():
+        return group
+    folded = []
+    for network, trials in group[shared].groupby("network"):
+        best = trials.sort_values("val_acc", ascending=False).iloc[0].to_dict()
+        best.update(test_acc=trials["test_acc"].mean(), val_acc=trials["val_acc"].max(),
+                    _acc_low=trials["test_acc"].min(), _acc_high=trials["test_acc"].max(),
+                    **{front: bool(trials[front].any())},
+                    _hover=(f"<b>{len(trials)} trials of one network</b> ({network}, {best['method']})<br>"
+                            f"test {_pct(trials['test_acc'].mean())} mean, {_pct(trials['test_acc'].min())} to "
+                            f"{_pct(trials['test_acc'].max())}<br>best on validation: {best['trial_id']}, val "
+                            f"{_pct(best['val_acc'])}<br>latency {_num(best[LATENCY])} ms{_interval(best)}<br>"
+                            f"size {_num(best[SIZE] / 1e3 if not is_missing(best[SIZE]) else None)} kB"))
+        folded.append(best)
+    return pd.concat([group[~shared], pd.DataFrame(folded)], ignore_index=True)
+
+
+def _interval_bars(points: pd.DataFrame) -> dict[str, Any] | None:
+    """Each point's latency interval, on the chart's axis, as a horizontal bar."""
+    if "_low" not in points or "_high" not in points or points["_low"].isna().all():
         return None
-    return dict(type="data", symmetric=False, array=(group[LATENCY_HIGH] - group[LATENCY]).clip(lower=0),
-                arrayminus=(group[LATENCY] - group[LATENCY_LOW]).clip(lower=0), thickness=1, width=0)
+    return dict(type="data", symmetric=False, array=(points["_high"] - points["_x"]).clip(lower=0),
+                arrayminus=(points["_x"] - points["_low"]).clip(lower=0), thickness=1, width=0)
 
 
 def focus_accuracy(fig: go.Figure, accuracies: pd.Series, references: list[dict[str, Any]]) -> None:

@@ -122,13 +122,45 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
         on = trials[trials[column]].groupby("study").size()
         table[f"{column}_trials"] = table["study"].map(on).fillna(0).astype(int)
     table["selected_on_front"] = table["study"].map(chosen.groupby("study")["pareto"].any()).fillna(False).astype(bool)
-    table = table.sort_values([*RANK_SCOPE, "test_acc_mean"], ascending=[True, True, False], na_position="last")
-    table["rank"] = table.groupby(RANK_SCOPE, dropna=False).cumcount() + 1
-    table = table.reset_index(drop=True)
+    table = table.sort_values([*RANK_SCOPE, "test_acc_mean", "study"], ascending=[True, True, False, True],
+                              na_position="last").reset_index(drop=True)
+    table["rank"] = accuracy_rank(table)
+    table["rank_shared"] = table.groupby([*RANK_SCOPE, "rank"], dropna=False)["rank"].transform("size") > 1
     table["p_vs_leader"] = p_vs_leader(table)
     table["latency_rank"] = latency_rank(table)
     table["latency_vs_leader"] = latency_vs_leader(table)
     return table, trials
+
+
+def accuracy_rank(table: pd.DataFrame) -> pd.Series:
+    """Per data set and pair, 1 + the number of studies measurably more accurate: a higher mean
+    test accuracy that the seeds tell apart (Welch's p below 0.05 where both have two seeds or
+    more; any higher mean where either has one). Equal figures, or gaps within the seeds'
+    spread, share a rank; a study without a finished trial comes after every one with."""
+    ranks = pd.Series(np.nan, index=table.index)
+    for _, group in table.groupby(RANK_SCOPE, dropna=False, sort=False):
+        scored = group[group["test_acc_mean"].notna()]
+        for i in group.index:
+            if i not in scored.index:
+                ranks[i] = len(scored) + 1
+                continue
+            mine = table.loc[i, ["test_acc_mean", "test_acc_std", "seeds"]]
+            ranks[i] = 1 + sum(_more_accurate(table.loc[j, ["test_acc_mean", "test_acc_std", "seeds"]], mine)
+                               for j in scored.index if j != i)
+    return ranks.astype(int)
+
+
+def _more_accurate(a: pd.Series, b: pd.Series) -> bool:
+    if not a["test_acc_mean"] > b["test_acc_mean"]:
+        return False
+    if min(a["seeds"], b["seeds"]) < 2:
+        return True
+    return bool(welch_p(*a, *b) < 0.05)
+
+
+def shown_rank(row: dict) -> str:
+    """``=1`` for a rank the study shares, else its number."""
+    return f"{'=' if row.get('rank_shared') else ''}{row['rank']:.0f}"
 
 
 def relative_costs(table: pd.DataFrame, trials: pd.DataFrame) -> None:
@@ -168,7 +200,7 @@ def latency_vs_leader(table: pd.DataFrame) -> pd.Series:
     """Against rank 1 of its group: ``faster`` or ``slower`` when the intervals are apart,
     ``same`` when they overlap (not told apart), empty for rank 1 itself."""
     low, high = _latency_bounds(table)
-    leader = table.groupby(RANK_SCOPE, dropna=False)["rank"].transform(lambda r: r.idxmin())
+    leader = table.groupby(RANK_SCOPE, dropna=False)["rank"].transform(lambda r: r.index[0])  # the top row
     out = []
     for i, j in zip(table.index, leader, strict=True):
         if i == j or pd.isna(table.at[i, LATENCY]) or pd.isna(table.at[j, LATENCY]) \
@@ -184,8 +216,9 @@ def p_vs_leader(table: pd.DataFrame) -> pd.Series:
     (NaN for rank 1 itself and where either has fewer than two seeds)."""
     spread = ["test_acc_mean", "test_acc_std", "seeds"]
     leader = table.groupby(RANK_SCOPE, dropna=False)[spread].transform("first")
-    return pd.Series([np.nan if rank == 1 else welch_p(*mine, *top) for rank, mine, top in
-                      zip(table["rank"], table[spread].itertuples(index=False), leader.itertuples(index=False),
+    first = table.groupby(RANK_SCOPE, dropna=False).cumcount() == 0
+    return pd.Series([np.nan if top_row else welch_p(*mine, *top) for top_row, mine, top in
+                      zip(first, table[spread].itertuples(index=False), leader.itertuples(index=False),
                           strict=True)],
                      index=table.index, dtype=float)
 
@@ -215,7 +248,8 @@ SHOWN = {"rank": "{}", "method": "{}", "study": "{}", "state": "{}", "seeds": "{
          "device": "{}", "pareto_trials": "{}", "selected_on_front": "{}",
          "completed": "{}", "stopped": "{}", "error": "{}", "running": "{}"}
 INTRO = ("Per data set and teacher->student pair, ranked by mean test accuracy of each seed's best-on-validation "
-         "trial. p: Welch's t-test of the seeds' test accuracy against rank 1 of the group; above 0.05, the gap is "
+         "trial; =N: a rank shared with studies not measurably apart (equal, or p above 0.05). p: Welch's t-test "
+         "of the seeds' test accuracy against the group's top study; above 0.05, the gap is "
          "within what the seeds' spread explains. Latency and size are multiples of the teacher's, latency with its "
          "interval (the median's, over interleaved rounds); every trial of one network shares one latency, and "
          "latencies whose intervals overlap count as equal (latency_rank, latency_vs_leader, the Pareto flags). "
@@ -236,6 +270,7 @@ def markdown(table: pd.DataFrame, trials: pd.DataFrame) -> str:
         out += [f"## {dataset}: {pair}", "", "| " + " | ".join(columns) + " |",
                 "|" + "---|" * len(columns)]
         for row in group.to_dict("records"):
+            row["rank"] = shown_rank(row)
             out.append("| " + " | ".join(_format(row.get(c), SHOWN.get(c, "{:.2%}")) for c in columns) + " |")
         out.append("")
     return "\n".join(out)
@@ -261,7 +296,7 @@ def essential(group: pd.DataFrame) -> pd.DataFrame:
         if row.get("latency_vs_leader"):
             latency += {"same": ", = #1", "faster": ", faster than #1", "slower": ", slower than #1"}[
                 row["latency_vs_leader"]]
-        rows.append([row["rank"], row["method"], study, accuracy, _format(row.get("p_vs_leader"), "{:.2f}"),
+        rows.append([shown_rank(row), row["method"], study, accuracy, _format(row.get("p_vs_leader"), "{:.2f}"),
                      latency, _format(row.get("size_x_teacher"), "{:.2f}×")])
     return pd.DataFrame(rows, columns=list(ESSENTIAL))
 

@@ -140,4 +140,8 @@ def normalise_trials(trials: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame
     for column in NUMERIC:
         trials[column] = pd.to_numeric(trials[column], errors="coerce") if column in trials else np.nan
     trials["status"] = trials["status"].fillna("unknown").astype(str)
+    # Studies written before the device said "1 thread" group with those written after.
+    trials["device"] = trials["device"].astype(object).where(trials["device"].isna(),
+                                                             trials["device"].astype(str).str.replace(
+                                                                 " (1 threads)", " (1 thread)", regex=False))
     return trials

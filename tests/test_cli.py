@@ -77,6 +77,11 @@ def test_check_validates_and_prints_the_plan_without_starting_ray(spec_file, tmp
     assert "search    8 trials per seed x 2 seed(s) [0, 1] = 16 trials; tpe (4 random startup trials)" in out
     assert "asha      budget 10 reports; may stop trials at 1, 2, 4, 8" in out
     assert "resources 1 CPU, 0 GPU, fp32 per trial; this machine" in out
+    size = re.search(r"^size      16 trials x 10 epochs = at most 160 trial-epochs \(ASHA stops most trials sooner\); "
+                     r"an epoch here: ([\d.]+) s \((\d+) steps of batch (\d+), timed on 1 thread\(s\)\)", out, re.M)
+    assert size, out
+    epoch_s, steps, batch = float(size[1]), int(size[2]), int(size[3])
+    assert 0 < epoch_s < 10 and steps == -(-1294 // batch)  # an epoch of digits' training split
     assert out.rstrip().endswith("would run this study")
     import ray
 

@@ -277,3 +277,43 @@ def test_the_protocol_says_where_the_latencies_come_from():
                                         "after the search in one window, 5 interleaved round(s) (median interval "
                                         "width 20%), 1 flagged noisy")
     assert "at the end of each trial" in latency_protocol(pd.DataFrame({"latency_ms": [1.0]}))
+
+
+def test_accuracy_ranks_are_shared_where_the_seeds_cannot_tell_studies_apart():
+    from reports.leaderboard import accuracy_rank, shown_rank
+
+    rows = [  # (dataset, pair, study, mean, std, seeds), in the table's order: mean descending per group
+        ("digits", "lenet5->half", "sure", 0.990, 0.001, 3),
+        ("digits", "lenet5->half", "noisy", 0.985, 0.010, 3),  # p > 0.05 against "sure": shares rank 1
+        ("digits", "lenet5->half", "worse", 0.900, 0.001, 3),  # both measurably better: rank 3
+        ("digits", "lenet5->half", "unfinished", np.nan, np.nan, 0),
+        ("mnist", "lenet5->half", "one-a", 0.98, np.nan, 1),
+        ("mnist", "lenet5->half", "one-b", 0.98, np.nan, 1),  # an exact tie with one seed each
+        ("mnist", "lenet5->half", "one-c", 0.97, np.nan, 1),
+    ]
+    table = pd.DataFrame(rows, columns=["dataset", "pair", "study", "test_acc_mean", "test_acc_std", "seeds"])
+    table["rank"] = accuracy_rank(table)
+    assert dict(zip(table.study, table["rank"], strict=True)) == {
+        "sure": 1, "noisy": 1, "worse": 3, "unfinished": 4, "one-a": 1, "one-b": 1, "one-c": 3}
+    table["rank_shared"] = table.groupby(["dataset", "pair", "rank"])["rank"].transform("size") > 1
+    assert [shown_rank(r) for r in table.to_dict("records")] == ["=1", "=1", "3", "4", "=1", "=1", "3"]
+
+
+def test_a_chart_puts_the_teacher_at_1x_and_folds_trials_of_one_network_into_one_point():
+    from reports import figures
+
+    trials = pd.DataFrame({
+        "trial_id": ["a", "b", "c", "d"], "study": "s", "method": "kd", "dataset": "digits", "status": "completed",
+        "epochs_done": 20, "network": ["n1", "n1", "n1", "n2"], "val_acc": [0.97, 0.98, 0.96, 0.90],
+        "test_acc": [0.970, 0.975, 0.960, 0.91], "latency_ms": [0.5, 0.5, 0.5, 0.4], "latency_low_ms": 0.45,
+        "latency_high_ms": 0.55, "size_bytes": [1e4, 1e4, 1e4, 8e3], "teacher_latency_ms": 2.0,
+        "teacher_size_bytes": 4e4, "teacher_test_acc": 0.99, "pareto_latency": [False, True, False, True]})
+    fig = figures.pareto_chart(trials, "latency_ms", "pareto_latency", [])
+    points, _, teacher = fig.data
+    assert sorted(points.x) == [0.2, 0.25]  # multiples of the teacher's 2 ms; n1's three trials are one point
+    folded = list(points.x).index(0.25)
+    assert points.y[folded] == pytest.approx((0.970 + 0.975 + 0.960) / 3)
+    assert points.error_y.array[folded] == pytest.approx(0.975 - points.y[folded])  # the range of the three
+    assert points.marker.symbol[folded] == "diamond"  # one of them is on the front
+    assert (teacher.name, tuple(teacher.x), tuple(teacher.y)) == ("teacher", (1.0,), (0.99,))
+    assert "x the teacher's" in fig.layout.xaxis.title.text

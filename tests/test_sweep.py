@@ -403,3 +403,22 @@ def test_the_done_line_names_the_trial_the_report_selects():
     many = [{**rows[0], "seed": s, "test_acc": 0.5 + s / 10} for s in range(4)]
     assert selected_line(many, list(range(4))) == \
         "selected (best on validation) per seed: test_acc 0.6500 ± 0.1291 over 4 seeds"
+
+
+def test_a_teacher_whose_training_fails_on_the_cluster_is_one_line(ray_session, tmp_path, capsys):
+    from harness.cli.main import main
+
+    # 11 training images in batches of 10: the last batch holds one image, and ResNet-18's last
+    # BatchNorm (1x1 maps at 28x28) cannot train on one value per channel; evaluation can.
+    spec = tmp_path / "teacher-fails.yaml"
+    spec.write_text(
+        "study: teacher-fails\nmethod: kd\ndataset: {name: digits, val_fraction: 0.9923}\n"
+        "teacher: {model: 'torchvision:resnet18', features: avgpool, recipe: {epochs: 1, batch_size: 10}}\n"
+        "student: {model: lenet5_half}\nbudget: {epochs: 2}\nasha: {grace_period: 2}\n"
+        "search: {searcher: random, num_samples: 1, space: {lr: 0.01}}\n")
+    assert main(["sweep", str(spec), "--storage", str(tmp_path / "studies")]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: teacher torchvision:resnet18: its training failed (ValueError: Expected more than 1 value "
+                   "per channel when training, got input size torch.Size([1, 512, 1, 1])); nothing was cached and "
+                   "no trial ran\n")
+    assert not list((tmp_path / "studies").rglob("*.pt")) and not list((tmp_path / "studies").rglob("*.parquet"))

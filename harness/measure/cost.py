@@ -109,7 +109,8 @@ def _cpu_name() -> str:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{_cpu_name()} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{_cpu_name()} ({threads} thread{'s' * (threads != 1)})"
 
 
 def measure_structure(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> dict[str, int]:

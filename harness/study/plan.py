@@ -57,6 +57,7 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
         f"asha      budget {spec.budget.epochs} reports; may stop trials at {', '.join(map(str, asha_rungs(spec)))}"
         f"{'; also stops trials at chance level' if chance_guard(spec) else ''}",
         _resources(spec, address),
+        _size(spec, method, data, _at_once(spec, address)),
         f"results   {study.uri}"
         + (" (its earlier results move to previous/ unless --resume)"
            if study.exists("trials.parquet") or study.exists(PARTS) else ""),
@@ -127,9 +128,85 @@ def _resources(spec: StudySpec, address: str | None) -> str:
     if r.cpu > cpus or r.gpu > gpus:
         raise HarnessError(f"resources: a trial needs {r.cpu:g} CPU and {r.gpu:g} GPU, and this machine has "
                            f"{cpus} CPU and {gpus} GPU; lower resources.cpu or resources.gpu, or give --address")
-    fit = int(cpus // r.cpu) if r.gpu == 0 else min(int(cpus // r.cpu), int(gpus // r.gpu))
-    at_once = min(fit, spec.search.max_concurrent) if spec.search.max_concurrent else fit
-    return f"{each}; this machine ({cpus} CPU, {gpus} GPU) runs {at_once} at once"
+    return f"{each}; this machine ({cpus} CPU, {gpus} GPU) runs {_at_once(spec, address)} at once"
+
+
+def _at_once(spec: StudySpec, address: str | None) -> int | None:
+    """Trials this machine runs at once (None on a cluster: Ray decides)."""
+    from harness.study.cluster import cluster_address
+
+    if cluster_address(address):
+        return None
+    r = spec.resources
+    cpus, gpus = os.cpu_count() or 1, (_gpu_count() if r.gpu > 0 else 0)
+    fit = max(1, int(cpus // r.cpu) if r.gpu == 0 else min(int(cpus // r.cpu), int(gpus // r.gpu)))
+    return min(fit, spec.search.max_concurrent) if spec.search.max_concurrent else fit
+
+
+def _size(spec: StudySpec, method: type, data: DatasetSplits | None, at_once: int | None) -> str:
+    """The study's size in trial-epochs, and the time its training would take at most, from
+    an epoch of the student timed here (forward and backward, the teacher's forward pass
+    with it), as a trial on this machine's CPU would run it."""
+    trials = spec.search.num_samples * len(spec.seeds)
+    size = f"{'size':<10}{trials} trials x {spec.budget.epochs} epochs = at most {trials * spec.budget.epochs:,} " \
+           f"trial-epochs (ASHA stops most trials sooner)"
+    if data is None or spec.resources.gpu > 0:
+        return size + "; an epoch is timed here once the data is there" if data is None else size
+    epoch_s, how = _epoch_seconds(spec, method, data)
+    total = trials * spec.budget.epochs * epoch_s
+    parallel = f", {_duration(total / at_once)} with {at_once} at once" if at_once and at_once > 1 else ""
+    return (f"{size}; an epoch here: {epoch_s:.2f} s ({how}), so at most {_duration(total)} of training"
+            f"{parallel}; the teacher's training and the method's own extra work are not counted")
+
+
+def _epoch_seconds(spec: StudySpec, method: type, data: DatasetSplits) -> tuple[float, str]:
+    import math
+    import time
+
+    import torch
+
+    from harness.networks.build import build_network
+    from harness.study.trial import set_threads
+
+    fixed = dict(spec.fixed_params())
+    searched = spec.searched_params().get("batch_size")
+    if searched is not None:  # the smallest batch it may draw: the most steps, the slowest epoch
+        fixed["batch_size"] = min(searched.args)
+    params = method.make_params(fixed)
+    batch = min(params.batch_size, 4096)
+    steps = getattr(params, "iterations_per_report", None) or math.ceil(len(data.train) / batch)
+    student = build_network(spec.student, data.num_classes, data.input_shape, "student")
+    teacher = (build_network(spec.teacher, data.num_classes, data.input_shape, "teacher").eval()
+               if spec.teacher is not None and method.needs_teacher else None)
+    optimizer = torch.optim.SGD(student.parameters(), lr=1e-3)
+    x = torch.randn(batch, *data.input_shape)
+    y = torch.randint(0, data.num_classes, (batch,))
+    threads = torch.get_num_threads()
+    set_threads(spec.resources.cpu)
+    try:
+        timed = []
+        for _ in range(3):  # the first warms up
+            start = time.perf_counter()
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher(x)
+            loss = torch.nn.functional.cross_entropy(student(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            timed.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    step_s = min(timed[1:])
+    return step_s * steps, f"{steps} steps of batch {batch}, timed on {max(1, int(spec.resources.cpu))} thread(s)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _gpu_count() -> int:

@@ -390,7 +390,13 @@ def prepare_teacher(spec: StudySpec, data: DatasetSplits, root: Location) -> Tea
 
     def train_on_cluster(study_spec: StudySpec, splits: DatasetSplits) -> Teacher:
         say(f"training teacher {spec.teacher.model} (cached for later studies)")
-        return ray.get(remote.remote(study_spec, splits))
+        try:
+            return ray.get(remote.remote(study_spec, splits))
+        except ray.exceptions.RayError as error:  # the training raised, or its worker or node died
+            cause = getattr(error, "cause", None) or error
+            line = (str(cause).strip().splitlines() or [""])[-1]
+            raise HarnessError(f"teacher {spec.teacher.model}: its training failed ({type(cause).__name__}: "
+                               f"{line}); nothing was cached and no trial ran") from None
 
     teacher = obtain_teacher(spec, data, root, train=train_on_cluster)
     m = teacher.metrics
