@@ -105,3 +105,46 @@ def test_a_running_study_is_watched_through_optuna_mlflow_and_tensorboard(ray_se
     assert len(files) == len(trials)
     steps = sorted(len(_events(f)["ray/tune/val_acc"]) for f in files)
     assert steps == epochs_done
+
+
+class _Trial:
+    """What Ray's MLflow logger reads of a trial: its name (str) and its config."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id, self.config = trial_id, {"lr": 0.01}
+
+    def __str__(self) -> str:
+        return f"tune_trial_{self.trial_id}"
+
+
+def test_a_resumed_trial_goes_on_in_its_mlflow_run(tmp_path):
+    """Tune restores the callback into the resumed driver with its trial -> run map empty."""
+    from mlflow.tracking import MlflowClient
+
+    from harness.study.mlflow_runs import TrialRuns
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tags = {"harness.study": "s", "harness.seed": "0"}
+
+    def driver() -> TrialRuns:
+        callback = TrialRuns(tracking_uri=uri, experiment_name="s", tags=tags)
+        callback.setup()
+        return callback
+
+    first, trial = driver(), _Trial("a1")
+    first.log_trial_start(trial)
+    first.log_trial_result(1, trial, {"training_iteration": 1, "val_acc": 0.5})  # then the driver is killed
+    other = _Trial("b2")
+    first.log_trial_start(other)
+
+    resumed, same = driver(), _Trial("a1")  # the restored trial: the same id, another object
+    resumed.log_trial_start(same)
+    resumed.log_trial_result(2, same, {"training_iteration": 2, "val_acc": 0.7})
+    resumed.log_trial_end(same)
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
+    assert sorted(r.data.tags["trial_name"] for r in runs) == ["tune_trial_a1", "tune_trial_b2"]  # no second run
+    run = next(r for r in runs if r.data.tags["trial_name"] == "tune_trial_a1")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
+    assert run.info.status == "FINISHED"

@@ -2,10 +2,11 @@
 every failure to write it said in one line.
 
 The lock is ``<study>/.lock``, created exclusively (``O_CREAT | O_EXCL``), holding the
-host, process id and process start time of its holder. On object storage, which has no
-exclusive create that every provider and pyarrow offer, a taker writes its record, waits
-``SETTLE_S`` and reads it back: of two takers within that time, the later write wins and
-the other refuses. A lock whose holder is gone (on this host:
+host, process id and process start time of its holder. On S3 it is created with
+``If-None-Match: *`` (harness.store.conditional): of two takers, the store lets one write.
+On object storage without that (another provider, boto3 not installed, a server that
+ignores the header), a taker writes its record, waits ``SETTLE_S`` and reads it back: of
+two takers within that time, the later write wins and the other refuses. A lock whose holder is gone (on this host:
 no such process, or another process that reused its id) is stale and taken over;
 a holder on another host is trusted until its lock is deleted by hand.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import HarnessError
+from harness.store.conditional import create_if_absent
 from harness.store.location import Location
 
 LOCK_FILE = ".lock"
@@ -117,6 +119,7 @@ class StudyLock:
         self.path = self.folder / LOCK_FILE
         self.record = {**this_process(), "command": command,
                        "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self.conditional = False  # taken by the store's create-if-absent (not write, wait, read)
 
     def __enter__(self) -> "StudyLock":
         if self.remote is not None:
@@ -150,6 +153,17 @@ class StudyLock:
         if (holder := lock_holder(self.remote)) is not None:
             raise HarnessError(held_by(self.remote, holder))
         mine = json.dumps(self.record).encode()
+        created = create_if_absent(self.remote, LOCK_FILE, mine)
+        if created is False and lock_holder(self.remote) is None:  # a stale record: its holder is gone
+            with contextlib.suppress(FileNotFoundError):
+                self.remote.delete(LOCK_FILE)
+            created = create_if_absent(self.remote, LOCK_FILE, mine)
+        if created is False:  # another taker was first
+            raise HarnessError(held_by(self.remote, lock_holder(self.remote) or {}))
+        if created:
+            self.conditional = True
+            return self
+        # No conditional create here: write, let a concurrent taker's write land, read back.
         self.remote.write_bytes(mine, LOCK_FILE)
         time.sleep(SETTLE_S)  # another taker's write within this time replaces ours: we then refuse
         if self.remote.read_bytes(LOCK_FILE) != mine:

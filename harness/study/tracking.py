@@ -23,14 +23,14 @@ def tracking_callbacks(spec: StudySpec, seed: int) -> list[Any]:
 
         callbacks.append(TBXLoggerCallback())
     if spec.tracking.mlflow is not None:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
         options = spec.tracking.mlflow
         uri = str(options.get("tracking_uri") or default_mlflow_uri())
         reachable(uri)
         tags = {**options.get("tags", {}), "harness.study": spec.study, "harness.seed": str(seed)}
-        callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=options.get("experiment_name")
-                                              or spec.study, tags=tags))
+        from harness.study.mlflow_runs import TrialRuns  # imports MLflow: only when asked for
+
+        callbacks.append(TrialRuns(tracking_uri=uri, experiment_name=options.get("experiment_name") or spec.study,
+                                   tags=tags))
     return callbacks
 
 
