@@ -9,6 +9,30 @@ from harness.study.cluster import configure_ray
 
 configure_ray(None)  # the tests' Ray is local; set before any test module imports ray
 
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests run only when asked for: a -m expression that names `slow` (`-m slow`,
+    `-m "slow and cluster"`) takes them as it says; any other (none, `-m cluster`,
+    `-m "not cluster"`) leaves them out, so markers compose without running the slow set."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI (.ci/run sets CI=true) a skipped test fails: a missing browser, data set or
+    dependency must not turn the run green without running what it checks."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI", "").lower() in ("1", "true", "yes") and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, which must run every test: {reason}"
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 

@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.cluster
-psutil = pytest.importorskip("psutil")
 
 from harness.cli.main import main as harness_main  # noqa: E402
 from harness.store.tables import read_table  # noqa: E402

@@ -108,3 +108,29 @@ def test_the_front_keeps_the_trials_no_other_beats_on_every_objective():
     best, how = chosen_rows(trials, spec, None, front=False)
     assert best["trial_id"].tolist() == ["b"] and "best on validation" in how
     assert np.isclose(best["val_acc"].iloc[0], 0.95)
+
+
+@pytest.mark.parametrize("edit", ["accuracy", "checkpoint"])
+def test_an_export_that_does_not_reproduce_its_row_is_refused_without_a_card(studies, tmp_path, capsys, edit):
+    import shutil
+
+    folder = tmp_path / "kd-x"
+    shutil.copytree(studies / "kd-x", folder)
+    trials = pd.read_parquet(folder / "trials.parquet")
+    done = trials.index[trials["status"].eq("completed")]
+    assert len(done) == 2
+    first, second = done
+    if edit == "accuracy":  # two test images' worth: more than the one image an export may differ by
+        trials.loc[first, "test_acc"] += 2 / 359
+    else:  # the row names another trial's checkpoint: other weights, same shapes
+        trials.loc[first, "student_state"] = trials.loc[second, "student_state"]
+    trials.to_parquet(folder / "trials.parquet", index=False)
+    shutil.rmtree(folder / "parts", ignore_errors=True)
+    out = tmp_path / "out"
+    assert main(["export", str(folder), "--trial", trials.loc[first, "trial_id"], "--format", "onnx",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    refused = (f"does not reproduce trial {trials.loc[first, 'trial_id']}" if edit == "accuracy" else
+               f"holds trial {trials.loc[second, 'trial_id']}'s student; the row and the checkpoint do not belong")
+    assert err.count("\n") == 1 and refused in err, err
+    assert not list(out.glob("*.json")) and not list(out.glob("*.md"))

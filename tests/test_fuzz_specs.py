@@ -87,8 +87,8 @@ def storage(tmp_path_factory):
 
 
 def cases() -> list:
-    generated = [pytest.param({"yaml": yaml.safe_dump(_with(path, value)), "sets": []}, id=f"{path}={value!r}")
-                 for path, value in field_cases()]
+    generated = [pytest.param({"yaml": yaml.safe_dump(_with(path, value)), "sets": [], "field": path},
+                              id=f"{path}={value!r}") for path, value in field_cases()]
     sets = [pytest.param({"yaml": yaml.safe_dump(BASE), "sets": [s]}, id=f"--set {s}") for s in SET_CASES]
     texts = [pytest.param({"yaml": text, "sets": []}, id=name) for name, text in TEXT_CASES.items()]
     return generated + sets + texts
@@ -134,3 +134,5 @@ def test_a_malformed_spec_is_one_line_exit_2_and_touches_nothing(case, storage, 
     assert out.err.startswith("error: ") and out.err.count("\n") == 1 and "Traceback" not in out.err + out.out
     assert elapsed < 5 and peak < 64 * 2**20, (elapsed, peak)
     assert snapshot(storage) == before
+    if "field" in case:  # the line names the field the case broke
+        assert out.err.startswith(f"error: {case['field']}"), out.err

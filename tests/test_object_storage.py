@@ -16,16 +16,12 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-pytestmark = pytest.mark.cluster
-psutil = pytest.importorskip("psutil")
-pytest.importorskip("moto")
-
-from harness.cli.main import main as harness_main  # noqa: E402
-from harness.store.location import open_study  # noqa: E402
-from harness.store.tables import read_table  # noqa: E402
-from tests.ray_cluster import LocalCluster  # noqa: E402
-from tests.s3_server import KEYS, S3Server  # noqa: E402
-from tests.test_cluster_faults import EPOCHS, SPEC, TRIALS, _finish, _wait_for  # noqa: E402
+from harness.cli.main import main as harness_main
+from harness.store.location import open_study
+from harness.store.tables import read_table
+from tests.ray_cluster import LocalCluster
+from tests.s3_server import KEYS, S3Server
+from tests.test_cluster_faults import EPOCHS, SPEC, TRIALS, _finish, _wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,6 +126,7 @@ def _sweep(cluster: LocalCluster, s3: S3Server, spec: Path, home: Path, *extra: 
         cwd=home, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.cluster
 def test_a_study_in_a_bucket_survives_a_lost_worker_and_a_killed_driver(s3_env, tmp_path, capsys):
     s3 = s3_env
     cluster = LocalCluster()

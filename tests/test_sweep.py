@@ -422,3 +422,23 @@ def test_a_teacher_whose_training_fails_on_the_cluster_is_one_line(ray_session, 
                    "per channel when training, got input size torch.Size([1, 512, 1, 1])); nothing was cached and "
                    "no trial ran\n")
     assert not list((tmp_path / "studies").rglob("*.pt")) and not list((tmp_path / "studies").rglob("*.parquet"))
+
+
+def test_with_several_objectives_a_stopped_trial_is_pruned_and_only_finished_ones_shape_the_front():
+    spec = small_spec(**{"budget.epochs": "4",
+                         "search.objectives": "[{metric: val_acc, mode: max}, {metric: latency_ms, mode: min}]"})
+    assert spec.sampler == "nsga2"
+    searcher = make_searcher(spec, seed=0)
+    searcher.set_search_properties(None, None, {})
+    for trial_id, last_epoch, acc, latency in (("stopped", 2, 0.9, 0.1), ("finished", 4, 0.5, 2.0),
+                                               ("slower", 4, 0.4, 3.0)):
+        searcher.suggest(trial_id)
+        for epoch in range(1, last_epoch):
+            searcher.on_trial_result(trial_id, {"val_acc": acc, "latency_ms": float("nan"),
+                                                "training_iteration": epoch})
+        searcher.on_trial_complete(trial_id, {"val_acc": acc, "latency_ms": latency, "training_iteration": last_epoch})
+    trials = searcher.optuna_study.trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].values is None  # NSGA-II gets nothing from a half-trained trial
+    assert [t.values for t in trials[1:]] == [[0.5, 2.0], [0.4, 3.0]]
+    assert [t.number for t in searcher.optuna_study.best_trials] == [1]  # the stopped trial's 0.9 is no front

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,16 +73,25 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, digits):
 
 
 class Exploit:
+    """Unpickled, it writes a file: the proof that loading ran code."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
     def __reduce__(self):
-        return (print, ("code ran while loading",))
+        return (Path.write_text, (self.sentinel, "code ran while loading"))
 
 
-def test_checkpoint_that_runs_code_is_refused(tmp_path, digits):
-    evil = tmp_path / "evil.pt"
+def test_checkpoint_that_runs_code_is_refused_and_its_code_never_runs(tmp_path, digits):
+    evil, sentinel = tmp_path / "evil.pt", tmp_path / "ran"
     with open(evil, "wb") as f:
-        pickle.dump({"weight": Exploit()}, f, protocol=2)
+        pickle.dump({"weight": Exploit(sentinel)}, f, protocol=2)
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         obtain_teacher(small_spec(**{"teacher.checkpoint": str(evil)}), digits, tmp_path)
+    assert not sentinel.exists()
+    with open(evil, "rb") as f:  # the payload is real: an unsafe load runs it
+        pickle.load(f)
+    assert sentinel.read_text() == "code ran while loading"
 
 
 @pytest.mark.parametrize("write, cause", [

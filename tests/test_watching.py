@@ -15,8 +15,6 @@ import pytest
 from harness.study.sweep import run_sweep
 from tests.conftest import small_spec
 
-pytest.importorskip("mlflow")
-
 WATCHER = textwrap.dedent("""
     import json, sys, time, optuna
     from optuna.storages import JournalStorage

@@ -80,8 +80,12 @@ def student_network(spec: StudySpec, study: Location, row: pd.Series, num_classe
                            f"before export existed); run it again to export it")
     if not study.exists(row["student_state"]):
         raise HarnessError(f"trial {row['trial_id']}: its checkpoint {study.uri_of(row['student_state'])} is gone")
-    saved = io.BytesIO(study.read_bytes(row["student_state"]))
-    state = torch.load(saved, map_location="cpu", weights_only=True)["method"]["student"]
+    saved = torch.load(io.BytesIO(study.read_bytes(row["student_state"])), map_location="cpu", weights_only=True)
+    if saved.get("trial_id", row["trial_id"]) != row["trial_id"]:  # checkpoints written before the id: unchecked
+        raise HarnessError(f"trial {row['trial_id']}: its row names {study.uri_of(row['student_state'])}, which "
+                           f"holds trial {saved['trial_id']}'s student; the row and the checkpoint do not belong "
+                           f"together")
+    state = saved["method"]["student"]
     model = build_network(spec.student, num_classes, input_shape, "student")
     fit_shapes(model, state)
     model.load_state_dict(state)

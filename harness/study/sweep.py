@@ -52,7 +52,15 @@ from harness.study.first_report import check_first_report
 from harness.study.old_paths import old_module_paths
 from harness.study.progress import choose_mode, make_progress
 from harness.study.remeasure import StudyStudents, finished_students, measure_again
-from harness.study.results import FINISHED, LiveCallback, ResultsWriter, StopOnWriteFailure, utc_now, versions
+from harness.study.results import (
+    FINISHED,
+    LiveCallback,
+    ResultsWriter,
+    StopOnWriteFailure,
+    trial_key,
+    utc_now,
+    versions,
+)
 from harness.study.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
 from harness.study.teachers import Teacher, obtain_teacher, train_teacher
 from harness.study.tracking import tracking_callbacks
@@ -66,7 +74,8 @@ def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: di
     data = ray.get(shared["data"])
     teacher_state = ray.get(shared["teacher"]) if shared["teacher"] is not None else None
     # Same id as the trial's row in trials.parquet (ResultsWriter._id).
-    samples = f"samples/s{seed}-{tune.get_context().get_trial_id()}"
+    row_id = trial_key(seed, tune.get_context().get_trial_id())
+    samples = f"samples/{row_id}"
     # On object storage, a grid is drawn in a folder of this node's and uploaded from there.
     samples_dir = Path(tempfile.mkdtemp(prefix="harness-samples-")) if study.remote else study.local / samples
     node_id = ray.get_runtime_context().get_node_id()
@@ -79,7 +88,8 @@ def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: di
             grid.unlink()
             metrics = {**metrics, "samples": study.uri_of(samples, grid.name)}
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save(state, Path(tmp) / STATE_FILE)
+            # The row it belongs to: an export refuses a row that names another trial's checkpoint.
+            torch.save({**state, "trial_id": row_id}, Path(tmp) / STATE_FILE)
             tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     try:
