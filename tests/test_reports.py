@@ -317,3 +317,33 @@ def test_a_chart_puts_the_teacher_at_1x_and_folds_trials_of_one_network_into_one
     assert points.marker.symbol[folded] == "diamond"  # one of them is on the front
     assert (teacher.name, tuple(teacher.x), tuple(teacher.y)) == ("teacher", (1.0,), (0.99,))
     assert "x the teacher's" in fig.layout.xaxis.title.text
+
+
+def test_the_leaderboard_orders_and_ranks_each_pair_as_computed_by_hand(tmp_path):
+    """Per (data set, pair): by mean test accuracy of the selected trials, a gap the seeds
+    cannot tell apart shares the rank, a study without a finished trial comes last, and
+    studies of another data set are ranked apart."""
+    figures = {  # study -> (dataset, per-seed test accuracy of its selected trials)
+        "top": ("digits", [0.970, 0.971, 0.969]), "tied": ("digits", [0.969, 0.972, 0.968]),
+        "low": ("digits", [0.900, 0.901, 0.899]), "m1": ("mnist", [0.990, 0.991, 0.989]),
+        "m2": ("mnist", [0.980, 0.981, 0.979])}
+    for study, (dataset, accs) in figures.items():
+        folder = write_study(tmp_path, study, "kd", 2, seeds=(0, 1, 2), dataset=dataset)
+        trials = pd.read_parquet(folder / "trials.parquet")
+        for seed, acc in enumerate(accs):  # the seed's best on validation holds `acc`, the other less
+            rows = trials.index[trials.seed == seed]
+            trials.loc[rows, "val_acc"] = [0.99, 0.5]
+            trials.loc[rows, "test_acc"] = [acc, 0.5]
+        trials.to_parquet(folder / "trials.parquet", index=False)
+    write_study(tmp_path, "none", "kd", 2, seeds=(0,), statuses=("stopped",))
+    board, _ = build_leaderboard(tmp_path)
+    table = board.table
+    digits = table[table.dataset == "digits"]
+    assert digits.study.tolist() == ["top", "tied", "low", "none"]
+    assert digits["rank"].tolist() == [1, 1, 3, 4] and digits["rank_shared"].tolist() == [True, True, False, False]
+    mnist = table[table.dataset == "mnist"]
+    assert mnist.study.tolist() == ["m1", "m2"] and mnist["rank"].tolist() == [1, 2]
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    rows = [line.split(" | ")[:3] for line in markdown.splitlines() if line.startswith("| ") and " kd " in line]
+    assert [(r[0], r[2]) for r in rows] == [("| =1", "top"), ("| =1", "tied"), ("| 3", "low"), ("| 4", "none"),
+                                           ("| 1", "m1"), ("| 2", "m2")]
