@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.measure.cost import count_macs, count_params, latency_ms, measure_model, serialized_size
+from harness.measure.cost import count_macs, count_params, device_name, latency_ms, measure_model, serialized_size
 from harness.networks.zoo import create_model
 
 CPU = torch.device("cpu")
@@ -25,6 +25,7 @@ def test_size_tracks_parameters():
 
 
 def test_latency_grows_with_work_and_measure_reports_everything():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     small = nn.Sequential(nn.Linear(256, 256))
     big = nn.Sequential(*[nn.Linear(256, 256) for _ in range(16)])
@@ -32,7 +33,10 @@ def test_latency_grows_with_work_and_measure_reports_everything():
     assert latency_ms(big, x, repeats=5) > 3 * latency_ms(small, x, repeats=5)
     m = measure_model(create_model("lenet5_half", 10), (1, 28, 28), CPU, batch_size=8, repeats=3)
     assert set(m) >= {"params", "size_bytes", "macs", "latency_b1_ms", "latency_ms", "latency_batch", "device"}
-    assert m["latency_ms"] > 0 and m["latency_batch"] == 8 and "threads" in m["device"]
+    assert m["latency_ms"] > 0 and m["latency_batch"] == 8 and m["device"].endswith(" (1 thread)")
+    torch.set_num_threads(2)
+    assert device_name(CPU).endswith(" (2 threads)")
+    torch.set_num_threads(threads)  # no leak into the tests after this one
 
 
 def test_studies_measured_together_share_one_figure_per_distinct_network():
