@@ -147,7 +147,8 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
     def one_finished_and_one_half_way():
         rows = _epochs(folder)
         done = rows.groupby("trial_id")["epoch"].max()
-        return True if (done == EPOCHS).any() and ((done >= 2) & (done <= EPOCHS // 2)).any() else None
+        # Four reports or more (1.6 s): Tune's snapshot, taken every second, holds a checkpoint of it.
+        return True if (done == EPOCHS).any() and ((done >= 4) & (done <= EPOCHS - 3)).any() else None
 
     _wait_for(one_finished_and_one_half_way, driver)
     os.killpg(driver.pid, signal.SIGKILL)
@@ -163,6 +164,8 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
     assert pd.read_parquet(storage / "leaderboard.parquet").set_index("study").loc["driver-kill", "state"] == \
         "interrupted"
 
+    resumed_at = int(time.time())  # Tune's report timestamps are whole seconds
+    time.sleep(1)
     out = _finish(_sweep(cluster, spec, storage, "--resume"))
     assert "resuming" in out
     trials, epochs = _check_consistent(folder)
@@ -172,14 +175,21 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
     # Measured again after the search, trials finished before the kill included (from their checkpoints).
     assert (kept["latency_rounds"] > 0).all() and kept["trial_latency_ms"].notna().all()
 
-    # Every report written before the kill stands as it was, timings included: a trial restarted
-    # from scratch would rewrite its early reports (the same seeded figures, other timings).
+    # A resumed trial goes on from the checkpoint of Tune's last snapshot: the reports up to it
+    # stand as the killed driver wrote them, timings included (a trial restarted from scratch
+    # would rewrite them: the same seeded figures, other timings); the later ones are redone.
     key = ["trial_id", "epoch"]
     columns = ["val_acc", "val_loss", "train_loss", "epoch_s", "train_s", "node_id"]
-    kept_rows = at_kill[at_kill["trial_id"].isin(kept["trial_id"])].set_index(key)[columns].sort_index()
-    pd.testing.assert_frame_equal(epochs.set_index(key)[columns].loc[kept_rows.index], kept_rows)
+    final = epochs.set_index(key).sort_index()
+    old = final[final["timestamp"] < resumed_at][columns]
+    pd.testing.assert_frame_equal(old, at_kill.set_index(key).loc[old.index, columns])
     half_way = [t for t in kept["trial_id"] if t in before and before[t] < EPOCHS]
     assert half_way and (kept.set_index("trial_id").loc[half_way, "resumes"] >= 1).all()
+    from_checkpoint = [t for t in half_way if t in old.index.get_level_values("trial_id")]
+    assert from_checkpoint, "every half-way trial started again from scratch"
+    for trial_id in from_checkpoint:  # its old reports are a prefix 1..k, k its checkpoint's report
+        epochs_kept = sorted(old.loc[trial_id].index)
+        assert epochs_kept == list(range(1, len(epochs_kept) + 1)) and len(epochs_kept) <= before[trial_id]
 
     # The reports after the resume continue each curve as an uninterrupted run of the same
     # seeded spec draws it (the same knobs train the same network, report for report).
