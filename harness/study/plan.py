@@ -150,8 +150,10 @@ def _size(spec: StudySpec, method: type, data: DatasetSplits | None, at_once: in
     trials = spec.search.num_samples * len(spec.seeds)
     size = f"{'size':<10}{trials} trials x {spec.budget.epochs} epochs = at most {trials * spec.budget.epochs:,} " \
            f"trial-epochs (ASHA stops most trials sooner)"
-    if data is None or spec.resources.gpu > 0:
-        return size + "; an epoch is timed here once the data is there" if data is None else size
+    if data is None:
+        return f"{size}; an epoch is timed here once the data is there"
+    if spec.resources.gpu > 0:
+        return f"{size}; its trials run on GPUs, which this estimate does not time"
     epoch_s, how = _epoch_seconds(spec, method, data)
     total = trials * spec.budget.epochs * epoch_s
     parallel = f", {_duration(total / at_once)} with {at_once} at once" if at_once and at_once > 1 else ""
