@@ -142,10 +142,17 @@ def tune_defaults():
 
 
 def run_harness(spec, storage: str) -> None:
+    import pandas as pd
+
     from harness.study.sweep import run_sweep
 
     with contextlib.redirect_stdout(io.StringIO()):
-        run_sweep(spec, storage=storage, progress="quiet")
+        folder = run_sweep(spec, storage=storage, progress="quiet")
+    trials = pd.read_parquet(folder / "trials.parquet")
+    failed = trials[trials["status"].isin(["error", "lost"])]
+    if len(failed) or len(trials) < spec.search.num_samples:  # a ratio against a failed run means nothing
+        raise SystemExit(f"scale.py: the harness side failed: {len(failed)} of {len(trials)} trials did not "
+                         f"end ({failed['error'].dropna().head(1).tolist() or 'no error recorded'})")
 
 
 def run_tune(spec, storage: str) -> None:
@@ -153,6 +160,7 @@ def run_tune(spec, storage: str) -> None:
     from ray import tune
 
     from harness.data.datasets import load_dataset
+    from harness.store.location import open_location
     from harness.study.search import make_scheduler, make_searcher
     from harness.study.sweep import trial_splits, trials_that_fit, tune_trial
 
@@ -160,7 +168,7 @@ def run_tune(spec, storage: str) -> None:
         shared = {"data": ray.put(trial_splits(spec, load_dataset(spec.dataset))), "teacher": None}
     folder = Path(storage) / spec.study
     trainable = tune.with_resources(
-        tune.with_parameters(tune_trial, spec=spec, seed=0, shared=shared, folder=str(folder)),
+        tune.with_parameters(tune_trial, spec=spec, seed=0, shared=shared, study=open_location(folder)),
         {"cpu": spec.resources.cpu, "gpu": 0})
     tuner = tune.Tuner(
         trainable,
@@ -169,7 +177,12 @@ def run_tune(spec, storage: str) -> None:
                                     max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec)),
         run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0))
     with tune_defaults():
-        tuner.fit()
+        results = tuner.fit()
+    if results.num_errors or results.num_terminated < spec.search.num_samples:
+        first = next((r.error for r in results if r.error is not None), None)
+        cause = (str(first).strip().splitlines() or ["?"])[-1] if first is not None else "no error recorded"
+        raise SystemExit(f"scale.py: the Tune side failed: {results.num_errors} of {len(results)} trials raised "
+                         f"({cause})")
 
 
 def flush_cost(trials: int, reports: int) -> dict[str, float]:
