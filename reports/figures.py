@@ -12,7 +12,16 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from reports.summary import LATENCY, LATENCY_HIGH, LATENCY_LOW, SIZE, front_mask, is_missing, measured
+from reports.summary import (
+    LATENCY,
+    LATENCY_HIGH,
+    LATENCY_LOW,
+    SIZE,
+    front_mask,
+    is_missing,
+    measured,
+    teacher_reference,
+)
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f")
@@ -128,8 +137,7 @@ def _relative(placed: pd.DataFrame, x: str) -> tuple[pd.DataFrame, str]:
     if column is None or column not in placed or not placed[column].notna().any():
         return placed.assign(_x=placed[x], _low=placed.get(LATENCY_LOW), _high=placed.get(LATENCY_HIGH)), \
             AXIS_TITLES[x]
-    # A trial without a teacher (scratch) is held to its data set's teacher, as the leaderboard does.
-    reference = placed[column].fillna(placed.groupby("dataset")[column].transform("median"))
+    reference = teacher_reference(placed, column)  # as the leaderboard holds it
     out = placed.assign(_x=placed[x] / reference, _relative=True)
     if x == LATENCY and LATENCY_LOW in placed and LATENCY_HIGH in placed:
         out = out.assign(_low=placed[LATENCY_LOW] / reference, _high=placed[LATENCY_HIGH] / reference)

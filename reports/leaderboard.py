@@ -40,6 +40,7 @@ from reports.summary import (
     one_latency_per_network,
     seed_spread,
     selected_trials,
+    teacher_reference,
     welch_p,
     window_lines,
     with_fronts,
@@ -111,7 +112,7 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
     for fraction in budgets:
         for cost, column in ((LATENCY, "teacher_latency_ms"), (SIZE, "teacher_size_bytes")):
             # A trial without a teacher (scratch) is held to its data set's teacher, as measured elsewhere.
-            reference = trials[column].fillna(trials.groupby("dataset")[column].transform("median"))
+            reference = teacher_reference(trials, column)
             limit = reference * fraction
             within = trials[~(trials[cost] <= limit)].index  # NaN cost or over budget
             best = seed_spread(trials.drop(index=within), ["study"]).set_index("study")["test_acc_mean"]
@@ -167,7 +168,7 @@ def relative_costs(table: pd.DataFrame, trials: pd.DataFrame) -> None:
     """Latency (with its interval) and size as multiples of the teacher's, measured in the
     same window; a study without a teacher (scratch) is held to its data set's teacher."""
     for cost, column in ((LATENCY, "teacher_latency_ms"), (SIZE, "teacher_size_bytes")):
-        reference = table[column].fillna(table.groupby("dataset")[column].transform("median"))
+        reference = teacher_reference(table, column)
         name = "latency" if cost == LATENCY else "size"
         table[f"{name}_x_teacher"] = table[cost] / reference
         if cost == LATENCY and LATENCY_LOW in table:

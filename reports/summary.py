@@ -163,3 +163,9 @@ def unplaced(trials: pd.DataFrame) -> dict[str, int]:
     missing = trials[~measured(trials)]
     reasons = missing["status"].where(~missing["status"].eq("completed"), "completed without a measurement")
     return reasons.value_counts().to_dict()
+
+
+def teacher_reference(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Each row's teacher figure (``column``); a row without a teacher (scratch) is held to
+    its data set's teacher, the median of the others'."""
+    return frame[column].fillna(frame.groupby("dataset")[column].transform("median"))

@@ -397,11 +397,11 @@ def test_the_done_line_names_the_trial_the_report_selects():
             {"trial_id": "s1-a", "seed": 1, "status": "completed", "val_acc": 0.5, "test_acc": 0.6}]
     chosen = selected_trials(pd.DataFrame(rows).assign(study="x"))
     assert chosen.trial_id.tolist() == ["s0-a", "s1-a"]
-    assert selected_line(rows, [0, 1]) == ("selected (best on validation): s0-a val_acc 0.9000, test_acc 0.7000; "
+    assert selected_line(rows) == ("selected (best on validation): s0-a val_acc 0.9000, test_acc 0.7000; "
                                            "s1-a val_acc 0.5000, test_acc 0.6000")
-    assert selected_line(rows[2:3], [0]) == "no trial completed its budget, so none is selected"
+    assert selected_line(rows[2:3]) == "no trial completed its budget, so none is selected"
     many = [{**rows[0], "seed": s, "test_acc": 0.5 + s / 10} for s in range(4)]
-    assert selected_line(many, list(range(4))) == \
+    assert selected_line(many) == \
         "selected (best on validation) per seed: test_acc 0.6500 ± 0.1291 over 4 seeds"
 
 

@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.measure.cost import count_params, device_name, measure_latency
-from harness.measure.runtimes import time_calls
+from harness.measure.cost import count_params, device_name, measure_latency, time_calls
 from harness.networks.build import build_network
 from harness.spec.schema import StudySpec
 from harness.store.location import Location, open_location
@@ -149,7 +148,7 @@ def _batches(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, size: int =
 
 def onnx_latency(run: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], batch: int,
                  warmup: int, repeats: int) -> float:
-    """The written file's latency, timed as every runtime is (harness.measure.runtimes)."""
+    """The written file's latency, timed as every network is (harness.measure.cost.time_calls)."""
     x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
     return time_calls(lambda: run(x), warmup, repeats)
 

@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from functools import lru_cache
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -69,29 +70,37 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_calls(call: Callable[[], Any], warmup: int, repeats: int, min_run_s: float = 0.002,
+               sync: Callable[[], None] = lambda: None) -> float:
+    """Median milliseconds per ``call()``: ``warmup`` calls, then ``repeats`` timed runs, each
+    looping enough calls to last about ``min_run_s`` so that timer resolution does not
+    dominate tiny networks; ``sync`` waits for queued work (a GPU's) before a clock is read."""
+    for _ in range(warmup):
+        call()
+    sync()
+    start = time.perf_counter()
+    call()
+    sync()
+    loops = max(1, int(min_run_s / max(time.perf_counter() - start, 1e-6)))
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(loops):
+            call()
+        sync()
+        runs.append((time.perf_counter() - start) / loops)
+    return 1000 * statistics.median(runs)
+
+
 def latency_ms(model: nn.Module, x: torch.Tensor, warmup: int = 5, repeats: int = 20,
                min_run_s: float = 0.002) -> float:
     """Median milliseconds per forward pass of ``model`` on the batch ``x``."""
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        _sync(x.device)
-        start = time.perf_counter()
-        model(x)
-        _sync(x.device)
-        single = max(time.perf_counter() - start, 1e-6)
-        loops = max(1, int(min_run_s / single))
-        runs = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(loops):
-                model(x)
-            _sync(x.device)
-            runs.append((time.perf_counter() - start) / loops)
+        ms = time_calls(lambda: model(x), warmup, repeats, min_run_s, sync=lambda: _sync(x.device))
     model.train(was_training)
-    return 1000 * statistics.median(runs)
+    return ms
 
 
 @lru_cache(maxsize=None)

@@ -23,13 +23,13 @@ import contextlib
 import copy
 import importlib.util
 import io
-import statistics
-import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
+
+from harness.measure.cost import time_calls
 
 RUNTIMES = ("torch", "torch_compile", "onnxruntime", "openvino")
 _PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
@@ -126,21 +126,3 @@ class Session:
         """Median milliseconds per forward pass of a batch of ``batch`` images."""
         x = self.batch(batch)
         return time_calls(lambda: self._run(x), warmup, repeats, min_run_s)
-
-
-def time_calls(call: Callable[[], Any], warmup: int, repeats: int, min_run_s: float = 0.002) -> float:
-    """Median milliseconds per ``call()``: ``warmup`` calls, then ``repeats`` timed runs, each
-    looping enough calls to last about ``min_run_s`` so that timer resolution does not
-    dominate tiny networks."""
-    for _ in range(warmup):
-        call()
-    start = time.perf_counter()
-    call()
-    loops = max(1, int(min_run_s / max(time.perf_counter() - start, 1e-6)))
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(loops):
-            call()
-        runs.append((time.perf_counter() - start) / loops)
-    return 1000 * statistics.median(runs)

@@ -17,11 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import posixpath
 import shutil
-import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -29,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.fs
 import ray
 import torch
@@ -231,28 +230,25 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
         study.push(skip=NOT_MIRRORED)
     counts = writer.counts()
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
-        f"{selected_line(writer.trials.values(), spec.seeds)}")
+        f"{selected_line(writer.trials.values())}")
     say(f"results: {study.uri}/trials.parquet and epochs.parquet; to see them: harness report {study.uri}")
     return folder
 
 
-def selected_line(rows: Any, seeds: list[int]) -> str:
+def selected_line(rows: Any) -> str:
     """What the study found: per seed, the completed trial best on validation (the one the
-    report and the leaderboard select) and its test accuracy."""
-    chosen = []
-    for seed in seeds:
-        done = [r for r in rows if r.get("seed") == seed and r.get("status") == "completed"
-                and isinstance(r.get("val_acc"), float) and not math.isnan(r["val_acc"])]
-        if done:
-            chosen.append(min(done, key=lambda r: (-r["val_acc"], r["trial_id"])))
-    if not chosen:
+    report and the leaderboard select, reports.summary.selected_trials) and its test accuracy."""
+    from reports.summary import selected_trials  # scipy with it: once, at the study's end
+
+    table = pd.DataFrame(list(rows)).reindex(columns=["trial_id", "seed", "status", "val_acc", "test_acc"])
+    chosen = selected_trials(table.assign(study=""))
+    if chosen.empty:
         return "no trial completed its budget, so none is selected"
     if len(chosen) <= 3:
         return "selected (best on validation): " + "; ".join(
-            f"{r['trial_id']} val_acc {r['val_acc']:.4f}, test_acc {r['test_acc']:.4f}" for r in chosen)
-    tests = [r["test_acc"] for r in chosen]
-    return (f"selected (best on validation) per seed: test_acc {statistics.mean(tests):.4f} "
-            f"± {statistics.stdev(tests):.4f} over {len(chosen)} seeds")
+            f"{r.trial_id} val_acc {r.val_acc:.4f}, test_acc {r.test_acc:.4f}" for r in chosen.itertuples())
+    return (f"selected (best on validation) per seed: test_acc {chosen['test_acc'].mean():.4f} "
+            f"± {chosen['test_acc'].std(ddof=1):.4f} over {len(chosen)} seeds")
 
 
 # Set by the user before the harness started: kept as it is.
