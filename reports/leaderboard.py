@@ -45,6 +45,7 @@ from reports.summary import (
     window_lines,
     with_fronts,
 )
+from reports.targets import DEFAULT, DEFAULT_LABEL, at_target, label, targets
 
 FRONT_SCOPE = ["dataset", "device"]  # every method on a data set competes on the same cost axes, per device
 RANK_SCOPE = ["dataset", "pair"]
@@ -52,14 +53,15 @@ RANK_SCOPE = ["dataset", "pair"]
 
 @dataclass
 class Leaderboard:
-    table: pd.DataFrame
-    trials: pd.DataFrame
+    table: pd.DataFrame  # one row per study and target
+    trials: pd.DataFrame  # one row per trial and target
     read: int  # studies read from their folders this time
     cached: int  # studies taken from the cache unchanged
 
 
-def collect(storage: Path) -> tuple[pd.DataFrame, int, int]:
-    """All studies' trials, reading only those whose files changed since the last run.
+def collect(storage: Path) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
+    """All studies' trials and their deployment targets' figures, reading only the studies
+    whose files changed since the last run.
 
     A study's state (finished, running, interrupted) is read afresh every time: a
     driver can die without changing any file."""
@@ -68,24 +70,29 @@ def collect(storage: Path) -> tuple[pd.DataFrame, int, int]:
     cache.mkdir(exist_ok=True)
     index_path = cache / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    frames, read, cached, fresh_index = [], 0, 0, {}
+    frames, latencies, read, cached, fresh_index = [], [], 0, 0, {}
     for folder in folders:
         key = _fingerprint(folder)
         name = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
-        path = cache / f"{name}.parquet"
-        if index.get(name) == key and path.is_file():
+        path, targets_path = cache / f"{name}.parquet", cache / f"{name}.latencies.parquet"
+        if index.get(name) == key and path.is_file() and targets_path.is_file():
             frames.append(pd.read_parquet(path))
+            latencies.append(pd.read_parquet(targets_path))
             cached += 1
         else:
-            trials = load_study(folder).trials.assign(study_folder=str(folder))
+            study = load_study(folder)
+            trials = study.trials.assign(study_folder=str(folder))
             trials.to_parquet(path, index=False)
+            study.latencies.to_parquet(targets_path, index=False)
             frames.append(trials)
+            latencies.append(study.latencies)
             read += 1
         frames[-1] = frames[-1].assign(study_state=study_state(read_info(folder)))
         fresh_index[name] = key
     index_path.write_text(json.dumps(fresh_index, indent=1))
     trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return trials, read, cached
+    measured = [frame for frame in latencies if not frame.empty]
+    return trials, pd.concat(measured, ignore_index=True) if measured else pd.DataFrame(), read, cached
 
 
 def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -226,13 +233,22 @@ def p_vs_leader(table: pd.DataFrame) -> pd.Series:
 
 def build_leaderboard(storage: str | Path, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple[Leaderboard, list[Path]]:
     storage = Path(storage)
-    trials, read, cached = collect(storage)
+    trials, latencies, read, cached = collect(storage)
     if trials.empty:
         from reports.load import ReportError
 
         raise ReportError(f"{storage}: no study folders (study.json) found")
-    table, trials = rank(trials, budgets)
-    board = Leaderboard(table, trials, read, cached)
+    tables, ranked = [], []
+    for target, batch in [(DEFAULT, 0), *targets(latencies)]:  # each target ranked on its own figures
+        view = at_target(trials, latencies, target, batch)
+        if view.empty:
+            continue
+        table, view = rank(view, budgets)
+        marks = {"target": target, "target_batch": batch, "target_label": label(latencies, target, batch)}
+        tables.append(table.assign(**marks))
+        ranked.append(view.assign(**marks))
+    board = Leaderboard(pd.concat(tables, ignore_index=True), pd.concat(ranked, ignore_index=True), read, cached)
+    table, trials = board.table, board.trials
     paths = [storage / "leaderboard.parquet", storage / "leaderboard_trials.parquet",
              storage / "leaderboard.md", storage / "leaderboard.html"]
     table.to_parquet(paths[0], index=False)
@@ -263,17 +279,28 @@ def _shown(table: pd.DataFrame) -> list[str]:
     return [c for c in SHOWN if c in table] + [c for c in table if c.startswith("acc_")]
 
 
+def by_target(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The frame's rows per deployment target, the default first: (the target's label, rows)."""
+    if "target_label" not in frame:
+        return [(DEFAULT_LABEL, frame)]
+    return [(str(name), group) for name, group in frame.groupby("target_label", sort=False)]
+
+
 def markdown(table: pd.DataFrame, trials: pd.DataFrame) -> str:
     out = ["# Leaderboard", "", INTRO, ""]
-    out += [f"- {'**warning** ' if warning else ''}{line}" for line, warning in window_lines(trials)] + [""]
-    columns = _shown(table)
-    for (dataset, pair), group in table.groupby(RANK_SCOPE, dropna=False):
-        out += [f"## {dataset}: {pair}", "", "| " + " | ".join(columns) + " |",
-                "|" + "---|" * len(columns)]
-        for row in group.to_dict("records"):
-            row["rank"] = shown_rank(row)
-            out.append("| " + " | ".join(_format(row.get(c), SHOWN.get(c, "{:.2%}")) for c in columns) + " |")
-        out.append("")
+    several = len(by_target(table)) > 1
+    for (where, part), (_, part_trials) in zip(by_target(table), by_target(trials), strict=True):
+        if several:
+            out += [f"## Target {where}", ""]
+        out += [f"- {'**warning** ' if warning else ''}{line}" for line, warning in window_lines(part_trials)] + [""]
+        columns = _shown(part)
+        for (dataset, pair), group in part.groupby(RANK_SCOPE, dropna=False):
+            out += [f"{'###' if several else '##'} {dataset}: {pair}", "", "| " + " | ".join(columns) + " |",
+                    "|" + "---|" * len(columns)]
+            for row in group.to_dict("records"):
+                row["rank"] = shown_rank(row)
+                out.append("| " + " | ".join(_format(row.get(c), SHOWN.get(c, "{:.2%}")) for c in columns) + " |")
+            out.append("")
     return "\n".join(out)
 
 
@@ -304,17 +331,25 @@ def essential(group: pd.DataFrame) -> pd.DataFrame:
 
 def html_page(board: Leaderboard) -> Page:
     page = Page("Leaderboard")
-    page.paragraph(f"{board.table['study'].nunique()} studies, {len(board.trials)} trials. {INTRO}", "note")
-    for line, warning in window_lines(board.trials):
-        page.paragraph(line, "warn" if warning else "note")
-    columns = _shown(board.table)
-    for (dataset, pair), group in board.table.groupby(RANK_SCOPE, dropna=False):
-        page.heading(f"{dataset}: {pair}")
-        page.table(essential(group), more=group[columns], more_formats={c: SHOWN.get(c, "{:.2%}") for c in columns},
-                   text=("method", "study"))
-    for (dataset, device), group in board.trials.groupby(FRONT_SCOPE, dropna=False):
-        page.heading(f"{dataset} on {device}: accuracy against latency, every method")
-        page.figure(figures.pareto_chart(group, LATENCY, "pareto_latency", []), f"front_{slug(dataset)}_{slug(device)}")
+    sections = list(zip(by_target(board.table), by_target(board.trials), strict=True))
+    trials = board.trials.drop_duplicates(["study", "trial_id"]) if "trial_id" in board.trials else board.trials
+    page.paragraph(f"{board.table['study'].nunique()} studies, {len(trials)} trials"
+                   + (f", ranked on each of {len(sections)} deployment targets" if len(sections) > 1 else "")
+                   + f". {INTRO}", "note")
+    for (where, table), (_, part_trials) in sections:
+        if len(sections) > 1:
+            page.heading(f"Target {where}")
+        for line, warning in window_lines(part_trials):
+            page.paragraph(line, "warn" if warning else "note")
+        columns = _shown(table)
+        for (dataset, pair), group in table.groupby(RANK_SCOPE, dropna=False):
+            page.heading(f"{dataset}: {pair}")
+            page.table(essential(group), more=group[columns],
+                       more_formats={c: SHOWN.get(c, "{:.2%}") for c in columns}, text=("method", "study"))
+        for (dataset, device), group in part_trials.groupby(FRONT_SCOPE, dropna=False):
+            page.heading(f"{dataset} on {device}: accuracy against latency, every method")
+            page.figure(figures.pareto_chart(group, LATENCY, "pareto_latency", []),
+                        f"front_{slug(dataset)}_{slug(device)}")
     return page
 
 
@@ -329,9 +364,10 @@ def _format(value, fmt: str) -> str:
 
 def _fingerprint(folder: Path) -> str:
     """The study's files as they are now: a running study's new parts change it."""
-    names = ["study.json", "trials.parquet", "epochs.parquet"]
+    names = ["study.json", "trials.parquet", "epochs.parquet", "latencies.parquet"]
     if (folder / PARTS).is_dir():
-        names += sorted(f"{PARTS}/{p.name}" for p in (folder / PARTS).glob("trials-*.parquet"))
+        names += sorted(f"{PARTS}/{p.name}" for p in (folder / PARTS).glob("*.parquet")
+                        if p.name.startswith(("trials-", "latencies-")))
     parts = []
     for name in names:
         path = folder / name

@@ -1,7 +1,7 @@
 """Study folders as tables: what the harness wrote, read back without torch or Ray.
 
-A study folder holds ``study.json``, ``trials.parquet`` and ``epochs.parquet``
-(docs/results.md). Studies are read as they are: still running or interrupted
+A study folder holds ``study.json``, ``trials.parquet``, ``epochs.parquet`` and, with
+deployment targets, ``latencies.parquet`` (docs/results.md). Studies are read as they are: still running or interrupted
 (``ended_at`` null), with errored trials, with NaN metrics or with one trial;
 nothing is dropped here, the figures label what they cannot place.
 """
@@ -29,6 +29,7 @@ class Study:
     info: dict[str, Any]  # study.json
     trials: pd.DataFrame
     epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    latencies: pd.DataFrame = field(default_factory=pd.DataFrame)  # the deployment targets' (reports.targets)
 
     @property
     def name(self) -> str:
@@ -98,7 +99,16 @@ def load_study(folder: str | Path) -> Study:
     if trials.empty:
         trials = pd.DataFrame({"study": pd.Series(dtype=str), "trial_id": pd.Series(dtype=str),
                                "status": pd.Series(dtype=str)})
-    return Study(folder, info, normalise_trials(trials, info), epochs)
+    return Study(folder, info, normalise_trials(trials, info), epochs, read_latencies(folder, info))
+
+
+def read_latencies(folder: Path, info: dict[str, Any]) -> pd.DataFrame:
+    """The study's deployment targets' figures (empty for a study without targets)."""
+    latencies = _read(folder, "latencies")
+    if latencies.empty:
+        return pd.DataFrame(columns=["study", "trial_id", "target", "batch"])
+    latencies["study"] = latencies["study"].fillna(info.get("study")) if "study" in latencies else info.get("study")
+    return latencies
 
 
 def find_studies(storage: str | Path) -> list[Path]:

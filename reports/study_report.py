@@ -20,18 +20,27 @@ from reports.summary import (
     window_lines,
     with_fronts,
 )
+from reports.targets import at_target, label, targets
 
 
 def build_report(folders: list[str | Path], output: str | Path, images: bool = True) -> tuple[Path, list[str]]:
     """Write the report; return its path and notes worth printing (skipped parts, unplaced trials)."""
     studies = [load_study(f) for f in folders]
-    trials = one_latency_per_network(pd.concat([s.trials for s in studies], ignore_index=True))
-    trials = with_fronts(trials, by=["dataset", "device"])
+    every = pd.concat([s.trials for s in studies], ignore_index=True)
+    trials = with_fronts(one_latency_per_network(every), by=["dataset", "device"])
     page = Page("Compression study report: " + ", ".join(s.name for s in studies))
     notes = protocol_section(page, studies, trials)
     references = reference_lines(studies, trials)
     for dataset, group in trials.groupby("dataset", dropna=False):
         cost_section(page, dataset, group, [r for r in references if r["dataset"] == dataset])
+    measured = [s.latencies for s in studies if not s.latencies.empty]
+    latencies = pd.concat(measured, ignore_index=True) if measured else pd.DataFrame()
+    for target, batch in targets(latencies):  # one section per deployment target, on its own figures
+        view = with_fronts(one_latency_per_network(at_target(every, latencies, target, batch)),
+                           by=["dataset", "device"])
+        for dataset, group in view.groupby("dataset", dropna=False):
+            cost_section(page, dataset, group, [r for r in references if r["dataset"] == dataset],
+                         label(latencies, target, batch))
     for study in studies:
         search_section(page, study)
     output = Path(output)
@@ -65,13 +74,21 @@ def protocol_section(page: Page, studies: list[Study], trials: pd.DataFrame) -> 
     return notes
 
 
-def cost_section(page: Page, dataset: str, trials: pd.DataFrame, references: list[dict[str, Any]]) -> None:
-    """Accuracy against latency and size with fronts, the 3-D view, and the spread over seeds."""
+def cost_section(page: Page, dataset: str, trials: pd.DataFrame, references: list[dict[str, Any]],
+                 target: str | None = None) -> None:
+    """Accuracy against latency and size with fronts, the 3-D view, and the spread over seeds;
+    for a deployment ``target`` (its label), accuracy against that target's latency only."""
+    if target is not None:
+        page.heading(f"{dataset}: accuracy against latency on target {target}")
+        tag = slug(f"{dataset}_{target.split(':')[0]}")
+        page.figure(figures.pareto_chart(trials, LATENCY, "pareto_latency", references), f"accuracy_vs_latency_{tag}")
+        return
     page.heading(f"{dataset}: accuracy against measured cost")
     page.paragraph("Every completed trial. Lines: each method's own Pareto front; diamonds: trials on the front "
                    "of all methods together. Fronts are decided on validation accuracy and the cost (the test "
                    "split is only read, never selected on). Hover for a trial's details; double-click to see "
-                   "every point.", "note")
+                   "every point. Latency here is the default target's (torch eager); each deployment target "
+                   "has a section of its own below.", "note")
     tag = slug(dataset)
     page.figure(figures.pareto_chart(trials, LATENCY, "pareto_latency", references), f"accuracy_vs_latency_{tag}")
     page.figure(figures.pareto_chart(trials, SIZE, "pareto_size", references, log_x=True), f"accuracy_vs_size_{tag}")

@@ -72,6 +72,7 @@ class DeviceData:
     def __init__(self, splits: DatasetSplits, device: torch.device, parts=("train", "val", "test")) -> None:
         self.num_classes = splits.num_classes
         self.input_shape = splits.input_shape
+        self.mean, self.std = splits.mean, splits.std
         self.device = device
         self._parts = {
             part: DeviceSplit(getattr(splits, part), splits.mean, splits.std, device,

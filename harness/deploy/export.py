@@ -13,6 +13,8 @@ import copy
 import hashlib
 import io
 import json
+import math
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,9 +24,12 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.measure.cost import count_params, device_name, measure_latency, time_calls
+from harness.measure.cost import count_params, device_name
+from harness.measure.latency import session_window
+from harness.measure.runtimes import Session, missing
 from harness.networks.build import build_network
-from harness.spec.schema import StudySpec
+from harness.networks.deployed import Deployed
+from harness.spec.schema import DEFAULT_TARGET, MeasureSpec, StudySpec, TargetSpec
 from harness.store.location import Location, open_location
 from harness.store.lock import writing
 from harness.store.tables import read_table, table_exists
@@ -33,19 +38,6 @@ from methods.checkpoint import fit_shapes
 
 FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "state_dict": ".pt"}
 MATCH_TOLERANCE = 1e-4  # largest absolute logit difference between the file and the trial's student
-
-
-class Deployed(nn.Module):
-    """The student with the data set's normalisation in front: input in [0, 1]."""
-
-    def __init__(self, student: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.student = student
-        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student((x - self.input_mean) / self.input_std)
 
 
 def chosen_rows(trials: pd.DataFrame, spec: StudySpec, trial: str | None, front: bool) -> tuple[pd.DataFrame, str]:
@@ -146,13 +138,6 @@ def _batches(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, size: int =
     return np.concatenate([run(x[i:i + size]) for i in range(0, len(x), size)])
 
 
-def onnx_latency(run: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], batch: int,
-                 warmup: int, repeats: int) -> float:
-    """The written file's latency, timed as every network is (harness.measure.cost.time_calls)."""
-    x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
-    return time_calls(lambda: run(x), warmup, repeats)
-
-
 def export_study(study: Path | Location, trial: str | None, front: bool, fmt: str, out: Path | None) -> list[str]:
     """Export the chosen trials of the study in ``study`` (a folder, or a pulled study on object
     storage, whose checkpoints are read from the bucket); the lines to print."""
@@ -167,6 +152,7 @@ def export_study(study: Path | Location, trial: str | None, front: bool, fmt: st
     spec = load_spec(str(folder))
     trials = read_table(folder, "trials")
     rows, how = chosen_rows(trials, spec, trial, front)
+    latencies = read_table(folder, "latencies") if table_exists(folder, "latencies") else pd.DataFrame()
     data = load_dataset(spec.dataset)
     test_x = (data.test.x.astype(np.float32) / 255)
     test_y = data.test.y
@@ -193,26 +179,86 @@ def export_study(study: Path | Location, trial: str | None, front: bool, fmt: st
             raise HarnessError(f"{path}: the exported file does not reproduce trial {row['trial_id']}: logits "
                                f"differ by up to {gap:.2e}, test accuracy {accuracy:.4f} against "
                                f"{row['test_acc']:.4f}, {params:,} parameters against {row['params']:,.0f}")
-        card = model_card(spec, row, data, fmt, path, accuracy, gap, params, fingerprint, run, model)
+        measured = target_latencies(spec, fmt, path, model, data.input_shape, latencies, row["trial_id"])
+        card = model_card(spec, row, data, fmt, path, accuracy, gap, params, fingerprint, measured)
         with writing(out):
             path.with_name(f"{path.name}.json").write_text(json.dumps(card, indent=2, default=str))
             path.with_name(f"{path.name}.md").write_text(card_markdown(card))
-        latency = card["latency_ms"]
         lines.append(f"{path}: test_acc {accuracy:.4f} recomputed from the file (row: {row['test_acc']:.4f}), "
                      f"logits within {gap:.1e} of the trial's student, {params:,} parameters (row: "
-                     f"{row['params']:,.0f}); latency at batch {spec.measure.batch_size}: torch "
-                     f"{latency['torch']:.2f} ms" + (f", ONNX Runtime {latency['onnxruntime']:.2f} ms"
-                                                     if "onnxruntime" in latency else ""))
+                     f"{row['params']:,.0f}); latency here: {latency_text(card['targets'])}")
     return lines
 
 
-def model_card(spec: StudySpec, row: pd.Series, data: Any, fmt: str, path: Path, accuracy: float, gap: float,
-               params: int, fingerprint: str, run: Callable[[np.ndarray], np.ndarray], model: Deployed) -> dict:
+def target_latencies(spec: StudySpec, fmt: str, path: Path, model: Deployed, input_shape: tuple[int, ...],
+                     latencies: pd.DataFrame, trial_id: str) -> dict[str, dict[str, Any]]:
+    """The file's latency on each of the study's deployment targets, measured here as the study
+    measured them (runtime, threads, batch sizes; ``measure.rounds`` interleaved rounds), beside
+    the study's figure and whether the two intervals overlap. An ONNX file is timed itself in
+    ONNX Runtime and OpenVINO; otherwise the network is set up in the target's runtime.
+    The default target is torch eager at the measurement batch with the trial's threads."""
     m = spec.measure
-    cpu = torch.device("cpu")
-    latency = {"torch": measure_latency(model, data.input_shape, cpu, m.batch_size, m.warmup, m.repeats)["latency_ms"]}
-    if fmt == "onnx":
-        latency["onnxruntime"] = onnx_latency(run, data.input_shape, m.batch_size, m.warmup, m.repeats)
+    targets = {DEFAULT_TARGET: TargetSpec("torch", [m.batch_size], max(1, math.floor(spec.resources.cpu))),
+               **spec.deploy.targets}
+    rounds = m.rounds or MeasureSpec().rounds
+    out = {}
+    for name, target in targets.items():
+        if missing(target.runtime) is not None:
+            out[name] = {"runtime": target.runtime, "not_measured": missing(target.runtime)}
+            continue
+        graph = path.read_bytes() if fmt == "onnx" and target.runtime in ("onnxruntime", "openvino") else model
+        session = Session(graph, input_shape, target.runtime, target.threads)
+        figures = session_window({"file": session}, target.batch, rounds, m.warmup, m.repeats, m.max_spread,
+                                 m.attempts)["file"]
+        out[name] = {"runtime": target.runtime, "threads": target.threads,
+                     "timed": "this file" if isinstance(graph, bytes) else f"the network in {target.runtime}",
+                     "node": socket.gethostname(), "target_node": target.placed and vars(target.node) or None,
+                     "batch": {b: _interval(f) for b, f in figures.items()},
+                     "study": {b: _study_figure(latencies, name, b, trial_id) for b in target.batch}}
+        out[name]["agrees"] = {b: _overlap(out[name]["batch"][b], out[name]["study"][b]) for b in target.batch}
+    return out
+
+
+def _interval(figures: dict[str, Any]) -> dict[str, float]:
+    return {k: figures[f"latency_{k}_ms" if k != "median" else "latency_ms"] for k in ("median", "low", "high")}
+
+
+def _study_figure(latencies: pd.DataFrame, target: str, batch: int, trial_id: str) -> dict[str, float] | None:
+    """The study's own figure of this trial on the target (the default's is in the row, elsewhere)."""
+    if target == DEFAULT_TARGET or latencies.empty:
+        return None
+    rows = latencies[latencies["trial_id"].eq(trial_id) & latencies["target"].eq(target)
+                     & latencies["batch"].eq(batch)]
+    if rows.empty or pd.isna(rows.iloc[0]["latency_ms"]):
+        return None
+    return _interval(rows.iloc[0].to_dict())
+
+
+def _overlap(here: dict[str, float], study: dict[str, float] | None) -> bool | None:
+    if study is None:
+        return None
+    return bool(here["low"] <= study["high"] and study["low"] <= here["high"])
+
+
+def latency_text(targets: dict[str, dict[str, Any]]) -> str:
+    """``default torch b64 1.62 ms; ort_b1 onnxruntime b1 0.019 ms (study 0.018 ms, intervals overlap)``."""
+    parts = []
+    for name, t in targets.items():
+        if "not_measured" in t:
+            parts.append(f"{name} not measured ({t['not_measured']})")
+            continue
+        for batch, figure in t["batch"].items():
+            text = f"{name} {t['runtime']} b{batch} {figure['median']:.3g} ms"
+            study = t["study"].get(batch)
+            if study is not None:
+                text += (f" (study {study['median']:.3g} ms, intervals "
+                         f"{'overlap' if t['agrees'][batch] else 'apart'})")
+            parts.append(text)
+    return "; ".join(parts)
+
+
+def model_card(spec: StudySpec, row: pd.Series, data: Any, fmt: str, path: Path, accuracy: float, gap: float,
+               params: int, fingerprint: str, targets: dict[str, dict[str, Any]]) -> dict:
     if fmt == "onnx":
         import onnx
 
@@ -229,14 +275,14 @@ def model_card(spec: StudySpec, row: pd.Series, data: Any, fmt: str, path: Path,
         "val_acc": row["val_acc"], "test_acc": row["test_acc"], "test_acc_from_file": accuracy,
         "max_logit_difference": gap, "params": params, "macs": row.get("macs"), "size_bytes": path.stat().st_size,
         "onnx_initializer_floats": int(stamped["initializer_floats"]) if fmt == "onnx" else None,
-        "latency_ms": latency, "latency_batch": m.batch_size, "latency_device": device_name(cpu),
+        "targets": targets, "latency_device": device_name(torch.device("cpu")),
         "trial_latency_ms": row.get("latency_ms"), "trial_device": row.get("device"),
         "spec_fingerprint": fingerprint, "versions": json.loads(versions()),
     }
 
 
 def card_markdown(card: dict) -> str:
-    latency = ", ".join(f"{k} {v:.2f} ms" for k, v in card["latency_ms"].items())
+    latency = latency_text(card["targets"])
     shape = " x ".join(map(str, card["input"]["shape"]))
     return "\n".join([
         f"# {card['study']} / {card['trial']}", "",
@@ -253,8 +299,8 @@ def card_markdown(card: dict) -> str:
             f"BatchNorm into the convolutions; the count is in the file's metadata, `params`)"
             if card["onnx_initializer_floats"] is not None else "") + " |", f"| MACs | {card['macs']:,.0f} |",
         f"| file size | {card['size_bytes']:,} bytes |",
-        f"| latency, batch {card['latency_batch']} | {latency} on {card['latency_device']} "
-        f"(in the trial: {card['trial_latency_ms']:.2f} ms on {card['trial_device']}) |",
+        f"| latency per deployment target | {latency}, measured on {card['latency_device']} "
+        f"(default target in the study: {card['trial_latency_ms']:.3g} ms on {card['trial_device']}) |",
         f"| spec fingerprint | {card['spec_fingerprint']} |",
         f"| versions | {', '.join(f'{k} {v}' for k, v in card['versions'].items())} |", "",
     ])

@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from harness.measure.cost import measure_latency
+from harness.measure.runtimes import Session
 
 Figures = dict[str, Any]
-Timer = Callable[["TimedNetwork"], dict[str, float]]  # one pass: latency_b1_ms and latency_ms
+Timer = Callable[[Any], dict[str, float]]  # one pass of one network: latency_ms (and latency_b1_ms)
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,13 @@ def summarise_rounds(runs: list[dict[str, float]]) -> Figures:
     values = [r["latency_ms"] for r in runs]
     low, high = median_interval(values)
     median = statistics.median(values)
-    return {"latency_ms": median, "latency_b1_ms": statistics.median(r["latency_b1_ms"] for r in runs),
+    b1 = statistics.median(r["latency_b1_ms"] for r in runs) if "latency_b1_ms" in runs[0] else math.nan
+    return {"latency_ms": median, "latency_b1_ms": b1,
             "latency_low_ms": low, "latency_high_ms": high, "latency_rounds": len(runs),
             "latency_spread": (high - low) / median if median > 0 else math.nan}
 
 
-def measure_window(networks: dict[str, TimedNetwork], rounds: int, max_spread: float = 0.25,
+def measure_window(networks: dict[str, Any], rounds: int, max_spread: float = 0.25,
                    attempts: int = 3, timer: Timer = time_once) -> dict[str, Figures]:
     """Per key: the figures of :func:`summarise_rounds`, ``latency_attempts`` (how many
     times its rounds were taken) and ``latency_noisy`` (still wider than ``max_spread``)."""
@@ -99,6 +101,29 @@ def measure_window(networks: dict[str, TimedNetwork], rounds: int, max_spread: f
     for figure in figures.values():
         figure["latency_noisy"] = not figure["latency_spread"] <= max_spread
     return figures
+
+
+def runtime_window(models: dict[str, tuple[nn.Module, tuple[int, ...]]], runtime: str, threads: int,
+                   batches: list[int], rounds: int, warmup: int, repeats: int, max_spread: float = 0.25,
+                   attempts: int = 3) -> dict[str, dict[int, Figures]]:
+    """Per key, per batch size: the figures of :func:`measure_window` of each network set up in
+    ``runtime`` at ``threads`` threads (harness.measure.runtimes), every distinct network
+    interleaved in each round; one window per batch size."""
+    sessions = {key: Session(model, shape, runtime, threads) for key, (model, shape) in models.items()}
+    return session_window(sessions, batches, rounds, warmup, repeats, max_spread, attempts)
+
+
+def session_window(sessions: dict[str, Session], batches: list[int], rounds: int, warmup: int, repeats: int,
+                   max_spread: float = 0.25, attempts: int = 3) -> dict[str, dict[int, Figures]]:
+    """:func:`runtime_window` of sessions already set up."""
+    out: dict[str, dict[int, Figures]] = {key: {} for key in sessions}
+    for batch in batches:
+        def timer(session: Session, batch: int = batch) -> dict[str, float]:
+            return {"latency_ms": session.latency_ms(batch, warmup, repeats)}
+
+        for key, figures in measure_window(sessions, rounds, max_spread, attempts, timer).items():
+            out[key][batch] = figures
+    return out
 
 
 def _narrower(new: Figures, old: Figures) -> bool:

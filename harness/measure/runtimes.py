@@ -78,15 +78,19 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
 class Session:
     """One network ready to run in one runtime, at one thread count, on this machine's CPU."""
 
-    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], runtime: str, threads: int) -> None:
+    def __init__(self, model: nn.Module | bytes, input_shape: tuple[int, ...], runtime: str, threads: int) -> None:
+        """``model``: a network, or for ``onnxruntime`` and ``openvino`` an ONNX graph's bytes
+        (an exported file, timed as it is)."""
         if (why := missing(runtime)) is not None:
             raise RuntimeUnavailable(why)
         if threads < 1:
             raise RuntimeUnavailable(f"threads: must be at least 1, got {threads}")
+        if isinstance(model, bytes) and runtime not in ("onnxruntime", "openvino"):
+            raise RuntimeUnavailable(f"runtime '{runtime}' runs a network, not an ONNX graph")
         self.runtime, self.threads, self.input_shape = runtime, threads, tuple(input_shape)
-        self._run = self._prepare(model.eval().cpu())
+        self._run = self._prepare(model if isinstance(model, bytes) else model.eval().cpu())
 
-    def _prepare(self, model: nn.Module) -> Callable[[Any], Any]:
+    def _prepare(self, model: nn.Module | bytes) -> Callable[[Any], Any]:
         if self.runtime in ("torch", "torch_compile"):
             net = torch.compile(model) if self.runtime == "torch_compile" else model
 
@@ -95,7 +99,7 @@ class Session:
                     return net(x)
 
             return run
-        graph = onnx_bytes(model, self.input_shape)
+        graph = model if isinstance(model, bytes) else onnx_bytes(model, self.input_shape)
         if self.runtime == "onnxruntime":
             import onnxruntime as ort
 

@@ -9,10 +9,22 @@ from typing import Any
 import methods
 from harness.data.datasets import AUGMENTATIONS, dataset_loader, loader_options
 from harness.errors import SpecError
+from harness.measure.runtimes import missing
 from harness.networks.build import factory, is_zoo
 from harness.spec.code import use_code
 from harness.spec.method_checks import check_method
-from harness.spec.schema import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, ModelSpec, Objective, StudySpec, study_view
+from harness.spec.schema import (
+    DEFAULT_TARGET,
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    TEST_METRICS,
+    ModelSpec,
+    Objective,
+    StudySpec,
+    TargetSpec,
+    study_view,
+    target_metric,
+)
 from harness.store.journal import check_storage_url
 from harness.store.location import check_uri
 from methods.knobs import Bounds, coerce, format_number, show
@@ -61,7 +73,8 @@ def check_semantics(spec: StudySpec) -> None:
     if spec.search.searcher not in searchers:
         raise SpecError(f"search.searcher: unknown searcher '{spec.search.searcher}'"
                         f"{did_you_mean(spec.search.searcher, searchers)}")
-    _check_objectives(spec.search.objectives)
+    _check_deploy(spec)
+    _check_objectives(spec)
     _check_ranges(spec)
     if spec.search.storage is not None:
         check_storage_url(spec.search.storage)
@@ -90,6 +103,7 @@ MAX_SEEDS = 100
 EPOCHS = Bounds(1, 10_000)
 CONCURRENCY = Bounds(1, 10_000)
 BATCH = Bounds(1, 65_536)
+THREADS = Bounds(1, 1_024)
 ROUNDS = Bounds(0, 1_000)
 REPEATS = Bounds(1, 10_000)
 RETRIES = Bounds(0, 100)
@@ -184,11 +198,64 @@ def _check_recipe(recipe: dict[str, Any]) -> None:
             _check_knob(Scratch, key, value, None, path)
 
 
-def _check_objectives(objectives: list[Objective]) -> None:
+def _check_deploy(spec: StudySpec) -> None:
+    """Each deployment target runs here (its runtime installed) with sensible numbers. Whether a
+    node of the cluster matches its ``node`` is checked when the sweep joins the cluster
+    (harness.study.targets.check_placement)."""
+    for name, target in spec.deploy.targets.items():
+        where = f"deploy.targets.{name}"
+        if name == DEFAULT_TARGET or not name.replace("_", "").replace("-", "").isalnum():
+            raise SpecError(f"{where}: a target's name is letters, digits, '_' or '-', and not "
+                            f"'{DEFAULT_TARGET}' (the figures every trial takes)")
+        if (why := missing(target.runtime)) is not None:
+            raise SpecError(f"{where}.runtime: {why}")
+        if target.threads not in THREADS:
+            raise SpecError(f"{where}.threads: must be {THREADS}, got {format_number(target.threads)}")
+        if not target.batch:
+            raise SpecError(f"{where}.batch: give at least one batch size, e.g. [1, 64]")
+        for i, batch in enumerate(target.batch):
+            if batch not in BATCH:
+                raise SpecError(f"{where}.batch[{i}]: must be {BATCH}, got {format_number(batch)}")
+        if len(set(target.batch)) < len(target.batch):
+            raise SpecError(f"{where}.batch: {show(target.batch)} names a batch size twice")
+        for resource, amount in (target.node.resources if target.node else {}).items():
+            if not isinstance(amount, (int, float)) or isinstance(amount, bool) or not amount > 0:
+                raise SpecError(f"{where}.node.resources.{resource}: an amount above 0, got {show(amount)}")
+        for label, value in (target.node.labels if target.node else {}).items():
+            if not isinstance(value, str):
+                raise SpecError(f"{where}.node.labels.{label}: a string, got {show(value)}")
+
+
+def _resolve_target(objective: Objective, targets: dict[str, TargetSpec], where: str) -> None:
+    """An objective naming a target: its metric becomes that target's latency column."""
+    if objective.target not in targets:
+        raise SpecError(f"{where}.target: no deployment target '{objective.target}' in deploy.targets"
+                        f"{did_you_mean(objective.target, list(targets))}")
+    target = targets[objective.target]
+    if objective.batch is None:
+        if len(target.batch) > 1:
+            raise SpecError(f"{where}.batch: target '{objective.target}' measures batches {show(target.batch)}; "
+                            f"say which one the objective is")
+        objective.batch = target.batch[0]
+    if objective.batch not in target.batch:
+        raise SpecError(f"{where}.batch: target '{objective.target}' measures batches {show(target.batch)}, "
+                        f"not {objective.batch}")
+    column = target_metric(objective.target, objective.batch)
+    if objective.metric not in ("latency", "latency_ms", column):
+        raise SpecError(f"{where}.metric: an objective with a target is its latency (metric: latency), "
+                        f"got '{objective.metric}'")
+    objective.metric = column
+
+
+def _check_objectives(spec: StudySpec) -> None:
+    objectives = spec.search.objectives
     if not objectives:
         raise SpecError("search.objectives: give at least one, e.g. [{metric: val_acc, mode: max}]")
     known = {**EPOCH_METRICS, **FINAL_METRICS}
     for i, objective in enumerate(objectives):
+        if objective.target is not None:
+            _resolve_target(objective, spec.deploy.targets, f"search.objectives[{i}]")
+            continue
         where = f"search.objectives[{i}].metric"
         if objective.metric in TEST_METRICS:
             raise SpecError(f"{where}: '{objective.metric}' is the test split, reported only; "

@@ -17,7 +17,7 @@ import yaml
 
 from harness.errors import SpecError
 from harness.spec.checks import check_semantics
-from harness.spec.schema import Objective, StudySpec
+from harness.spec.schema import Objective, StudySpec, TargetSpec
 from harness.spec.shipped import resolve_spec
 from methods.knobs import coerce, show
 from methods.registry import did_you_mean
@@ -164,6 +164,8 @@ def _coerce(kind: Any, value: Any, path: str) -> Any:
     if dataclasses.is_dataclass(kind):
         if kind is Objective and isinstance(value, dict):
             return _objective(value, path)
+        if kind is TargetSpec and isinstance(value, dict) and not isinstance(value.get("batch", []), list):
+            value = {**value, "batch": [value["batch"]]}  # one batch size, written as a number
         return _build(kind, value, path)
     if origin is list:
         if not isinstance(value, list):
@@ -175,6 +177,9 @@ def _coerce(kind: Any, value: Any, path: str) -> Any:
             raise SpecError(f"{path}: expected a mapping, got {show(value)}")
         if path.endswith("search.space"):
             return {name: _space_entry(v, _join(path, name)) for name, v in value.items()}
+        _, item = typing.get_args(kind)
+        if dataclasses.is_dataclass(item):  # named entries (deploy.targets)
+            return {name: _coerce(item, v, _join(path, name)) for name, v in value.items()}
         return dict(value)
     try:
         return coerce(kind, value)  # the same rule as a method's knobs

@@ -57,8 +57,15 @@ class TeacherSpec(ModelSpec):
 
 @dataclass
 class Objective:
-    metric: str
+    metric: str  # with ``target``: the target's latency column, ``latency_ms@TARGET.bBATCH`` (target_metric)
     mode: str  # max | min
+    target: str | None = None  # a deployment target's name (``deploy.targets``); metric ``latency``
+    batch: int | None = None  # which of the target's batch sizes; default: its only one
+
+
+def target_metric(target: str, batch: int) -> str:
+    """The name of a target's latency at one batch size, as trials report it when it is an objective."""
+    return f"latency_ms@{target}.b{batch}"
 
 
 @dataclass
@@ -111,6 +118,38 @@ class MeasureSpec:
 
 
 @dataclass
+class NodeSpec:
+    """Which Ray node a target's latency is measured on: one with these custom resources
+    (``ray start --resources '{"edge_x86": 1}'``) and labels (``ray start --labels``)."""
+
+    resources: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TargetSpec:
+    """Where a network is deployed: a runtime, batch sizes, threads and a node (docs/protocol.md)."""
+
+    runtime: str = "torch"  # torch | torch_compile | onnxruntime | openvino (harness.measure.runtimes)
+    batch: list[int] = field(default_factory=lambda: [1])
+    threads: int = 1
+    node: NodeSpec | None = None  # default: any node of the cluster
+
+    @property
+    def placed(self) -> bool:
+        return self.node is not None and bool(self.node.resources or self.node.labels)
+
+
+DEFAULT_TARGET = "default"  # the trial's own figures: torch eager, batches 1 and measure.batch_size
+
+
+@dataclass
+class DeploySpec:
+    # Name -> target. None: the default target only, the figures every study has.
+    targets: dict[str, TargetSpec] = field(default_factory=dict)
+
+
+@dataclass
 class BudgetSpec:
     epochs: int = 10  # reports per trial, and ASHA's maximum budget
 
@@ -127,6 +166,7 @@ class StudySpec:
     asha: AshaSpec = field(default_factory=AshaSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     measure: MeasureSpec = field(default_factory=MeasureSpec)
+    deploy: DeploySpec = field(default_factory=DeploySpec)
     seeds: list[int] = field(default_factory=lambda: [0])
     storage: str = "studies"
     code: list[str] = field(default_factory=list)  # the user's package folders, shipped to every node

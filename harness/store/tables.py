@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 FAN_IN = 16
 PARTS = "parts"
 THROUGH = b"harness.through"  # the compacted file's metadata: the last write it holds
-KEYS = {"trials": ("trial_id",), "epochs": ("trial_id", "epoch")}
+KEYS = {"trials": ("trial_id",), "epochs": ("trial_id", "epoch"), "latencies": ("trial_id", "target", "batch")}
 DELETED = "_deleted"  # a column of part files only: the key's latest row says it is gone
 _PART = re.compile(r"^(?P<name>[a-z]+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 

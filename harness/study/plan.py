@@ -57,6 +57,7 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
         f"asha      budget {spec.budget.epochs} reports; may stop trials at {', '.join(map(str, asha_rungs(spec)))}"
         f"{'; also stops trials at chance level' if chance_guard(spec) else ''}",
         _resources(spec, address),
+        *_targets(spec, address),
         _size(spec, method, data, _at_once(spec, address)),
         f"results   {study.uri}"
         + (" (its earlier results move to previous/ unless --resume)"
@@ -129,6 +130,30 @@ def _resources(spec: StudySpec, address: str | None) -> str:
         raise HarnessError(f"resources: a trial needs {r.cpu:g} CPU and {r.gpu:g} GPU, and this machine has "
                            f"{cpus} CPU and {gpus} GPU; lower resources.cpu or resources.gpu, or give --address")
     return f"{each}; this machine ({cpus} CPU, {gpus} GPU) runs {_at_once(spec, address)} at once"
+
+
+def _targets(spec: StudySpec, address: str | None) -> list[str]:
+    """Each deployment target, and on this machine whether it can be measured here (a local
+    Ray has no custom resources or labels; a cluster's nodes are checked when the sweep joins)."""
+    from harness.study.cluster import cluster_address
+    from harness.study.targets import describe
+
+    lines = []
+    for name, target in spec.deploy.targets.items():
+        if not cluster_address(address):
+            cpus = os.cpu_count() or 1
+            if target.placed:
+                raise HarnessError(f"deploy.targets.{name}.node: a local Ray has no node with custom resources "
+                                   f"or labels; give --address of a cluster that has one, or drop node:")
+            if target.threads > cpus:
+                raise HarnessError(f"deploy.targets.{name}.threads: {target.threads} threads, and this machine "
+                                   f"has {cpus} CPU; lower it, or give --address")
+        lines.append(f"{'target':<10}{describe(name, target)}: measured after the search, each distinct network "
+                     f"once per batch size")
+    if not spec.deploy.targets:
+        lines.append(f"{'target':<10}default only (torch eager, batch 1 and {spec.measure.batch_size}, the "
+                     f"trial's threads); deploy.targets adds runtimes (docs/protocol.md)")
+    return lines
 
 
 def _at_once(spec: StudySpec, address: str | None) -> int | None:

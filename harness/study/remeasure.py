@@ -64,6 +64,9 @@ class StudyStudents:
     # Row id -> the row whose network it has, by the fingerprint its trial recorded: its
     # weights are not read (a study of a thousand trials of one network reads one checkpoint).
     same_as: dict[str, str] = field(default_factory=dict)
+    # The data set's normalisation: deployment targets measure the network with it inside, as exported.
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
 
 def finished_students(spec: StudySpec, study: Path | Location,
@@ -152,15 +155,30 @@ def measure_on_cluster(studies: list[StudyStudents], rounds: int, resources: Res
     return ray.get(task.remote(studies, rounds, resources, max_spread, attempts))
 
 
-def measure_again(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: int | None = None) -> list[list[str]]:
+def measure_again(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: int | None = None,
+                  default: bool = True) -> list[list[str]]:
     """Measure in one window (the first study's resources and ``measure`` settings, and
-    ``rounds`` when given, else the most rounds any of them asks for), write each study's
-    figures through its writer, and return per study the lines to print (none for a study
-    without completed trials)."""
-    first = studies[0][0].spec
-    m = first.measure
+    ``rounds`` when given, else the most rounds any of them asks for), then each deployment
+    target in a window of its own (harness.study.targets); write each study's figures through
+    its writer, and return per study the lines to print (none for a study without completed
+    trials). ``default=False`` measures the targets only."""
     # A study that kept its in-trial figures (measure.rounds: 0) is measured with the others' rounds.
     rounds = rounds or max(s.spec.measure.rounds for s, _ in studies) or MeasureSpec().rounds
+    out = _measure_default(studies, rounds) if default else [[] for _ in studies]
+    if any(s.spec.deploy.targets and (s.students or s.same_as) for s, _ in studies):
+        from harness.study.targets import measure_targets
+
+        rows, lines = measure_targets([students for students, _ in studies], rounds)
+        for index, ((_, writer), mine) in enumerate(zip(studies, rows, strict=True)):
+            if mine:
+                writer.record_targets(mine)
+                out[index] += [line for line, members in lines if index in members]
+    return out
+
+
+def _measure_default(studies: list[tuple[StudyStudents, ResultsWriter]], rounds: int) -> list[list[str]]:
+    first = studies[0][0].spec
+    m = first.measure
     started = time.monotonic()
     all_figures = measure_on_cluster([students for students, _ in studies], rounds, first.resources,
                                      m.max_spread, m.attempts)
@@ -219,7 +237,8 @@ def load_finished_study(study: Location) -> StudyStudents:
     trials = read_table(folder, "trials")
     networks = dict(zip(trials["trial_id"], trials["network"], strict=True)) if "network" in trials else {}
     students, same_as = finished_students(spec, study, networks)
-    return StudyStudents(spec, data.num_classes, data.input_shape, students, teacher_state, same_as)
+    return StudyStudents(spec, data.num_classes, data.input_shape, students, teacher_state, same_as,
+                         data.mean, data.std)
 
 
 def load_finished_studies(folders: list[str | Path]) -> list[tuple[StudyStudents, ResultsWriter]]:

@@ -33,6 +33,11 @@ SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms", "teacher_netw
 REMEASURED = ("latency_b1_ms", "latency_ms", "teacher_latency_b1_ms", "teacher_latency_ms", "device")
 TEACHER_COLUMNS = ("val_acc", "test_acc", "params", "size_bytes", "macs")
 EPOCH_COLUMNS = ("epoch", *EPOCH_METRICS, "params", "size_bytes", "macs", "epoch_s", "train_s", "node_id")
+# latencies.parquet: a deployment target's figure of one trial's network at one batch size (docs/results.md).
+LATENCY_COLUMNS = ("study", "trial_id", "target", "runtime", "batch", "threads", "node_id", "node", "network",
+                   "latency_ms", "latency_low_ms", "latency_high_ms", "latency_spread", "latency_noisy",
+                   "latency_rounds", "latency_window", "teacher_network", "teacher_latency_ms",
+                   "teacher_latency_low_ms", "teacher_latency_high_ms", "missing")
 UNFINISHED = ("pending", "running", "interrupted")
 FINISHED = ("completed", "stopped", "error")
 # Reported by some methods only: data-free methods count generator iterations and save image grids.
@@ -125,7 +130,8 @@ class ResultsWriter(LiveCallback):
         self.seed = spec.seeds[0]
         self.trials: dict[str, dict[str, Any]] = {}
         self.tables = {"trials": PartTable(folder, "trials"),
-                       "epochs": PartTable(folder, "epochs", ["study", "seed", "trial_id", *EPOCH_COLUMNS])}
+                       "epochs": PartTable(folder, "epochs", ["study", "seed", "trial_id", *EPOCH_COLUMNS]),
+                       "latencies": PartTable(folder, "latencies", LATENCY_COLUMNS)}
         self._changed: dict[str, None] = {}  # trials whose rows changed since the last flush, in order
         self._reports: list[dict[str, Any]] = []  # reports since the last flush
         self._last_epoch: dict[str, int] = {}  # by unfinished trial: the latest epoch it reported
@@ -263,7 +269,8 @@ class ResultsWriter(LiveCallback):
                    duration_s=result.get("time_total_s"),
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
-                   **{k: result[k] for k in SAME_RUN_TEACHER if k in result})
+                   **{k: result[k] for k in SAME_RUN_TEACHER if k in result},
+                   **{o.metric: result.get(o.metric) for o in self.spec.search.objectives if o.target})
         # A trial continued from a checkpoint older than its last report (the driver died between
         # snapshots) may end before it reports those epochs again: the earlier run's go.
         done = int(row.get("epochs_done") or 0)  # rows hold None, never NaN (_rows)
@@ -297,6 +304,12 @@ class ResultsWriter(LiveCallback):
             self._changed[key] = None
         self.compact()  # the study has ended: its files are whole again
         return mismatched
+
+    def record_targets(self, rows: list[dict[str, Any]]) -> None:
+        """Each deployment target's figures (harness.study.targets), one row per trial, target and
+        batch size; a later measurement of the same replaces it."""
+        self.tables["latencies"].append([{"study": self.spec.study, **row} for row in rows])
+        self.compact()
 
     def mark_unfinished(self, status: str) -> None:
         """Give trials that never ended (an interrupted run) a final status, and write."""

@@ -61,6 +61,7 @@ from harness.study.results import (
     versions,
 )
 from harness.study.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
+from harness.study.targets import check_placement
 from harness.study.teachers import Teacher, obtain_teacher, train_teacher
 from harness.study.tracking import tracking_callbacks
 from harness.study.trial import STATE_FILE, run_trial
@@ -163,6 +164,7 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
     connect(address, spec.code, worker_lines=choose_mode(progress) != "bar")
     if note := check_trial_fits(spec.resources.cpu, spec.resources.gpu, address):
         say(note)
+    check_placement(spec)
     teacher = prepare_teacher(spec, data, root)
     with writing(folder):
         if not resume and (archived := archive_previous(study)):  # only once the study can start
@@ -313,20 +315,21 @@ class JournalUpload(LiveCallback):
 
 def remeasure_latency(spec: StudySpec, study: Location, data: DatasetSplits, teacher: Teacher | None,
                       writer: ResultsWriter) -> None:
-    """Measure every seed's completed trials again on a machine the searches no longer load;
-    if that fails, the figures taken during the trials stand."""
-    if not spec.measure.rounds:
-        return
-    if spec.resources.compile:
+    """Measure every seed's completed trials again on a machine the searches no longer load, and
+    on each deployment target; if that fails, the figures taken during the trials stand."""
+    default = bool(spec.measure.rounds)
+    if default and spec.resources.compile:
         say("latency not measured again (resources.compile: every student would compile again); "
             "the figures taken during the trials stand")
+        default = False
+    if not default and not spec.deploy.targets:
         return
     try:
         # One checkpoint read per network its trials recorded (the rest share its figure).
         found, same_as = finished_students(spec, study, {k: r.get("network") for k, r in writer.trials.items()})
         students = StudyStudents(spec, data.num_classes, data.input_shape, found,
-                                 teacher.state if teacher else None, same_as)
-        [lines] = measure_again([(students, writer)])
+                                 teacher.state if teacher else None, same_as, data.mean, data.std)
+        [lines] = measure_again([(students, writer)], default=default)
     except Exception as error:  # a step after the search must never cost its results
         cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]
         say(f"measuring latency again failed ({cause}); the figures taken during the trials stand")

@@ -31,6 +31,7 @@ from harness.measure.cost import (
 )
 from harness.networks.build import build_network
 from harness.spec.schema import ResourcesSpec, StudySpec
+from harness.study.targets import trial_figures
 from methods.base import MethodContext, WithheldSplit
 from methods.training import evaluate, freeze
 
@@ -159,7 +160,8 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
         else:
             # Every report carries every objective (Tune checks); latency is measured once, at the end.
             metrics.update(measure_structure(method.export(), data.input_shape, device),
-                           latency_b1_ms=math.nan, latency_ms=math.nan)
+                           latency_b1_ms=math.nan, latency_ms=math.nan,
+                           **{o.metric: math.nan for o in spec.search.objectives if o.target})
         if checkpoints:
             report(metrics, {"epoch": epoch + 1, "train_s": metrics["train_s"], "method": method.state_dict(),
                              "torch_rng": torch.get_rng_state()})
@@ -182,5 +184,6 @@ def final_measurement(student: torch.nn.Module, data: DeviceData, spec: StudySpe
     if teacher is not None:
         latency = measure_latency(teacher, data.input_shape, device, m.batch_size, m.warmup, m.repeats)
         cost.update({f"teacher_{k}": v for k, v in latency.items()}, teacher_network=network_fingerprint(teacher))
+    cost.update(trial_figures(student, spec, data.input_shape, data.mean, data.std))  # objectives naming a target
     return {"test_acc": test["acc"], "test_loss": test["loss"], **cost,
             "measure_s": time.perf_counter() - start}

@@ -1,0 +1,239 @@
+"""Deployment targets (``deploy.targets``): each latency measured where the network will run.
+
+A target is a runtime (harness.measure.runtimes), batch sizes, a thread count and,
+optionally, a node. Its window runs as one Ray task holding ``threads`` CPUs and the
+node's custom resources and labels, so only a node that matches can run it; every
+distinct network (structural fingerprint), students and teachers alike, is measured once
+per target and batch size, interleaved with the others (harness.measure.latency), and
+each figure names the node it was taken on. A target whose node leaves the cluster while
+it measures is retried by Ray on another node that matches; when none is left, its
+figures are left missing and a line says so: never taken on a node that does not match.
+
+The default target (torch eager at batch 1 and ``measure.batch_size``, the trial's
+threads, on the trial's node) is what every trial measures (harness.study.remeasure);
+it is not measured here, so a study without targets costs what it did before.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import socket
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from harness.errors import HarnessError, SpecError
+from harness.measure.cost import network_fingerprint
+from harness.measure.latency import runtime_window
+from harness.networks.build import build_network
+from harness.networks.deployed import Deployed
+from harness.spec.schema import MeasureSpec, StudySpec, TargetSpec
+from methods.checkpoint import fit_shapes
+
+if TYPE_CHECKING:
+    from harness.study.remeasure import StudyStudents
+
+POLL_S = 5.0  # how often a pending window checks that a node matching its target is still there
+Row = dict[str, Any]
+
+
+def describe(name: str, target: TargetSpec) -> str:
+    """``ort (onnxruntime, batch 1, 1 thread, on a node with edge_x86=1)``."""
+    batches = ", ".join(map(str, target.batch))
+    where = ""
+    if target.placed:
+        wants = [f"{k}={v:g}" for k, v in target.node.resources.items()]
+        wants += [f"label {k}={v}" for k, v in target.node.labels.items()]
+        where = f", on a node with {', '.join(wants)}"
+    return (f"{name} ({target.runtime}, batch {batches}, {target.threads} thread{'s' * (target.threads != 1)}"
+            f"{where})")
+
+
+def matches(node: dict[str, Any], target: TargetSpec) -> bool:
+    """Whether a node of ``ray.nodes()`` is alive and can run the target's window."""
+    if not node.get("Alive"):
+        return False
+    have, labels = node.get("Resources") or {}, node.get("Labels") or {}
+    wants = dict(target.node.resources) if target.node else {}
+    wants["CPU"] = target.threads
+    return (all(have.get(r, 0) >= amount for r, amount in wants.items())
+            and all(labels.get(k) == v for k, v in (target.node.labels if target.node else {}).items()))
+
+
+def check_placement(spec: StudySpec) -> None:
+    """Every target has a node of the cluster to run on, before any training (Ray connected)."""
+    import ray
+
+    nodes = ray.nodes()
+    for name, target in spec.deploy.targets.items():
+        if not any(matches(node, target) for node in nodes):
+            what = describe(name, target).split(" (", 1)[1].rstrip(")")
+            raise SpecError(f"deploy.targets.{name}: no node of the Ray cluster can measure it ({what}; "
+                            f"{target.threads} CPU); start one with `ray start --resources` / `--labels` "
+                            f"and --num-cpus to match, or change the target")
+
+
+def _options(target: TargetSpec) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_cpus": target.threads, "max_retries": 3}
+    if target.node and target.node.resources:
+        options["resources"] = dict(target.node.resources)
+    if target.node and target.node.labels:
+        options["label_selector"] = dict(target.node.labels)
+    return options
+
+
+def _window(models: dict[str, tuple[nn.Module, tuple[int, ...]]], target: TargetSpec, batches: list[int],
+            rounds: int, measure: MeasureSpec) -> tuple[dict[str, dict[int, dict[str, Any]]], str, str]:
+    """The task on the target's node: the figures, and which node took them."""
+    import ray
+
+    figures = runtime_window(models, target.runtime, target.threads, batches, rounds, measure.warmup,
+                             measure.repeats, measure.max_spread, measure.attempts)
+    return figures, ray.get_runtime_context().get_node_id(), socket.gethostname()
+
+
+def on_target(name: str, target: TargetSpec, models: dict[str, tuple[nn.Module, tuple[int, ...]]],
+              batches: list[int], rounds: int, measure: MeasureSpec) -> tuple[Any, str, str] | str:
+    """Run the target's window as a Ray task on a node that matches: its result, or why there is none."""
+    import ray
+
+    ref = ray.remote(_window).options(**_options(target)).remote(models, target, batches, rounds, measure)
+    while True:
+        ready, _ = ray.wait([ref], timeout=POLL_S)
+        if ready:
+            try:
+                return ray.get(ref)
+            except ray.exceptions.RayError as error:
+                cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+                return f"its window failed ({cause[:200]})"
+        if not any(matches(node, target) for node in ray.nodes()):
+            ray.cancel(ref, force=True)
+            return "no node that matches it is left in the cluster"
+
+
+def _student(study: StudyStudents, state: dict[str, torch.Tensor]) -> nn.Module:
+    model = build_network(study.spec.student, study.num_classes, study.input_shape, "student")
+    fit_shapes(model, state)  # a pruned student is narrower than a fresh one
+    model.load_state_dict(state)
+    return Deployed(model, study.mean, study.std).eval()
+
+
+def _teacher(study: StudyStudents) -> nn.Module | None:
+    if study.spec.teacher is None or study.teacher_state is None:
+        return None
+    model = build_network(study.spec.teacher, study.num_classes, study.input_shape, "teacher")
+    model.load_state_dict(study.teacher_state)
+    return Deployed(model, study.mean, study.std).eval()
+
+
+def measure_targets(studies: list[StudyStudents], rounds: int) -> tuple[list[list[Row]], list[tuple[str, list[int]]]]:
+    """Each study's targets measured in one window per target (studies whose targets are alike,
+    same name, runtime, threads and node, share it): per study, the rows of latencies.parquet;
+    and the lines to print, each with the studies it is about."""
+    groups: dict[str, tuple[str, TargetSpec, list[int]]] = {}
+    for index, study in enumerate(studies):
+        for name, target in study.spec.deploy.targets.items():
+            same = json.dumps([name, target.runtime, target.threads, target.node and vars(target.node)],
+                              sort_keys=True, default=str)
+            groups.setdefault(same, (name, target, []))[2].append(index)
+    out: list[list[Row]] = [[] for _ in studies]
+    lines = []
+    for name, target, members in groups.values():
+        batches = sorted({b for i in members for b in studies[i].spec.deploy.targets[name].batch})
+        models: dict[str, tuple[nn.Module, tuple[int, ...]]] = {}
+        of_row: dict[tuple[int, str], tuple[str, str | None]] = {}  # (study, row id) -> network keys
+
+        for i in members:
+            study = studies[i]
+            teacher = _teacher(study)
+            teacher_key = _add(models, teacher, study.input_shape) if teacher is not None else None
+            for row_id, state in study.students.items():
+                model = _student(study, state)
+                of_row[i, row_id] = (_add(models, model, study.input_shape), teacher_key)
+            for row_id, other in study.same_as.items():
+                of_row[i, row_id] = of_row[i, other]
+        if not of_row:
+            continue
+        started = time.monotonic()
+        result = on_target(name, target, models, batches, rounds, studies[members[0]].spec.measure)
+        seconds = time.monotonic() - started
+        window = f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}-{uuid.uuid4().hex[:6]}"
+        if isinstance(result, str):
+            lines.append((f"target {describe(name, target)}: not measured, {result}; its figures are left "
+                          f"missing", members))
+            figures, node_id, host = {}, None, None
+        else:
+            figures, node_id, host = result
+            lines.append((f"target {describe(name, target)}: {len(models)} distinct network(s) measured in one "
+                          f"window on node {host} ({node_id[:8]}), {rounds} interleaved round(s) per batch "
+                          f"[{seconds:.0f}s]", members))
+        for (i, row_id), (key, teacher_key) in of_row.items():
+            for batch in studies[i].spec.deploy.targets[name].batch:
+                out[i].append(_row(row_id, name, target, batch, key, teacher_key, figures, node_id, host, window,
+                                   None if figures else result))
+    return out, lines
+
+
+def _add(models: dict[str, tuple[nn.Module, tuple[int, ...]]], model: nn.Module, shape: tuple[int, ...]) -> str:
+    """Key a network by what decides its speed; identical networks are measured once."""
+    key = f"{network_fingerprint(model)}|{shape}"
+    models.setdefault(key, (model, shape))
+    return key
+
+
+def _row(row_id: str, name: str, target: TargetSpec, batch: int, key: str, teacher_key: str | None,
+         figures: dict[str, dict[int, dict[str, Any]]], node_id: str | None, host: str | None, window: str,
+         missing: str | None) -> Row:
+    mine = figures.get(key, {}).get(batch, {})
+    teacher = figures.get(teacher_key, {}).get(batch, {}) if teacher_key else {}
+    return {
+        "trial_id": row_id, "target": name, "runtime": target.runtime, "batch": batch, "threads": target.threads,
+        "node_id": node_id, "node": host, "network": key.split("|")[0],
+        **{k: mine.get(k, math.nan) for k in ("latency_ms", "latency_low_ms", "latency_high_ms", "latency_spread")},
+        "latency_noisy": mine.get("latency_noisy"), "latency_rounds": mine.get("latency_rounds"),
+        "latency_window": window if mine else None,
+        "teacher_network": teacher_key.split("|")[0] if teacher_key else None,
+        **{f"teacher_{k}": teacher.get(k, math.nan) for k in ("latency_ms", "latency_low_ms", "latency_high_ms")},
+        "missing": missing,
+    }
+
+
+def trial_figures(student: nn.Module, spec: StudySpec, input_shape: tuple[int, ...], mean: tuple[float, ...],
+                  std: tuple[float, ...]) -> dict[str, float]:
+    """The latencies the search needs at a trial's end (objectives naming a target), one round
+    each, measured in the target's runtime on a node that matches it, normalisation inside."""
+    from harness.spec.schema import target_metric
+
+    wanted = [o for o in spec.search.objectives if o.target]
+    if not wanted:
+        return {}
+    model = copy.deepcopy(student).float().cpu()
+    if hasattr(model, "_compiled_call_impl"):
+        model._compiled_call_impl = None  # the runtime compiles (or exports) it its own way
+    model = Deployed(model.to(memory_format=torch.contiguous_format), mean, std).eval()
+    out = {}
+    for name in dict.fromkeys(o.target for o in wanted):
+        target = spec.deploy.targets[name]
+        batches = [o.batch for o in wanted if o.target == name]
+        models = {"student": (model, tuple(input_shape))}
+        one_round = MeasureSpec(warmup=spec.measure.warmup, repeats=spec.measure.repeats, attempts=1)
+        if target.placed:
+            import ray
+
+            if not ray.is_initialized():
+                raise HarnessError(f"deploy.targets.{name}: measured on a node of a Ray cluster; run the trial "
+                                   f"under `harness sweep`")
+            result = on_target(name, target, models, batches, 1, one_round)
+            if isinstance(result, str):
+                raise HarnessError(f"deploy.targets.{name}: {result}")
+            figures = result[0]["student"]
+        else:
+            figures = runtime_window(models, target.runtime, target.threads, batches, 1, one_round.warmup,
+                                     one_round.repeats, attempts=1)["student"]
+        out.update({target_metric(name, b): figures[b]["latency_ms"] for b in batches})
+    return out

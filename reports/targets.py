@@ -1,0 +1,58 @@
+"""Deployment targets in the reports: one target's figures read as *the* latency.
+
+A study's trials carry the default target's figures in their own columns (torch eager at
+the measurement batch, the trial's threads, on the trial's device); ``latencies.parquet``
+holds each named target's, one row per trial, target and batch size (docs/results.md).
+:func:`at_target` puts one target's figures into those columns, so that every front,
+rank and chart built for the default serves each target unchanged, and says in
+``device`` which target, runtime, threads and node the figures are.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+DEFAULT = "default"  # the figures every trial takes
+DEFAULT_LABEL = "default: torch eager at the measurement batch, the trial's threads, on the trial's device"
+# What a target's row holds in the same terms as a trial's own latency columns.
+FIGURES = ("latency_ms", "latency_low_ms", "latency_high_ms", "latency_spread", "latency_noisy", "latency_rounds",
+           "latency_window", "teacher_latency_ms")
+
+
+def targets(latencies: pd.DataFrame) -> list[tuple[str, int]]:
+    """Every (target, batch size) the studies were measured at, in name order."""
+    if latencies.empty or "target" not in latencies:
+        return []
+    pairs = latencies[["target", "batch"]].drop_duplicates()
+    return sorted((str(t), int(b)) for t, b in pairs.itertuples(index=False))
+
+
+def label(latencies: pd.DataFrame, target: str, batch: int) -> str:
+    """``ort_b1 at batch 1: onnxruntime, 1 thread, on vm``."""
+    if target == DEFAULT:
+        return DEFAULT_LABEL
+    rows = latencies[latencies["target"].eq(target) & latencies["batch"].eq(batch)]
+    runtime = ", ".join(sorted(rows["runtime"].dropna().astype(str).unique())) or "?"
+    threads = ", ".join(str(int(t)) for t in sorted(rows["threads"].dropna().unique())) or "?"
+    nodes = ", ".join(sorted(rows["node"].dropna().astype(str).unique())) or "no node (not measured)"
+    return f"{target} at batch {batch}: {runtime}, {threads} thread(s), on {nodes}"
+
+
+def at_target(trials: pd.DataFrame, latencies: pd.DataFrame, target: str, batch: int) -> pd.DataFrame:
+    """The trials of the studies measured at ``target`` and ``batch``, with that target's figures
+    in the latency columns and the target in ``device``; a trial without a figure there
+    (stopped early, or its target's node was lost) has none."""
+    if target == DEFAULT:
+        return trials
+    rows = latencies[latencies["target"].eq(target) & latencies["batch"].eq(batch)]
+    mine = trials[trials["study"].isin(rows["study"].unique())].drop(
+        columns=[c for c in (*FIGURES, "latency_b1_ms", "latency_trials") if c in trials])
+    place = {"runtime": "_runtime", "threads": "_threads", "node": "_node"}  # trials have a node of their own
+    figures = rows[["study", "trial_id", *[c for c in FIGURES if c in rows], *place]].rename(columns=place)
+    out = mine.merge(figures, on=["study", "trial_id"], how="left")
+    out["latency_b1_ms"] = out["latency_ms"] if batch == 1 else float("nan")
+    out["latency_batch"] = batch
+    where = out["_runtime"].astype(str) + ", " + out["_threads"].astype("Int64").astype(str) + " thread(s) on " \
+        + out["_node"].astype(str)
+    out["device"] = f"{target} (batch {batch}): " + where.where(out["_runtime"].notna(), "not measured")
+    out["target"] = target
+    return out.drop(columns=list(place.values()))
