@@ -3,7 +3,10 @@
 #   1. training throughput, the harness's device-resident batches against the DataLoader
 #      pipeline (benchmarks/throughput.py, bf16 cases included);
 #   2. a study of four trials sharing the GPU (resources.gpu 0.25) in bf16, with the GPU's
-#      utilisation sampled every second and each trial process's memory.
+#      utilisation sampled every second and each trial process's memory;
+#   3. GPU runtimes: a LeNet-5 and a ResNet-18 at batch 1 and 64 in torch eager on CUDA and in
+#      ONNX Runtime's CUDA and TensorRT execution providers where the onnxruntime-gpu package
+#      provides them (deployment targets run on CPUs today; docs/cluster.md).
 # Figures go to stdout and to $OUT (or ./gpu_check) as logs; benchmarks/README.md keeps them.
 #   bash benchmarks/gpu_check.sh            # with `uv run` when uv is there, else python3
 set -euo pipefail
@@ -51,4 +54,37 @@ epochs = read_table(storage / "kd-digits", "epochs")
 print(trials[["trial_id", "status", "val_acc", "test_acc", "device"]].to_string(index=False))
 rate = 1294 / epochs["epoch_s"]
 print(f"images per second per trial (digits training split / epoch_s): median {rate.median():.0f}")
+PY
+
+echo "== 3. GPU runtimes: torch CUDA eager against ONNX Runtime's CUDA and TensorRT providers"
+timeout 240 "${py[@]}" - <<'PY' 2>&1 | tee "$out/gpu_runtimes.log"
+import statistics, time
+import numpy as np, torch
+from harness.measure.runtimes import onnx_bytes
+from harness.networks.zoo import create_model
+try:
+    import onnxruntime as ort
+    providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in ort.get_available_providers()]
+except ImportError:
+    ort, providers = None, []
+print("ONNX Runtime GPU providers here:", providers or "none (pip install onnxruntime-gpu)")
+def timed(call, n=50):
+    for _ in range(10):
+        call()
+    runs = []
+    for _ in range(n):
+        start = time.perf_counter(); call(); torch.cuda.synchronize(); runs.append(time.perf_counter() - start)
+    return statistics.median(runs) * 1000
+for name, shape in (("lenet5", (1, 28, 28)), ("resnet18", (3, 32, 32))):
+    model = create_model(name, 10, 1.0, shape).eval()
+    graph = onnx_bytes(model, shape)
+    cuda = model.cuda()
+    for batch in (1, 64):
+        x = torch.rand(batch, *shape)
+        with torch.inference_mode():
+            line = [f"{name} b{batch}: torch cuda {timed(lambda: cuda(x.cuda())):.3f} ms"]
+        for provider in providers:
+            session = ort.InferenceSession(graph, providers=[provider])
+            line.append(f"{provider} {timed(lambda: session.run(None, {'images': x.numpy()})):.3f} ms")
+        print(", ".join(line))
 PY

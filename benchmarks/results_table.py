@@ -26,7 +26,7 @@ FAMILIES = ("baseline", "distillation", "pruning", "data-free")  # the table's o
 
 def per_study(storage: Path) -> pd.DataFrame:
     """One row per study, in the table's order, with its p-value against `kd`."""
-    trials, _, _ = collect(storage)
+    trials = collect(storage)[0]  # the default target's figures
     chosen = selected_trials(one_latency_per_network(trials))
     chosen = chosen.assign(latency_ratio=chosen["latency_ms"] / chosen["teacher_latency_ms"])
     studies = chosen.groupby("study").agg(

@@ -46,13 +46,13 @@ def at_target(trials: pd.DataFrame, latencies: pd.DataFrame, target: str, batch:
     rows = latencies[latencies["target"].eq(target) & latencies["batch"].eq(batch)]
     mine = trials[trials["study"].isin(rows["study"].unique())].drop(
         columns=[c for c in (*FIGURES, "latency_b1_ms", "latency_trials") if c in trials])
-    place = {"runtime": "_runtime", "threads": "_threads", "node": "_node"}  # trials have a node of their own
-    figures = rows[["study", "trial_id", *[c for c in FIGURES if c in rows], *place]].rename(columns=place)
+    figures = rows[["study", "trial_id", *[c for c in FIGURES if c in rows]]]
     out = mine.merge(figures, on=["study", "trial_id"], how="left")
     out["latency_b1_ms"] = out["latency_ms"] if batch == 1 else float("nan")
     out["latency_batch"] = batch
-    where = out["_runtime"].astype(str) + ", " + out["_threads"].astype("Int64").astype(str) + " thread(s) on " \
-        + out["_node"].astype(str)
-    out["device"] = f"{target} (batch {batch}): " + where.where(out["_runtime"].notna(), "not measured")
+    # Where each study's figures were taken; its trials without one (stopped early) are placed with them.
+    taken = rows[rows["latency_ms"].notna()].drop_duplicates("study").set_index("study")
+    where = {study: f"{r.runtime}, {int(r.threads)} thread(s) on {r.node}" for study, r in taken.iterrows()}
+    out["device"] = f"{target} (batch {batch}): " + out["study"].map(where).fillna("not measured")
     out["target"] = target
-    return out.drop(columns=list(place.values()))
+    return out

@@ -41,9 +41,9 @@ class LocalCluster:
         self.env.pop("RAY_ADDRESS", None)
         self.nodes: dict[str, set[int]] = {}  # node id -> pids of the processes it started
 
-    def _start(self, *args: str) -> set[int]:
+    def _start(self, *args: str, cpus: int = 1) -> set[int]:
         before = {p.pid for p in psutil.process_iter()}
-        subprocess.run([RAY, "start", *args, "--num-cpus=1", "--node-ip-address=127.0.0.1",
+        subprocess.run([RAY, "start", *args, f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1",
                         f"--temp-dir={self.temp}", "--disable-usage-stats"],
                        env=self.env, check=True, capture_output=True, timeout=120)
         return {p.pid for p in psutil.process_iter() if p.pid not in before and self._ours(p)}
@@ -58,9 +58,10 @@ class LocalCluster:
         pids = self._start("--head", f"--port={self.port}", "--include-dashboard=false")
         return self._register(pids, head=True)
 
-    def add_node(self) -> str:
+    def add_node(self, *extra: str, cpus: int = 1) -> str:
+        """A worker node; ``extra``: more ``ray start`` options (``--resources=...``)."""
         port = free_port()
-        pids = self._start(f"--address={self.address}", f"--node-manager-port={port}")
+        pids = self._start(f"--address={self.address}", f"--node-manager-port={port}", *extra, cpus=cpus)
         return self._register(pids, port=port)
 
     def _register(self, pids: set[int], head: bool = False, port: int | None = None) -> str:
@@ -82,6 +83,19 @@ class LocalCluster:
     def kill_node(self, node: str) -> None:
         """Kill a node's processes and their workers at once, as a lost machine would."""
         _kill(self.nodes.pop(node))
+
+    def running(self, task: str) -> str | None:
+        """The node whose workers are running the Ray task named ``task`` now (Ray titles a
+        worker ``ray::<task>`` while it runs one), or None."""
+        for node, pids in self.nodes.items():
+            for pid in pids:
+                try:
+                    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+                    if any(f"ray::{task}" in " ".join(p.cmdline()) for p in tree):
+                        return node
+                except psutil.NoSuchProcess:
+                    continue
+        return None
 
     def processes(self) -> list[psutil.Process]:
         """Every process of this cluster still alive: the nodes' own and their workers."""

@@ -53,7 +53,7 @@ def studies(ray_session, tmp_path_factory) -> Path:
 def test_onnx_export_runs_outside_the_project_at_the_rows_accuracy(studies, tmp_path, capsys):
     assert main(["export", str(studies / "kd-x"), "--best", "--format", "onnx", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "the best on validation over all 1 seed(s)" in out and "ONNX Runtime" in out
+    assert "the best on validation over all 1 seed(s)" in out and "; onnxruntime b64 " in out
     (exported,) = tmp_path.glob("*.onnx")
     card = json.loads(Path(f"{exported}.json").read_text())
     trials = pd.read_parquet(studies / "kd-x" / "trials.parquet")
@@ -61,6 +61,10 @@ def test_onnx_export_runs_outside_the_project_at_the_rows_accuracy(studies, tmp_
     best = done.sort_values(["val_acc", "trial_id"], ascending=[False, True])["trial_id"].iloc[0]  # ties: lowest id
     trials = trials.set_index("trial_id")
     assert card["trial"] == best and card["params"] == trials.loc[best, "params"]
+    # Timed at the trial's threads (one: resources.cpu 1) and the measurement batch, the file itself in ONNX Runtime.
+    assert {k: (t["runtime"], t["threads"], list(t["batch"])) for k, t in card["targets"].items()} == \
+        {"default": ("torch", 1, ["64"]), "onnxruntime": ("onnxruntime", 1, ["64"])}
+    assert card["targets"]["onnxruntime"]["timed"] == "this file"
     script = tmp_path / "deploy.py"
     script.write_text(ONNX_SCRIPT)
     run = subprocess.run([sys.executable, str(script), str(exported)], capture_output=True, text=True,

@@ -361,8 +361,8 @@ def test_when_measuring_again_fails_the_in_trial_latency_stands(tmp_path, capsys
         raise ValueError("checkpoint unreadable\nstate_dict mismatch")
 
     monkeypatch.setattr(harness.study.sweep, "measure_again", broken)
-    harness.study.sweep.remeasure_latency(spec, tmp_path, SimpleNamespace(num_classes=10, input_shape=(1, 28, 28)),
-                                    None, writer)
+    data = SimpleNamespace(num_classes=10, input_shape=(1, 28, 28), mean=(0.5,), std=(0.3,))
+    harness.study.sweep.remeasure_latency(spec, tmp_path, data, None, writer)
     assert "measuring latency again failed (state_dict mismatch)" in capsys.readouterr().out
     row = read_table(tmp_path, "trials").iloc[0]
     assert row.latency_ms == 9.0 and "trial_latency_ms" not in row

@@ -196,10 +196,13 @@ def target_latencies(spec: StudySpec, fmt: str, path: Path, model: Deployed, inp
     measured them (runtime, threads, batch sizes; ``measure.rounds`` interleaved rounds), beside
     the study's figure and whether the two intervals overlap. An ONNX file is timed itself in
     ONNX Runtime and OpenVINO; otherwise the network is set up in the target's runtime.
-    The default target is torch eager at the measurement batch with the trial's threads."""
+    The default target is torch eager at the measurement batch with the trial's threads; an ONNX
+    file is also timed in ONNX Runtime so, where no target is, at that batch and those threads."""
     m = spec.measure
-    targets = {DEFAULT_TARGET: TargetSpec("torch", [m.batch_size], max(1, math.floor(spec.resources.cpu))),
-               **spec.deploy.targets}
+    threads = max(1, math.floor(spec.resources.cpu))
+    targets = {DEFAULT_TARGET: TargetSpec("torch", [m.batch_size], threads), **spec.deploy.targets}
+    if fmt == "onnx" and not any(t.runtime == "onnxruntime" for t in spec.deploy.targets.values()):
+        targets["onnxruntime"] = TargetSpec("onnxruntime", [m.batch_size], threads)  # the file in its runtime
     rounds = m.rounds or MeasureSpec().rounds
     out = {}
     for name, target in targets.items():
@@ -248,7 +251,7 @@ def latency_text(targets: dict[str, dict[str, Any]]) -> str:
             parts.append(f"{name} not measured ({t['not_measured']})")
             continue
         for batch, figure in t["batch"].items():
-            text = f"{name} {t['runtime']} b{batch} {figure['median']:.3g} ms"
+            text = f"{name}{'' if name == t['runtime'] else ' ' + t['runtime']} b{batch} {figure['median']:.3g} ms"
             study = t["study"].get(batch)
             if study is not None:
                 text += (f" (study {study['median']:.3g} ms, intervals "

@@ -23,7 +23,6 @@ import json
 import posixpath
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from harness.spec.schema import MeasureSpec, ResourcesSpec, StudySpec
 from harness.store.location import Location, open_location, open_study
 from harness.store.tables import read_table
 from harness.study.results import ResultsWriter, trial_key
+from harness.study.students import StudyStudents
 from harness.study.trial import (
     STATE_FILE,
     claim_device,
@@ -50,23 +50,6 @@ from methods.checkpoint import fit_shapes
 
 Figures = dict[str, dict[str, Any]]  # row id -> what was measured
 Weights = dict[str, torch.Tensor]
-
-
-@dataclass
-class StudyStudents:
-    """One study's completed students (row id -> weights) and its teacher, ready to measure."""
-
-    spec: StudySpec
-    num_classes: int
-    input_shape: tuple[int, ...]
-    students: dict[str, Weights]
-    teacher_state: Weights | None
-    # Row id -> the row whose network it has, by the fingerprint its trial recorded: its
-    # weights are not read (a study of a thousand trials of one network reads one checkpoint).
-    same_as: dict[str, str] = field(default_factory=dict)
-    # The data set's normalisation: deployment targets measure the network with it inside, as exported.
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
 
 
 def finished_students(spec: StudySpec, study: Path | Location,

@@ -130,8 +130,7 @@ class ResultsWriter(LiveCallback):
         self.seed = spec.seeds[0]
         self.trials: dict[str, dict[str, Any]] = {}
         self.tables = {"trials": PartTable(folder, "trials"),
-                       "epochs": PartTable(folder, "epochs", ["study", "seed", "trial_id", *EPOCH_COLUMNS]),
-                       "latencies": PartTable(folder, "latencies", LATENCY_COLUMNS)}
+                       "epochs": PartTable(folder, "epochs", ["study", "seed", "trial_id", *EPOCH_COLUMNS])}
         self._changed: dict[str, None] = {}  # trials whose rows changed since the last flush, in order
         self._reports: list[dict[str, Any]] = []  # reports since the last flush
         self._last_epoch: dict[str, int] = {}  # by unfinished trial: the latest epoch it reported
@@ -270,7 +269,7 @@ class ResultsWriter(LiveCallback):
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
                    **{k: result[k] for k in SAME_RUN_TEACHER if k in result},
-                   **{o.metric: result.get(o.metric) for o in self.spec.search.objectives if o.target})
+                   **{k: v for k, v in result.items() if k.startswith(("latency_ms@", "latency_node@"))})
         # A trial continued from a checkpoint older than its last report (the driver died between
         # snapshots) may end before it reports those epochs again: the earlier run's go.
         done = int(row.get("epochs_done") or 0)  # rows hold None, never NaN (_rows)
@@ -308,7 +307,8 @@ class ResultsWriter(LiveCallback):
     def record_targets(self, rows: list[dict[str, Any]]) -> None:
         """Each deployment target's figures (harness.study.targets), one row per trial, target and
         batch size; a later measurement of the same replaces it."""
-        self.tables["latencies"].append([{"study": self.spec.study, **row} for row in rows])
+        table = self.tables.setdefault("latencies", PartTable(self.folder, "latencies", LATENCY_COLUMNS))
+        table.append([{"study": self.spec.study, **row} for row in rows])
         self.compact()
 
     def mark_unfinished(self, status: str) -> None:

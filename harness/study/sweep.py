@@ -38,7 +38,7 @@ import methods
 from harness.data.datasets import DatasetSplits, load_dataset, load_substitute, split_indices
 from harness.errors import HarnessError
 from harness.networks.build import check_networks
-from harness.spec.load import check_sweep
+from harness.spec.load import check_sweep, load_spec
 from harness.spec.schema import StudySpec
 from harness.store import journal
 from harness.store.journal import JOURNAL
@@ -349,7 +349,11 @@ def check_resumable(spec: StudySpec, study: Location) -> None:
         raise HarnessError(f"--resume: study '{spec.study}' in {where} finished at {saved['ended_at']}; "
                            f"run it without --resume to start again")
     now = json.loads(json.dumps(spec.to_dict(), default=str))
-    changed = sorted(k for k in {*now, *saved["spec"]} if now.get(k) != saved["spec"].get(k))
+    try:  # read as this version reads it: fields added since (their defaults) are no change
+        before = json.loads(json.dumps(load_spec(str(path)).to_dict(), default=str))
+    except HarnessError:
+        before = saved["spec"]
+    changed = sorted(k for k in {*now, *before} if now.get(k) != before.get(k))
     if changed:
         raise HarnessError(f"--resume: the spec differs from the interrupted study's in {', '.join(changed)}; "
                            f"resume with the same spec, or run without --resume")

@@ -22,7 +22,7 @@ import socket
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,10 +33,8 @@ from harness.measure.latency import runtime_window
 from harness.networks.build import build_network
 from harness.networks.deployed import Deployed
 from harness.spec.schema import MeasureSpec, StudySpec, TargetSpec
+from harness.study.students import StudyStudents
 from methods.checkpoint import fit_shapes
-
-if TYPE_CHECKING:
-    from harness.study.remeasure import StudyStudents
 
 POLL_S = 5.0  # how often a pending window checks that a node matching its target is still there
 Row = dict[str, Any]
@@ -78,8 +76,11 @@ def check_placement(spec: StudySpec) -> None:
                             f"and --num-cpus to match, or change the target")
 
 
-def _options(target: TargetSpec) -> dict[str, Any]:
-    options: dict[str, Any] = {"num_cpus": target.threads, "max_retries": 3}
+def _options(target: TargetSpec, hold_cpus: bool) -> dict[str, Any]:
+    """Ray's placement of a target's window. After the search it holds ``threads`` CPUs; inside
+    a trial it holds none (the trial holds its own, and a window waiting for CPUs the trials
+    hold would wait for ever), measuring beside the trials as every in-trial figure does."""
+    options: dict[str, Any] = {"num_cpus": target.threads if hold_cpus else 0, "max_retries": 3}
     if target.node and target.node.resources:
         options["resources"] = dict(target.node.resources)
     if target.node and target.node.labels:
@@ -98,11 +99,12 @@ def _window(models: dict[str, tuple[nn.Module, tuple[int, ...]]], target: Target
 
 
 def on_target(name: str, target: TargetSpec, models: dict[str, tuple[nn.Module, tuple[int, ...]]],
-              batches: list[int], rounds: int, measure: MeasureSpec) -> tuple[Any, str, str] | str:
+              batches: list[int], rounds: int, measure: MeasureSpec,
+              hold_cpus: bool = True) -> tuple[Any, str, str] | str:
     """Run the target's window as a Ray task on a node that matches: its result, or why there is none."""
     import ray
 
-    ref = ray.remote(_window).options(**_options(target)).remote(models, target, batches, rounds, measure)
+    ref = ray.remote(_window).options(**_options(target, hold_cpus)).remote(models, target, batches, rounds, measure)
     while True:
         ready, _ = ray.wait([ref], timeout=POLL_S)
         if ready:
@@ -114,6 +116,13 @@ def on_target(name: str, target: TargetSpec, models: dict[str, tuple[nn.Module, 
         if not any(matches(node, target) for node in ray.nodes()):
             ray.cancel(ref, force=True)
             return "no node that matches it is left in the cluster"
+
+
+def _this_node() -> str | None:
+    """The Ray node id of this process, when it runs under Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def _student(study: StudyStudents, state: dict[str, torch.Tensor]) -> nn.Module:
@@ -228,12 +237,14 @@ def trial_figures(student: nn.Module, spec: StudySpec, input_shape: tuple[int, .
             if not ray.is_initialized():
                 raise HarnessError(f"deploy.targets.{name}: measured on a node of a Ray cluster; run the trial "
                                    f"under `harness sweep`")
-            result = on_target(name, target, models, batches, 1, one_round)
+            result = on_target(name, target, models, batches, 1, one_round, hold_cpus=False)
             if isinstance(result, str):
                 raise HarnessError(f"deploy.targets.{name}: {result}")
-            figures = result[0]["student"]
+            figures, node = result[0]["student"], result[1]
         else:
             figures = runtime_window(models, target.runtime, target.threads, batches, 1, one_round.warmup,
                                      one_round.repeats, attempts=1)["student"]
+            node = _this_node()
         out.update({target_metric(name, b): figures[b]["latency_ms"] for b in batches})
+        out[f"latency_node@{name}"] = node
     return out

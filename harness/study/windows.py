@@ -5,10 +5,11 @@ after the other hold latencies from two windows, and the same network can come
 out 10-30% apart between them on a shared VM (benchmarks/README.md, "One network,
 one latency"): noise a ranking would read as speed. ``harness
 leaderboard`` therefore groups the studies by data set and device kind, and
-where a group's completed trials come from more than one window, measures its
-finished studies again together (harness.study.remeasure: each distinct network once,
-interleaved). ``--no-remeasure`` skips that; the leaderboard then says how many
-windows its figures come from (reports/leaderboard.py).
+where a group's completed trials come from more than one window (on the default
+target or on any deployment target), measures its finished studies again together
+(harness.study.remeasure: each distinct network once, interleaved). ``--no-remeasure``
+skips that; the leaderboard then says how many windows its figures come from
+(reports/leaderboard.py).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.store.location import Location
-from harness.store.tables import read_table
+from harness.store.tables import read_table, table_exists
 from reports.load import find_studies, read_info, study_state
 
 
@@ -33,6 +34,12 @@ class Group:
     measurable: list[str] = field(default_factory=list)  # finished studies (paths under the storage)
     left: list[str] = field(default_factory=list)  # "<study>: why it cannot be measured again"
     windows: set[str] = field(default_factory=set)  # the windows its completed trials were measured in
+    # Per deployment target (latencies.parquet): the windows its figures come from.
+    target_windows: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def one_window(self) -> bool:
+        return len(self.windows) <= 1 and all(len(w) <= 1 for w in self.target_windows.values())
 
     @property
     def name(self) -> str:
@@ -56,6 +63,12 @@ def plan_groups(root: Location) -> list[Group]:
         # A figure taken in its trial is its own window (beside whatever ran with it).
         group.windows |= {w if isinstance(w, str) else f"trial {t}"
                           for w, t in zip(windows, done["trial_id"], strict=True)}
+        if table_exists(folder, "latencies"):
+            targets = read_table(folder, "latencies")
+            targets = targets[targets["trial_id"].isin(done["trial_id"])]
+            for name, rows in targets.groupby("target"):
+                group.target_windows.setdefault(str(name), set()).update(
+                    w if isinstance(w, str) else "missing" for w in rows["latency_window"])
         rel = folder.relative_to(root.local).as_posix()
         name = info.get("study", folder.name)
         if state != "finished":
@@ -76,8 +89,8 @@ def measure_in_one_window(root: Location, rounds: int | None, address: str | Non
     from harness.study.remeasure import load_finished_studies
 
     for group in plan_groups(root):
-        if len(group.windows) <= 1:
-            say(f"{group.name}: latencies already measured in one window")
+        if group.one_window:
+            say(f"{group.name}: latencies already measured in one window (per deployment target)")
         elif group.measurable:
             studies = []
             for rel in group.measurable:
