@@ -80,7 +80,8 @@ def _options(target: TargetSpec, hold_cpus: bool) -> dict[str, Any]:
     """Ray's placement of a target's window. After the search it holds ``threads`` CPUs; inside
     a trial it holds none (the trial holds its own, and a window waiting for CPUs the trials
     hold would wait for ever), measuring beside the trials as every in-trial figure does."""
-    options: dict[str, Any] = {"num_cpus": target.threads if hold_cpus else 0, "max_retries": 3}
+    options: dict[str, Any] = {"num_cpus": target.threads if hold_cpus else 0, "max_retries": 3,
+                               "scheduling_strategy": "DEFAULT"}  # placed by the target, not in a trial's group
     if target.node and target.node.resources:
         options["resources"] = dict(target.node.resources)
     if target.node and target.node.labels:
