@@ -148,8 +148,9 @@ def _targets(spec: StudySpec, address: str | None) -> list[str]:
             if target.threads > cpus:
                 raise HarnessError(f"deploy.targets.{name}.threads: {target.threads} threads, and this machine "
                                    f"has {cpus} CPU; lower it, or give --address")
+        searched = any(o.target == name for o in spec.search.objectives)
         lines.append(f"{'target':<10}{describe(name, target)}: measured after the search, each distinct network "
-                     f"once per batch size")
+                     f"once per batch size" + ("; also at each trial's end (an objective)" if searched else ""))
     if not spec.deploy.targets:
         lines.append(f"{'target':<10}default only (torch eager, batch 1 and {spec.measure.batch_size}, the "
                      f"trial's threads); deploy.targets adds runtimes (docs/protocol.md)")
