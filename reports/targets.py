@@ -16,6 +16,10 @@ DEFAULT_LABEL = "default: torch eager at the measurement batch, the trial's thre
 # What a target's row holds in the same terms as a trial's own latency columns.
 FIGURES = ("latency_ms", "latency_low_ms", "latency_high_ms", "latency_spread", "latency_noisy", "latency_rounds",
            "latency_window", "teacher_latency_ms")
+# An int8 target's rows also hold the quantized network's accuracy and size: selection, fronts and ranks
+# use those; the float32 figures stay beside them.
+INT8_FIGURES = ("val_acc", "test_acc", "size_bytes", "teacher_val_acc", "teacher_test_acc", "teacher_size_bytes",
+                "fp32_val_acc", "fp32_test_acc", "accuracy_drop", "drop_flagged")
 
 
 def targets(latencies: pd.DataFrame) -> list[tuple[str, int]]:
@@ -32,6 +36,8 @@ def label(latencies: pd.DataFrame, target: str, batch: int) -> str:
         return DEFAULT_LABEL
     rows = latencies[latencies["target"].eq(target) & latencies["batch"].eq(batch)]
     runtime = ", ".join(sorted(rows["runtime"].dropna().astype(str).unique())) or "?"
+    if "precision" in rows and rows["precision"].eq("int8").any():
+        runtime += " int8"
     threads = ", ".join(str(int(t)) for t in sorted(rows["threads"].dropna().unique())) or "?"
     nodes = ", ".join(sorted(rows["node"].dropna().astype(str).unique())) or "no node (not measured)"
     return f"{target} at batch {batch}: {runtime}, {threads} thread(s), on {nodes}"
@@ -44,9 +50,11 @@ def at_target(trials: pd.DataFrame, latencies: pd.DataFrame, target: str, batch:
     if target == DEFAULT:
         return trials
     rows = latencies[latencies["target"].eq(target) & latencies["batch"].eq(batch)]
+    replaced = [*FIGURES, *(INT8_FIGURES if "precision" in rows and rows["precision"].eq("int8").any() else ())]
+    replaced = [c for c in replaced if c in rows]
     mine = trials[trials["study"].isin(rows["study"].unique())].drop(
-        columns=[c for c in (*FIGURES, "latency_b1_ms", "latency_trials") if c in trials])
-    figures = rows[["study", "trial_id", *[c for c in FIGURES if c in rows]]]
+        columns=[c for c in (*replaced, "latency_b1_ms", "latency_trials") if c in trials])
+    figures = rows[["study", "trial_id", *replaced]]
     out = mine.merge(figures, on=["study", "trial_id"], how="left")
     out["latency_b1_ms"] = out["latency_ms"] if batch == 1 else float("nan")
     out["latency_batch"] = batch

@@ -202,3 +202,83 @@ def test_a_study_without_targets_reads_as_the_default_target(ray_session, tmp_pa
     board = pd.read_parquet(tmp_path / "leaderboard.parquet")
     assert board.target.tolist() == ["default"]
     assert "## Target" not in (tmp_path / "leaderboard.md").read_text()
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"deploy.targets.q": "{runtime: torch, precision: int8}"},
+     "deploy.targets.q.precision: int8 is quantized for onnxruntime and openvino (ONNX Runtime's static QDQ "
+     "quantizer); runtime 'torch' has no int8 path here"),
+    ({"deploy.targets.q": "{runtime: onnxruntime, precision: int4}"},
+     "deploy.targets.q.precision: 'int4' is not fp32 or int8"),
+    ({"deploy.targets.q": "{runtime: onnxruntime, precision: int8}", "method": "dafl", "student.width": "1.0",
+      "search.space": "{lr_student: {loguniform: [0.01, 0.1]}}"},
+     "deploy.targets.q.precision: int8 calibrates on training images, which a data-free study (dafl) must not see"),
+    ({"deploy.calibration": "0"}, "deploy.calibration: must be in [1, 100000], got 0"),
+])
+def test_a_bad_int8_target_is_one_line(change, line):
+    from harness.errors import SpecError
+
+    with pytest.raises(SpecError) as error:
+        small_spec(**change)
+    assert str(error.value).startswith(line)
+
+
+def test_calibration_images_come_from_the_training_split_only(digits):
+    from harness.study.targets import int8_images
+
+    spec = small_spec(**{"deploy.targets.q": "{runtime: onnxruntime, precision: int8}", "deploy.calibration": "200"})
+    images = int8_images(spec, digits)
+    assert images.calibration.shape == (200, *digits.input_shape) and images.calibration.dtype == np.float32
+    index = set(images.calibration_index.tolist())
+    assert len(index) == 200 and index <= set(digits.train.index.tolist())
+    assert not index & set(digits.val.index.tolist()) and not index & set(digits.test.index.tolist())
+    # The images are those training images, as the quantizer reads them (float32 in [0, 1]).
+    position = {i: k for k, i in enumerate(digits.train.index.tolist())}
+    expected = digits.train.x[[position[i] for i in images.calibration_index]].astype(np.float32) / 255
+    np.testing.assert_array_equal(images.calibration, expected)
+    assert int8_images(small_spec(), digits) is None  # no int8 target: nothing drawn
+
+
+def test_an_int8_target_ranks_on_the_quantized_networks_accuracy_size_and_latency(ray_session, tmp_path):
+    from harness.study.sweep import run_sweep
+
+    spec = small_spec(**{"study": "int8", "search.num_samples": "2", "search.searcher": "random",
+                         "asha.grace_period": "2", "asha.stop_at_chance": "false", "student.width": "1.0",
+                         "deploy.targets": "{q: {runtime: onnxruntime, precision: int8, batch: 8}}"})
+    folder = run_sweep(spec, storage=str(tmp_path))
+    trials = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
+    rows = pd.read_parquet(folder / "latencies.parquet").set_index("trial_id")
+    completed = trials[trials.status.eq("completed")]
+    assert set(rows.index) == set(completed.index) and rows.precision.eq("int8").all()
+    assert (rows.calibration_images == 256).all() and rows.latency_ms.gt(0).all()
+    # Accuracy of the quantized graph in ONNX Runtime, beside the same graph in float32: the float32 one
+    # reproduces the trial's own test accuracy (within one test image).
+    assert (abs(rows.fp32_test_acc - completed.test_acc.reindex(rows.index)) <= 1 / 359 + 1e-9).all()
+    assert rows.test_acc.between(0, 1).all() and rows.val_acc.between(0, 1).all()
+    assert (rows.accuracy_drop == rows.fp32_val_acc - rows.val_acc).all()
+    assert (rows.drop_flagged == (rows.accuracy_drop > 0.01)).all()
+    # INT8 weights: under half the float32 graph (the quantize and dequantize nodes take room on a tiny net).
+    assert (rows.size_bytes < rows.fp32_size_bytes / 2).all() and rows.teacher_test_acc.notna().all()
+
+    assert main(["leaderboard", str(tmp_path)]) == 0
+    board = pd.read_parquet(tmp_path / "leaderboard_trials.parquet")
+    quantized = board[board.target.eq("q") & board.status.eq("completed")].set_index("trial_id")
+    assert (quantized.val_acc == rows.val_acc.reindex(quantized.index)).all()  # fronts and selection on int8
+    assert (quantized.size_bytes == rows.size_bytes.reindex(quantized.index)).all()
+    assert "## Target q at batch 8: onnxruntime int8, 1 thread(s), on " in (tmp_path / "leaderboard.md").read_text()
+
+    # The int8 file is written beside the float32 one, checked against the target's row, with its card.
+    assert main(["export", str(folder), "--format", "onnx", "-o", str(tmp_path / "out")]) == 0
+    (int8_file,) = (tmp_path / "out").glob("*-q.onnx")
+    card = json.loads(int8_file.with_name(f"{int8_file.name}.json").read_text())
+    row = rows.loc[card["trial"]]
+    assert card["precision"] == "int8" and card["test_acc"] == row.test_acc
+    assert abs(card["test_acc_from_file"] - row.test_acc) <= 1 / 359 + 1e-9
+    assert card["size_bytes"] == int8_file.stat().st_size and list(card["targets"]) == ["q"]
+    # A row the file does not reproduce (two test images off) is refused, with no card.
+    latencies = pd.read_parquet(folder / "latencies.parquet")
+    latencies.loc[latencies.trial_id.eq(card["trial"]), "test_acc"] -= 2 / 359
+    latencies.to_parquet(folder / "latencies.parquet", index=False)
+    assert main(["export", str(folder), "--format", "onnx", "--trial", card["trial"], "-o",
+                 str(tmp_path / "bad")]) == 2
+    assert not list((tmp_path / "bad").glob("*-q.onnx.json"))

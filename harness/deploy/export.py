@@ -187,21 +187,69 @@ def export_study(study: Path | Location, trial: str | None, front: bool, fmt: st
         lines.append(f"{path}: test_acc {accuracy:.4f} recomputed from the file (row: {row['test_acc']:.4f}), "
                      f"logits within {gap:.1e} of the trial's student, {params:,} parameters (row: "
                      f"{row['params']:,.0f}); latency here: {latency_text(card['targets'])}")
+        if fmt == "onnx":
+            for name, target in spec.deploy.targets.items():
+                if target.precision == "int8":
+                    lines.append(write_int8(spec, name, path, model, row, data, latencies, params, fingerprint, out))
     return lines
 
 
+def write_int8(spec: StudySpec, name: str, path: Path, model: Deployed, row: pd.Series, data: Any,
+               latencies: pd.DataFrame, params: int, fingerprint: str, out: Path) -> str:
+    """The float32 file quantized as the study's int8 target ``name`` quantized it (the same
+    calibration images), checked against that target's row: test accuracy recomputed from the
+    file within one test image. Its card; the line to print."""
+    from harness.measure.quantize import quantize_int8
+    from harness.study.targets import int8_images
+
+    target = spec.deploy.targets[name]
+    int8_path = path.with_name(f"{path.stem}-{name}.onnx")
+    with writing(out):
+        int8_path.write_bytes(quantize_int8(path.read_bytes(), int8_images(spec, data).calibration))
+        stamp_onnx(int8_path, params)
+    session = Session(int8_path.read_bytes(), data.input_shape, target.runtime, target.threads)
+    test_x, test_y = data.test.x.astype(np.float32) / 255, data.test.y
+    accuracy = float((_batches(session, test_x).argmax(1) == test_y).mean())
+    with torch.no_grad():
+        gap = float(np.abs(session(test_x[:256]) - model(torch.from_numpy(test_x[:256])).numpy()).max())
+    mine = latencies[latencies["trial_id"].eq(row["trial_id"]) & latencies["target"].eq(name)] \
+        if not latencies.empty else latencies
+    if mine.empty or pd.isna(mine.iloc[0].get("test_acc")):
+        raise HarnessError(f"{int8_path}: the study has no int8 figures of trial {row['trial_id']} on target "
+                           f"'{name}' to check the file against (measure it: harness remeasure)")
+    expected = float(mine.iloc[0]["test_acc"])
+    if abs(accuracy - expected) > 1 / len(test_y) + 1e-9:
+        raise HarnessError(f"{int8_path}: the int8 file does not reproduce target {name}'s figure of trial "
+                           f"{row['trial_id']}: test accuracy {accuracy:.4f} against {expected:.4f}")
+    measured = target_latencies(spec, "onnx", int8_path, model, data.input_shape, latencies, row["trial_id"],
+                                only={name: target})
+    int8_row = row.copy()
+    int8_row["test_acc"], int8_row["val_acc"] = expected, float(mine.iloc[0]["val_acc"])
+    card = model_card(spec, int8_row, data, "onnx", int8_path, accuracy, gap, params, fingerprint, measured)
+    card["precision"] = "int8"
+    with writing(out):
+        int8_path.with_name(f"{int8_path.name}.json").write_text(json.dumps(card, indent=2, default=str))
+        int8_path.with_name(f"{int8_path.name}.md").write_text(card_markdown(card))
+    return (f"{int8_path}: int8 ({name}), test_acc {accuracy:.4f} recomputed from the file (target's row: "
+            f"{expected:.4f}), logits within {gap:.1e} of the float32 student, {int8_path.stat().st_size:,} bytes; "
+            f"latency here: {latency_text(measured)}")
+
+
 def target_latencies(spec: StudySpec, fmt: str, path: Path, model: Deployed, input_shape: tuple[int, ...],
-                     latencies: pd.DataFrame, trial_id: str) -> dict[str, dict[str, Any]]:
+                     latencies: pd.DataFrame, trial_id: str,
+                     only: dict[str, TargetSpec] | None = None) -> dict[str, dict[str, Any]]:
     """The file's latency on each of the study's deployment targets, measured here as the study
     measured them (runtime, threads, batch sizes; ``measure.rounds`` interleaved rounds), beside
     the study's figure and whether the two intervals overlap. An ONNX file is timed itself in
     ONNX Runtime and OpenVINO; otherwise the network is set up in the target's runtime.
     The default target is torch eager at the measurement batch with the trial's threads; an ONNX
-    file is also timed in ONNX Runtime so, where no target is, at that batch and those threads."""
+    file is also timed in ONNX Runtime so, where no target is, at that batch and those threads.
+    Int8 targets time the int8 file (``only``: those targets alone), never the float32 one."""
     m = spec.measure
     threads = max(1, math.floor(spec.resources.cpu))
-    targets = {DEFAULT_TARGET: TargetSpec("torch", [m.batch_size], threads), **spec.deploy.targets}
-    if fmt == "onnx" and not any(t.runtime == "onnxruntime" for t in spec.deploy.targets.values()):
+    fp32 = {name: t for name, t in spec.deploy.targets.items() if t.precision == "fp32"}
+    targets = only or {DEFAULT_TARGET: TargetSpec("torch", [m.batch_size], threads), **fp32}
+    if not only and fmt == "onnx" and not any(t.runtime == "onnxruntime" for t in fp32.values()):
         targets["onnxruntime"] = TargetSpec("onnxruntime", [m.batch_size], threads)  # the file in its runtime
     rounds = m.rounds or MeasureSpec().rounds
     out = {}
@@ -268,7 +316,8 @@ def model_card(spec: StudySpec, row: pd.Series, data: Any, fmt: str, path: Path,
         stamped = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     c, h, w = data.input_shape
     return {
-        "file": path.name, "format": fmt, "study": spec.study, "trial": row["trial_id"], "seed": int(row["seed"]),
+        "file": path.name, "format": fmt, "precision": "fp32", "study": spec.study, "trial": row["trial_id"],
+        "seed": int(row["seed"]),
         "method": spec.method, "knobs": json.loads(row["config"]) if isinstance(row.get("config"), str) else None,
         "student": spec.student.model, "teacher": spec.teacher.model if spec.teacher else None,
         "dataset": data.name, "classes": data.num_classes,
@@ -289,7 +338,8 @@ def card_markdown(card: dict) -> str:
     shape = " x ".join(map(str, card["input"]["shape"]))
     return "\n".join([
         f"# {card['study']} / {card['trial']}", "",
-        f"`{card['file']}` ({card['format']}): {card['method']} student `{card['student']}` "
+        f"`{card['file']}` ({card['format']}, {card.get('precision', 'fp32')}): {card['method']} student "
+        f"`{card['student']}` "
         f"(teacher `{card['teacher']}`) on {card['dataset']}, {card['classes']} classes.", "",
         "| | |", "|---|---|",
         f"| input | float32 {shape}, values in [0, 1]: {card['input']['scaling']}; "

@@ -104,6 +104,8 @@ EPOCHS = Bounds(1, 10_000)
 CONCURRENCY = Bounds(1, 10_000)
 BATCH = Bounds(1, 65_536)
 THREADS = Bounds(1, 1_024)
+PRECISIONS = ("fp32", "int8")
+INT8_RUNTIMES = ("onnxruntime", "openvino")
 ROUNDS = Bounds(0, 1_000)
 REPEATS = Bounds(1, 10_000)
 RETRIES = Bounds(0, 100)
@@ -130,6 +132,8 @@ def _check_ranges(spec: StudySpec) -> None:
         ("measure.rounds", spec.measure.rounds, ROUNDS),
         ("measure.max_spread", spec.measure.max_spread, Bounds(0, 100, low_open=True)),
         ("measure.attempts", spec.measure.attempts, Bounds(1, 100)),
+        ("deploy.calibration", spec.deploy.calibration, Bounds(1, 100_000)),
+        ("deploy.max_drop", spec.deploy.max_drop, Bounds(0, 1)),
         ("dataset.split_seed", spec.dataset.split_seed, SEED),
         ("dataset.image_size", spec.dataset.image_size, Bounds(1, 4096)),
         ("dataset.memory_gb", spec.dataset.memory_gb, Bounds(0, 4096, low_open=True)),
@@ -209,6 +213,15 @@ def _check_deploy(spec: StudySpec) -> None:
                             f"'{DEFAULT_TARGET}' (the figures every trial takes)")
         if (why := missing(target.runtime)) is not None:
             raise SpecError(f"{where}.runtime: {why}")
+        if target.precision not in PRECISIONS:
+            raise SpecError(f"{where}.precision: '{target.precision}' is not {' or '.join(PRECISIONS)}"
+                            f"{did_you_mean(target.precision, PRECISIONS)}")
+        if target.precision == "int8" and target.runtime not in INT8_RUNTIMES:
+            raise SpecError(f"{where}.precision: int8 is quantized for {' and '.join(INT8_RUNTIMES)} (ONNX "
+                            f"Runtime's static QDQ quantizer); runtime '{target.runtime}' has no int8 path here")
+        if target.precision == "int8" and methods.METHODS.get(spec.method).data_free:
+            raise SpecError(f"{where}.precision: int8 calibrates on training images, which a data-free study "
+                            f"({spec.method}) must not see")
         if target.threads not in THREADS:
             raise SpecError(f"{where}.threads: must be {THREADS}, got {format_number(target.threads)}")
         if not target.batch:

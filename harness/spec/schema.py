@@ -134,6 +134,7 @@ class TargetSpec:
     batch: list[int] = field(default_factory=lambda: [1])
     threads: int = 1
     node: NodeSpec | None = None  # default: any node of the cluster
+    precision: str = "fp32"  # fp32 | int8 (post-training static quantization, harness.measure.quantize)
 
     @property
     def placed(self) -> bool:
@@ -147,6 +148,8 @@ DEFAULT_TARGET = "default"  # the trial's own figures: torch eager, batches 1 an
 class DeploySpec:
     # Name -> target. None: the default target only, the figures every study has.
     targets: dict[str, TargetSpec] = field(default_factory=dict)
+    calibration: int = 256  # training images that calibrate an int8 target's quantization
+    max_drop: float = 0.01  # an int8 network whose validation accuracy drops more than this is flagged
 
 
 @dataclass

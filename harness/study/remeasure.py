@@ -218,10 +218,12 @@ def load_finished_study(study: Location) -> StudyStudents:
 
         teacher_state = obtain_teacher(spec, data, study.parent(), train=not_cached).state
     trials = read_table(folder, "trials")
+    from harness.study.targets import int8_images, reads_every_checkpoint
+
     networks = dict(zip(trials["trial_id"], trials["network"], strict=True)) if "network" in trials else {}
-    students, same_as = finished_students(spec, study, networks)
+    students, same_as = finished_students(spec, study, None if reads_every_checkpoint(spec) else networks)
     return StudyStudents(spec, data.num_classes, data.input_shape, students, teacher_state, same_as,
-                         data.mean, data.std)
+                         data.mean, data.std, int8_images(spec, data))
 
 
 def load_finished_studies(folders: list[str | Path]) -> list[tuple[StudyStudents, ResultsWriter]]:

@@ -3,11 +3,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from harness.spec.schema import StudySpec
 
 Weights = dict[str, torch.Tensor]
+
+
+@dataclass
+class Int8Images:
+    """What an int8 target needs besides the networks: the calibration images (training
+    split only, with their indices in the source set) and the validation and test images
+    its accuracy is computed on; float32 in [0, 1]."""
+
+    calibration: np.ndarray
+    calibration_index: np.ndarray
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -25,3 +38,4 @@ class StudyStudents:
     # The data set's normalisation: deployment targets measure the network with it inside, as exported.
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    int8: Int8Images | None = None  # with an int8 deployment target

@@ -61,7 +61,7 @@ from harness.study.results import (
     versions,
 )
 from harness.study.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
-from harness.study.targets import check_placement
+from harness.study.targets import check_placement, int8_images, reads_every_checkpoint
 from harness.study.teachers import Teacher, obtain_teacher, train_teacher
 from harness.study.tracking import tracking_callbacks
 from harness.study.trial import STATE_FILE, run_trial
@@ -326,9 +326,11 @@ def remeasure_latency(spec: StudySpec, study: Location, data: DatasetSplits, tea
         return
     try:
         # One checkpoint read per network its trials recorded (the rest share its figure).
-        found, same_as = finished_students(spec, study, {k: r.get("network") for k, r in writer.trials.items()})
+        networks = None if reads_every_checkpoint(spec) else {k: r.get("network") for k, r in writer.trials.items()}
+        found, same_as = finished_students(spec, study, networks)
         students = StudyStudents(spec, data.num_classes, data.input_shape, found,
-                                 teacher.state if teacher else None, same_as, data.mean, data.std)
+                                 teacher.state if teacher else None, same_as, data.mean, data.std,
+                                 int8_images(spec, data))
         [lines] = measure_again([(students, writer)], default=default)
     except Exception as error:  # a step after the search must never cost its results
         cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]

@@ -24,18 +24,22 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from harness.errors import HarnessError, SpecError
 from harness.measure.cost import network_fingerprint
 from harness.measure.latency import runtime_window
+from harness.measure.quantize import quantize_int8
+from harness.measure.runtimes import Session, onnx_bytes
 from harness.networks.build import build_network
 from harness.networks.deployed import Deployed
 from harness.spec.schema import MeasureSpec, StudySpec, TargetSpec
-from harness.study.students import StudyStudents
+from harness.study.students import Int8Images, StudyStudents
 from methods.checkpoint import fit_shapes
 
+TEACHER = "<teacher>"  # the key of a study's teacher among its rows' figures
 POLL_S = 5.0  # how often a pending window checks that a node matching its target is still there
 Row = dict[str, Any]
 
@@ -48,8 +52,9 @@ def describe(name: str, target: TargetSpec) -> str:
         wants = [f"{k}={v:g}" for k, v in target.node.resources.items()]
         wants += [f"label {k}={v}" for k, v in target.node.labels.items()]
         where = f", on a node with {', '.join(wants)}"
-    return (f"{name} ({target.runtime}, batch {batches}, {target.threads} thread{'s' * (target.threads != 1)}"
-            f"{where})")
+    precision = ", int8" if target.precision == "int8" else ""
+    return (f"{name} ({target.runtime}{precision}, batch {batches}, {target.threads} "
+            f"thread{'s' * (target.threads != 1)}{where})")
 
 
 def matches(node: dict[str, Any], target: TargetSpec) -> bool:
@@ -148,8 +153,8 @@ def measure_targets(studies: list[StudyStudents], rounds: int) -> tuple[list[lis
     groups: dict[str, tuple[str, TargetSpec, list[int]]] = {}
     for index, study in enumerate(studies):
         for name, target in study.spec.deploy.targets.items():
-            same = json.dumps([name, target.runtime, target.threads, target.node and vars(target.node)],
-                              sort_keys=True, default=str)
+            same = json.dumps([name, target.runtime, target.threads, target.precision,
+                               target.node and vars(target.node)], sort_keys=True, default=str)
             groups.setdefault(same, (name, target, []))[2].append(index)
     out: list[list[Row]] = [[] for _ in studies]
     lines = []
@@ -158,12 +163,17 @@ def measure_targets(studies: list[StudyStudents], rounds: int) -> tuple[list[lis
         models: dict[str, tuple[nn.Module, tuple[int, ...]]] = {}
         of_row: dict[tuple[int, str], tuple[str, str | None]] = {}  # (study, row id) -> network keys
 
+        quantized: dict[tuple[int, str], dict[str, Any]] = {}  # int8: (study, row id) -> accuracy, size
         for i in members:
             study = studies[i]
             teacher = _teacher(study)
+            if teacher is not None and target.precision == "int8":
+                teacher, quantized[i, TEACHER] = _quantized(teacher, study, target)
             teacher_key = _add(models, teacher, study.input_shape) if teacher is not None else None
             for row_id, state in study.students.items():
                 model = _student(study, state)
+                if target.precision == "int8":  # each trial's own weights set its scales and its accuracy
+                    model, quantized[i, row_id] = _quantized(model, study, target)
                 of_row[i, row_id] = (_add(models, model, study.input_shape), teacher_key)
             for row_id, other in study.same_as.items():
                 of_row[i, row_id] = of_row[i, other]
@@ -182,18 +192,84 @@ def measure_targets(studies: list[StudyStudents], rounds: int) -> tuple[list[lis
             lines.append((f"target {describe(name, target)}: {len(models)} distinct network(s) measured in one "
                           f"window on node {host} ({node_id[:8]}), {rounds} interleaved round(s) per batch "
                           f"[{seconds:.0f}s]", members))
+            noisy = sorted({f"{key.split('|')[0]} (batch {b})" for key, per in figures.items()
+                            for b, f in per.items() if f.get("latency_noisy")})
+            if noisy:
+                lines.append((f"target {name}: latency of {', '.join(noisy)} stayed noisy (interval wider than "
+                              f"{studies[members[0]].spec.measure.max_spread:.0%} of the median): flagged "
+                              f"latency_noisy", members))
         for (i, row_id), (key, teacher_key) in of_row.items():
+            accuracy = quantized.get((i, row_id), {})
+            if (i, TEACHER) in quantized:
+                accuracy = {**accuracy, **{f"teacher_{k}": v for k, v in quantized[i, TEACHER].items()
+                                           if k in ("val_acc", "test_acc", "size_bytes")}}
             for batch in studies[i].spec.deploy.targets[name].batch:
-                out[i].append(_row(row_id, name, target, batch, key, teacher_key, figures, node_id, host, window,
-                                   None if figures else result))
+                out[i].append({**_row(row_id, name, target, batch, key, teacher_key, figures, node_id, host, window,
+                                      None if figures else result), **accuracy})
     return out, lines
 
 
-def _add(models: dict[str, tuple[nn.Module, tuple[int, ...]]], model: nn.Module, shape: tuple[int, ...]) -> str:
-    """Key a network by what decides its speed; identical networks are measured once."""
-    key = f"{network_fingerprint(model)}|{shape}"
+def int8_images(spec: StudySpec, data: Any) -> Int8Images | None:
+    """The images an int8 target of the study needs (``data``: its DatasetSplits), or None."""
+    if not any(t.precision == "int8" for t in spec.deploy.targets.values()):
+        return None
+    from harness.data.calibration import calibration_images
+
+    calibration, index = calibration_images(data, spec.deploy.calibration, spec.dataset.split_seed)
+    return Int8Images(calibration, index, (data.val.x.astype(np.float32) / 255, data.val.y),
+                      (data.test.x.astype(np.float32) / 255, data.test.y))
+
+
+def reads_every_checkpoint(spec: StudySpec) -> bool:
+    """An int8 target's accuracy depends on each trial's weights, not only its network's shape."""
+    return any(t.precision == "int8" for t in spec.deploy.targets.values())
+
+
+def _accuracy(session: Session, images: tuple[np.ndarray, np.ndarray], batch: int = 256) -> float:
+    x, y = images
+    logits = np.concatenate([session(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return float((logits.argmax(1) == y).mean())
+
+
+def _quantized(model: nn.Module, study: StudyStudents, target: TargetSpec) -> tuple[bytes, dict[str, Any]]:
+    """The network quantized to int8, and its figures: accuracy (validation and test, int8 and
+    float32 in the same runtime), the drop, the file's size."""
+    shape = study.input_shape
+    fp32 = onnx_bytes(model, shape)
+    int8 = quantize_int8(fp32, study.int8.calibration)
+    quantized, plain = Session(int8, shape, target.runtime, target.threads), Session(fp32, shape, target.runtime,
+                                                                                    target.threads)
+    figures = {"val_acc": _accuracy(quantized, study.int8.val), "test_acc": _accuracy(quantized, study.int8.test),
+               "fp32_val_acc": _accuracy(plain, study.int8.val), "fp32_test_acc": _accuracy(plain, study.int8.test),
+               "size_bytes": len(int8), "fp32_size_bytes": len(fp32),
+               "calibration_images": len(study.int8.calibration)}
+    figures["accuracy_drop"] = figures["fp32_val_acc"] - figures["val_acc"]
+    figures["drop_flagged"] = bool(figures["accuracy_drop"] > study.spec.deploy.max_drop)
+    return int8, figures
+
+
+def _add(models: dict[str, tuple[Any, tuple[int, ...]]], model: nn.Module | bytes, shape: tuple[int, ...]) -> str:
+    """Key a network by what decides its speed; identical networks are measured once (an int8
+    graph by its bytes' layout: its float32 network's fingerprint is not at hand, so by hash)."""
+
+    if isinstance(model, bytes):  # quantized graphs of one network differ in their scales only
+        key = f"int8-{_graph_shape(model)}|{shape}"
+    else:
+        key = f"{network_fingerprint(model)}|{shape}"
     models.setdefault(key, (model, shape))
     return key
+
+
+def _graph_shape(graph: bytes) -> str:
+    """An ONNX graph's structure without its weights' values: nodes and initializer shapes."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load_from_string(graph)
+    layout = [[n.op_type, list(n.input), list(n.output)] for n in model.graph.node]
+    layout += [[t.name, list(t.dims), t.data_type] for t in model.graph.initializer]
+    return hashlib.sha256(json.dumps(layout).encode()).hexdigest()[:16]
 
 
 def _row(row_id: str, name: str, target: TargetSpec, batch: int, key: str, teacher_key: str | None,
@@ -202,7 +278,8 @@ def _row(row_id: str, name: str, target: TargetSpec, batch: int, key: str, teach
     mine = figures.get(key, {}).get(batch, {})
     teacher = figures.get(teacher_key, {}).get(batch, {}) if teacher_key else {}
     return {
-        "trial_id": row_id, "target": name, "runtime": target.runtime, "batch": batch, "threads": target.threads,
+        "trial_id": row_id, "target": name, "runtime": target.runtime, "precision": target.precision, "batch": batch,
+        "threads": target.threads,
         "node_id": node_id, "node": host, "network": key.split("|")[0],
         **{k: mine.get(k, math.nan) for k in ("latency_ms", "latency_low_ms", "latency_high_ms", "latency_spread")},
         "latency_noisy": mine.get("latency_noisy"), "latency_rounds": mine.get("latency_rounds"),
