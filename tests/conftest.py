@@ -44,6 +44,42 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def digits_data(digits):
+    """The digits splits as methods take them, on the CPU."""
+    import torch
+
+    from harness.data.batches import DeviceData
+
+    return DeviceData(digits, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def lenet5_teacher(digits_data):
+    """One LeNet-5 trained on digits for the whole session (20 epochs, seeded), frozen: the teacher
+    of the method tests that need one whose features mean something."""
+    from tests.support.contexts import trained_teacher
+
+    return trained_teacher("lenet5", digits_data, epochs=20)
+
+
+@pytest.fixture(scope="session")
+def teacher_cache(tmp_path_factory) -> Path:
+    """One teacher cache for the session's sweeps: a teacher of one spec is trained once."""
+    return tmp_path_factory.mktemp("teachers")
+
+
+@pytest.fixture
+def studies(tmp_path, teacher_cache) -> Path:
+    """A storage folder for a test's sweeps, its teacher cache shared with the session's (a
+    link), so that a sweep reuses a teacher another test's sweep trained (tests/test_teachers.py
+    checks the cache itself, in a folder of its own)."""
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / "teachers").symlink_to(teacher_cache, target_is_directory=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole test session (starting Ray costs seconds)."""
     import ray
@@ -59,19 +95,3 @@ def mnist_root() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         pytest.skip("real MNIST is not available under ../shared/datasets")
     return SHARED_DATA
-
-
-def small_spec(**changes):
-    """A valid spec for fast tests; ``changes`` are dotted overrides."""
-    from harness.spec.load import apply_override, parse_spec
-
-    raw = {
-        "study": "test", "method": "kd",
-        "teacher": {"model": "lenet5_half", "recipe": {"epochs": 2, "batch_size": 64}},
-        "student": {"model": "lenet5_half", "width": 0.5},
-        "budget": {"epochs": 2},
-        "search": {"num_samples": 2, "space": {"lr": {"loguniform": [0.01, 0.05]}}},
-    }
-    for key, value in changes.items():
-        apply_override(raw, f"{key}={value}")
-    return parse_spec(raw)

@@ -92,12 +92,10 @@ class _CountingTransient(_Counting):
 
 def test_an_attribute_the_checkpoint_cannot_save_is_an_error_unless_declared_transient(digits):
     from harness.data.batches import DeviceData
-    from harness.networks.zoo import create_model
-    from methods.base import MethodContext
+    from tests.support.contexts import method_context
 
     data = DeviceData(digits, torch.device("cpu"), parts=("val",))
-    ctx = MethodContext(student=create_model("lenet5_half", 10), teacher=None, train=data.val, val=data.val,
-                        epochs=1, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    ctx = method_context(train=data.val, val=data.val, epochs=1)
     with pytest.raises(UnsavedState, match=r"_Counting.seen: a range_iterator cannot be saved .* "
                                            r"transient = \(\"seen\",\)"):
         _Counting(ctx, TrainParams()).state_dict()

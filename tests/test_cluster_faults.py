@@ -24,23 +24,7 @@ pytestmark = pytest.mark.cluster
 from harness.cli.main import main as harness_main  # noqa: E402
 from harness.store.tables import read_table  # noqa: E402
 from tests.ray_cluster import LocalCluster  # noqa: E402
-
-# Epochs of ~0.4 s (batch 4 on digits): a trial seen half-way in epochs.parquet, which the driver
-# writes at least every second, is still running when the node is killed.
-EPOCHS = 12
-TRIALS = 4
-SPEC = {
-    "study": "faults", "method": "kd",
-    "teacher": {"model": "lenet5_half", "recipe": {"epochs": 2, "batch_size": 64}},
-    "student": {"model": "lenet5_half", "width": 0.5},
-    "budget": {"epochs": EPOCHS},
-    "search": {"searcher": "random", "num_samples": TRIALS,
-               "space": {"lr": {"loguniform": [0.02, 0.05]}, "batch_size": 4}},
-    "asha": {"grace_period": EPOCHS},  # every trial runs its whole budget: the counts below are exact
-    "resources": {"cpu": 1, "retries": 3},
-    "measure": {"repeats": 3},
-    "seeds": [0],
-}
+from tests.support.drivers import EPOCHS, SPEC, TRIALS, finish, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -74,27 +58,6 @@ def _epochs(folder: Path) -> pd.DataFrame:
     return epochs if len(epochs) else pd.DataFrame(columns=["trial_id", "epoch", "node_id"])
 
 
-def _wait_for(condition, driver: subprocess.Popen, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (found := condition()) is not None:
-            return found
-        if driver.poll() is not None:
-            pytest.fail(f"the study ended before the fault could be injected:\n{driver.stdout.read()[-3000:]}")
-        time.sleep(0.5)
-    pytest.fail("timed out waiting for the study to reach the fault")
-
-
-def _finish(driver: subprocess.Popen, timeout: float = 420) -> str:
-    try:
-        out, _ = driver.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(driver.pid, signal.SIGKILL)
-        pytest.fail(f"the study did not finish:\n{driver.stdout.read()[-3000:]}")
-    assert driver.returncode == 0, out[-3000:]
-    return out
-
-
 def _check_consistent(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each trial once, each report once, every finished trial's reports complete."""
     trials, epochs = pd.read_parquet(folder / "trials.parquet"), pd.read_parquet(folder / "epochs.parquet")
@@ -123,9 +86,9 @@ def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
         half_way = latest[(latest >= 2) & (latest <= EPOCHS // 2)]
         return half_way.index[0] if len(half_way) else None
 
-    victim = _wait_for(a_trial_half_way_on_the_worker, driver)
+    victim = wait_for(a_trial_half_way_on_the_worker, driver)
     cluster.kill_node(worker)
-    out = _finish(driver)
+    out = finish(driver)
 
     trials, epochs = _check_consistent(folder)
     assert len(trials) == TRIALS and set(trials["status"]) == {"completed"}, out[-2000:]
@@ -150,7 +113,7 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
         # Four reports or more (1.6 s): Tune's snapshot, taken every second, holds a checkpoint of it.
         return True if (done == EPOCHS).any() and ((done >= 4) & (done <= EPOCHS - 3)).any() else None
 
-    _wait_for(one_finished_and_one_half_way, driver)
+    wait_for(one_finished_and_one_half_way, driver)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     at_kill = _epochs(folder)  # every report the killed driver wrote
@@ -166,7 +129,7 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
 
     resumed_at = int(time.time())  # Tune's report timestamps are whole seconds
     time.sleep(1)
-    out = _finish(_sweep(cluster, spec, storage, "--resume"))
+    out = finish(_sweep(cluster, spec, storage, "--resume"))
     assert "resuming" in out
     trials, epochs = _check_consistent(folder)
     assert started and started <= set(trials["trial_id"])  # every trial the killed driver started has a row
@@ -194,7 +157,7 @@ def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
     # The reports after the resume continue each curve as an uninterrupted run of the same
     # seeded spec draws it (the same knobs train the same network, report for report).
     whole = tmp_path / "whole"
-    _finish(_sweep(cluster, spec, whole))
+    finish(_sweep(cluster, spec, whole))
     uninterrupted = pd.read_parquet(whole / "driver-kill" / "epochs.parquet").merge(
         pd.read_parquet(whole / "driver-kill" / "trials.parquet")[["trial_id", "param_lr"]], on="trial_id")
     resumed = epochs.merge(kept[["trial_id", "param_lr"]], on="trial_id")

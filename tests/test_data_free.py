@@ -13,11 +13,12 @@ from harness.data.datasets import DATASETS, load_substitute
 from harness.errors import SpecError
 from harness.networks.zoo import create_model
 from harness.study.trial import run_trial, trial_data
-from methods.base import DataWithheld, MethodContext, WithheldSplit
+from methods.base import DataWithheld, WithheldSplit
 from methods.dafl import DAFL, Generator, generator_losses
 from methods.data_free import DataFreeDistillation, Draw
 from methods.training import evaluate, freeze
-from tests.conftest import small_spec
+from tests.support.contexts import method_context
+from tests.support.specs import small_spec
 from tests.torchvision_files import write_image_folder
 
 CPU = torch.device("cpu")
@@ -32,11 +33,8 @@ def _dafl_spec(**changes):
 
 
 def _context(teacher, substitute=None, epochs=3):
-    torch.manual_seed(0)
-    return MethodContext(student=create_model("lenet5_half", 10), teacher=teacher,
-                         train=WithheldSplit("training", "x"), val=WithheldSplit("validation", "x"),
-                         epochs=epochs, device=CPU, generator=torch.Generator().manual_seed(0),
-                         input_shape=(1, 28, 28), substitute=substitute)
+    return method_context(teacher=teacher, epochs=epochs, substitute=substitute,
+                          train=WithheldSplit("training", "x"), val=WithheldSplit("validation", "x"))
 
 
 # --- no data leaks ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli.main import main
 from harness.deploy.export import chosen_rows
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,11 +36,12 @@ print(json.dumps({"acc": float((logits.argmax(1) == load_digits().target[test]).
 
 
 @pytest.fixture(scope="module")
-def studies(ray_session, tmp_path_factory) -> Path:
+def studies(ray_session, tmp_path_factory, teacher_cache) -> Path:
     """A KD study and an L1 + KD pruning study on digits, two and one trials."""
     from harness.study.sweep import run_sweep
 
     storage = tmp_path_factory.mktemp("studies")
+    (storage / "teachers").symlink_to(teacher_cache, target_is_directory=True)  # the session's teachers
     run_sweep(small_spec(**{"study": "kd-x", "search.searcher": "random", "budget.epochs": "3",
                             "asha.grace_period": "3", "measure.rounds": "1"}), storage=str(storage))
     run_sweep(small_spec(**{"study": "l1-x", "method": "filter_pruning_kd", "student.width": "1.0",

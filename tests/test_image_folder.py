@@ -13,7 +13,7 @@ from harness.cli.main import main
 from harness.data.datasets import load_dataset
 from harness.errors import DataError, SpecError
 from harness.study.sweep import trial_splits
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 from tests.torchvision_files import write_image_folder
 
 

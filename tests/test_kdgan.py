@@ -5,44 +5,25 @@ import pytest
 import torch
 
 import methods
-from harness.data.batches import DeviceData
 from harness.errors import SpecError
 from harness.networks.zoo import create_model
-from methods.base import MethodContext
 from methods.kdgan import FeatureAdapter
-from methods.training import evaluate, freeze
-from tests.conftest import small_spec
+from methods.training import evaluate
+from tests.support.contexts import method_context
+from tests.support.specs import small_spec
 
 KDGAN = methods.METHODS.get("kdgan")
 
 
 @pytest.fixture(scope="module")
-def digits_data(digits):
-    return DeviceData(digits, torch.device("cpu"))
-
-
-@pytest.fixture(scope="module")
-def digits_teacher(digits_data):
-    """A LeNet-5 taught the digits for a few epochs: its features mean something."""
-    torch.manual_seed(0)
-    scratch = methods.METHODS.get("scratch")
-    ctx = MethodContext(student=create_model("lenet5", 10), teacher=None, train=digits_data.train,
-                        val=digits_data.val, epochs=4, device=torch.device("cpu"),
-                        generator=torch.Generator().manual_seed(0))
-    method = scratch(ctx, scratch.make_params({"lr": 0.05, "batch_size": 32}))
-    for epoch in range(4):
-        method.train_step(epoch)
-    assert evaluate(ctx.student, digits_data.val)["acc"] > 0.9
-    return freeze(ctx.student)
+def digits_teacher(lenet5_teacher, digits_data):
+    assert evaluate(lenet5_teacher, digits_data.val)["acc"] > 0.9  # its features mean something
+    return lenet5_teacher
 
 
 def _method(name, values, data, teacher, student="lenet5_half", epochs=2, input_shape=(1, 28, 28)):
-    torch.manual_seed(0)
     cls = methods.METHODS.get(name)
-    ctx = MethodContext(student=create_model(student, 10, input_shape=input_shape), teacher=teacher,
-                        train=data.train, val=data.val, epochs=epochs, device=torch.device("cpu"),
-                        generator=torch.Generator().manual_seed(0), input_shape=input_shape)
-    return cls(ctx, cls.make_params(values))
+    return cls(method_context(student, teacher, data, epochs, input_shape), cls.make_params(values))
 
 
 ZERO_GAN = {"w_adv": 0.0, "w_shared": 0.0, "w_l2": 0.0}

@@ -41,7 +41,7 @@ def test_latency_grows_with_work_and_measure_reports_everything():
 
 def test_studies_measured_together_share_one_figure_per_distinct_network():
     from harness.study.remeasure import StudyStudents, measure_studies
-    from tests.conftest import small_spec
+    from tests.support.specs import small_spec
 
     settings = {"measure.repeats": "2", "measure.warmup": "1", "measure.batch_size": "4"}
     spec, alone = small_spec(**settings), small_spec(**{"method": "scratch", **settings})

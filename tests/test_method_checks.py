@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SpecError
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 METHOD = textwrap.dedent('''
     from dataclasses import dataclass

@@ -10,16 +10,13 @@ import torch.nn.functional as F
 import methods
 from harness.data.batches import DeviceData
 from harness.networks.zoo import create_model
-from methods.base import MethodContext
 from methods.training import evaluate, freeze, kd_loss
+from tests.support.contexts import method_context
 
 
 def _context(digits, teacher=None, epochs=3):
     data = DeviceData(digits, torch.device("cpu"))
-    torch.manual_seed(0)
-    return MethodContext(student=create_model("lenet5_half", 10), teacher=teacher, train=data.train,
-                         val=data.val, epochs=epochs, device=torch.device("cpu"),
-                         generator=torch.Generator().manual_seed(0)), data
+    return method_context(teacher=teacher, data=data, epochs=epochs), data
 
 
 def test_kd_loss_matches_hinton_formula():
@@ -66,7 +63,7 @@ def test_make_params_casts_search_values_to_knob_types():
 def test_spec_fields_and_knobs_follow_one_coercion_rule():
     from harness.errors import SpecError
     from methods.knobs import coerce
-    from tests.conftest import small_spec
+    from tests.support.specs import small_spec
 
     cases = [(int, "5", 5), (int, 5.0, 5), (float, "1e-3", 1e-3), (str, 3, "3"), (bool, True, True)]
     for kind, value, expected in cases:
@@ -87,7 +84,7 @@ def test_an_integer_knob_under_a_continuous_distribution_draws_whole_numbers():
     from optuna.distributions import IntDistribution
 
     from harness.study.search import optuna_space
-    from tests.conftest import small_spec
+    from tests.support.specs import small_spec
 
     spec = small_spec(**{"search.space": "{batch_size: {loguniform: [16, 256]}, tau: {uniform: [1, 4]}}"})
     space = optuna_space(spec)

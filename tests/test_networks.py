@@ -18,7 +18,7 @@ from harness.cli.main import main
 from harness.errors import SpecError
 from harness.networks.build import build_network, check_network
 from methods.surgery import ChannelSurgeon
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 USER_CODE = '''
 from torch import nn

@@ -21,7 +21,7 @@ from harness.store.location import open_study
 from harness.store.tables import read_table
 from tests.ray_cluster import LocalCluster
 from tests.s3_server import KEYS, S3Server
-from tests.test_cluster_faults import EPOCHS, SPEC, TRIALS, _finish, _wait_for
+from tests.support.drivers import EPOCHS, SPEC, TRIALS, finish, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +151,7 @@ def test_a_study_in_a_bucket_survives_a_lost_worker_and_a_killed_driver(s3_env, 
             half = latest[(latest >= 2) & (latest <= EPOCHS // 2)]
             return half.index[0] if len(half) else None
 
-        victim = _wait_for(half_way_on_the_worker, driver)
+        victim = wait_for(half_way_on_the_worker, driver)
         checkpoints = [p for p in _objects(s3, "bucket/studies/bucket-study/tune") if "/checkpoint_" in p]
         assert checkpoints  # the worker's trials checkpoint to the bucket
         cluster.kill_node(worker)
@@ -160,12 +160,12 @@ def test_a_study_in_a_bucket_survives_a_lost_worker_and_a_killed_driver(s3_env, 
             rows = epochs()
             return True if (rows[rows["trial_id"] == victim]["node_id"] != worker).any() else None
 
-        _wait_for(victim_on_the_head, driver)
+        wait_for(victim_on_the_head, driver)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
         shutil.rmtree(tmp_path / "first" / "cache")  # the resumed driver has the bucket alone
 
-        out = _finish(_sweep(cluster, s3, spec, tmp_path / "second", "--resume"))
+        out = finish(_sweep(cluster, s3, spec, tmp_path / "second", "--resume"))
         assert "resuming 'bucket-study' from s3://bucket/studies/bucket-study" in out
     finally:
         cluster.shutdown()

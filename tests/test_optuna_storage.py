@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from harness.errors import SpecError
 from harness.store.journal import open_storage, register, study_name
 from harness.study.search import make_searcher
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 
 def _report(searcher, trial_id, epoch, value=0.5):

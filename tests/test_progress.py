@@ -11,7 +11,7 @@ import pytest
 from harness.store.tables import read_table
 from harness.study.progress import EventLines, StatusBar, choose_mode
 from harness.study.results import ResultsWriter, best
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 
 class NoScan(dict):

@@ -1,22 +1,19 @@
 """Physical channel removal and the pruning methods, in plain PyTorch."""
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 from torch import nn
 
 import methods
-from harness.data.batches import DeviceData
 from harness.errors import SpecError
-from harness.measure.cost import count_macs, count_params, network_cost, serialized_size
+from harness.measure.cost import count_macs, count_params, serialized_size
 from harness.networks.zoo import create_model
-from methods.base import MethodContext
 from methods.c2s2 import choose_cut
 from methods.surgery import ChannelSurgeon, keep_count, l1_norms
-from methods.training import evaluate, freeze
-from tests.conftest import small_spec
+from methods.training import evaluate
+from tests.support.contexts import method_context
+from tests.support.specs import small_spec
 
 CIFAR = (3, 32, 32)
 
@@ -137,22 +134,12 @@ def test_cost_aware_limit_refuses_every_cut_that_hurts_too_much():
 
 
 @pytest.fixture(scope="module")
-def trained_lenet(digits):
-    torch.manual_seed(0)
-    data = DeviceData(digits, torch.device("cpu"))
-    model = create_model("lenet5", 10)
-    scratch = methods.METHODS.get("scratch")
-    method = scratch(_context(model, None, data, 20), scratch.make_params({"batch_size": 32}))
-    for epoch in range(20):
-        method.train_step(epoch)
-    return freeze(model), data
+def trained_lenet(lenet5_teacher, digits_data):
+    return lenet5_teacher, digits_data
 
 
 def _context(student, teacher, data, epochs):
-    cpu = torch.device("cpu")
-    return MethodContext(student=student, teacher=teacher, train=data.train, val=data.val, epochs=epochs,
-                         device=cpu, generator=torch.Generator().manual_seed(0),
-                         cost=functools.partial(network_cost, input_shape=(1, 28, 28), device=cpu))
+    return method_context(student, teacher, data, epochs, cost=True, seed=None)
 
 
 def _run(name, knobs, trained_lenet, epochs=3):

@@ -10,7 +10,7 @@ from ray.tune.callback import CallbackList
 from harness.errors import HarnessError
 from harness.store.tables import read_table
 from harness.study.results import ResultsWriter, StopOnWriteFailure
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 
 def _report(writer: ResultsWriter, trial, epoch: int) -> None:

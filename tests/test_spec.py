@@ -8,7 +8,7 @@ import pytest
 from harness.errors import SpecError
 from harness.spec.load import load_spec, parse_spec
 from methods.study import Distribution
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 
 def test_search_space_parses_every_distribution_kind_and_fixed_values():

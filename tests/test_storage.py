@@ -36,8 +36,9 @@ def _spec(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_second_writer_of_a_running_study_is_refused_and_the_first_completes(ray_session, tmp_path, capsys):
-    spec, storage = _spec(tmp_path), tmp_path / "studies"
+def test_a_second_writer_of_a_running_study_is_refused_and_the_first_completes(ray_session, tmp_path, studies,
+                                                                                capsys):
+    spec, storage = _spec(tmp_path), studies
     folder = storage / SPEC["study"]
     first = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(spec), "--storage", str(storage)],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -14,7 +14,7 @@ from ray.tune.schedulers import TrialScheduler
 from harness.errors import SpecError
 from harness.store.tables import read_table
 from harness.study.search import asha_rungs, chance_floor, make_scheduler, make_searcher, startup_trials
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 
 def test_optuna_is_told_stopped_trials_were_pruned():
@@ -176,13 +176,13 @@ def test_without_the_chance_floor_the_first_trial_at_a_rung_goes_on(changes, lab
     assert _scheduler_decisions(small_spec(**GRACE_2, **changes), reports, labels) == [CONTINUE] * 3
 
 
-def test_a_diverging_first_trial_stops_at_the_grace_period(ray_session, tmp_path):
+def test_a_diverging_first_trial_stops_at_the_grace_period(ray_session, studies):
     from harness.study.sweep import run_sweep
 
     # every knob fixed: one trial, no searcher
     spec = small_spec(**{"search.num_samples": "1", "budget.epochs": "4", "search.space.lr": "30.0",
                          "measure.repeats": "3"})
-    trials = pd.read_parquet(run_sweep(spec, storage=str(tmp_path)) / "trials.parquet")
+    trials = pd.read_parquet(run_sweep(spec, storage=str(studies)) / "trials.parquet")
     assert trials.status.tolist() == ["stopped"] and trials.epochs_done.tolist() == [1]
     assert trials.val_acc.iloc[0] < 0.2
 
@@ -202,7 +202,7 @@ def test_a_study_run_one_trial_at_a_time_repeats_exactly(ray_session, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def study(ray_session, tmp_path_factory):
+def study(ray_session, tmp_path_factory, teacher_cache):
     from harness.study.sweep import run_sweep
 
     spec = small_spec(**{
@@ -214,7 +214,9 @@ def study(ray_session, tmp_path_factory):
     })
     # A trial that fails at start: momentum -1, put past the spec's checks, is refused when the trial builds its knobs.
     spec.search.space["momentum"].args[1] = -1.0
-    folder = run_sweep(spec, storage=str(tmp_path_factory.mktemp("storage")))
+    storage = tmp_path_factory.mktemp("storage")
+    (storage / "teachers").symlink_to(teacher_cache, target_is_directory=True)  # the session's teachers
+    folder = run_sweep(spec, storage=str(storage))
     return spec, folder
 
 
@@ -278,41 +280,41 @@ def test_study_file_records_the_protocol_and_teacher(study):
     assert info["ended_at"] and info["spec"]["method"] == "kd"
 
 
-def test_a_leaderboard_measures_studies_run_apart_in_one_window(ray_session, tmp_path, capsys):
+def test_a_leaderboard_measures_studies_run_apart_in_one_window(ray_session, studies, capsys):
     """The issue's case: a kd and a scratch study of one student, run one after the other."""
     from harness.cli.main import main
     from harness.study.remeasure import finished_students
     from harness.study.sweep import run_sweep
 
     spec = small_spec(**{"budget.epochs": "2", "asha.grace_period": "2", "measure.repeats": "3"})
-    folder = run_sweep(spec, storage=str(tmp_path))
+    folder = run_sweep(spec, storage=str(studies))
     rows = pd.read_parquet(folder / "trials.parquet")
     found, same_as = finished_students(spec, folder, dict(zip(rows.trial_id, rows.network, strict=True)))
     # One checkpoint read per network: the other completed trials only point at it.
     assert len(found) == 1 and len(found) + len(same_as) == (rows.status == "completed").sum() >= 2
     other = run_sweep(small_spec(**{"study": "alone", "method": "scratch", "teacher": "null",
                                     "search.num_samples": "1", "search.space.lr": "0.05", "budget.epochs": "1",
-                                    "measure.rounds": "0"}), storage=str(tmp_path))
+                                    "measure.rounds": "0"}), storage=str(studies))
     before = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
     assert "latency_rounds" not in pd.read_parquet(other / "trials.parquet")  # measure.rounds: 0
 
     # As they are: two windows, said so; the shared network still gets one (pooled) figure.
-    assert main(["leaderboard", str(tmp_path), "--no-remeasure"]) == 0
-    assert "not one window" in (tmp_path / "leaderboard.md").read_text()
-    board = pd.read_parquet(tmp_path / "leaderboard.parquet").set_index("study")
+    assert main(["leaderboard", str(studies), "--no-remeasure"]) == 0
+    assert "not one window" in (studies / "leaderboard.md").read_text()
+    board = pd.read_parquet(studies / "leaderboard.parquet").set_index("study")
     assert board.loc["test", "latency_ms"] == board.loc["alone", "latency_ms"]
 
-    assert main(["leaderboard", str(tmp_path)]) == 0
+    assert main(["leaderboard", str(studies)]) == 0
     assert "measuring 2 finished studies (3 completed trials) again in one window" in capsys.readouterr().out
     trials = pd.concat([pd.read_parquet(f / "trials.parquet") for f in (folder, other)])
     completed = trials[trials.status == "completed"]
     assert completed.latency_window.nunique() == 1 and completed.network.nunique() == 1
     assert completed.latency_ms.nunique() == 1 and (completed.latency_rounds == 5).all()
-    board = pd.read_parquet(tmp_path / "leaderboard.parquet").set_index("study")
+    board = pd.read_parquet(studies / "leaderboard.parquet").set_index("study")
     assert board.loc["test", "latency_ms"] == board.loc["alone", "latency_ms"]
     assert board.loc["test", "latency_rank"] == board.loc["alone", "latency_rank"] == 1
-    assert "measured together in one window" in (tmp_path / "leaderboard.md").read_text()
-    assert main(["leaderboard", str(tmp_path)]) == 0
+    assert "measured together in one window" in (studies / "leaderboard.md").read_text()
+    assert main(["leaderboard", str(studies)]) == 0
     assert "digits (cpu): latencies already measured in one window" in capsys.readouterr().out
 
     assert main(["remeasure", str(folder), str(other), "--rounds", "2"]) == 0

@@ -19,6 +19,7 @@ import yaml
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 from tests.ray_cluster import LocalCluster  # noqa: E402
+from tests.support.drivers import finish  # noqa: E402
 
 EDGE = '--resources={"edge_x86": 1}'
 SPEC = {
@@ -49,14 +50,8 @@ def cluster():
 
 def _harness(cluster: LocalCluster, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "harness", *args, "--address", cluster.address],
-                            env=cluster.env, cwd=Path(__file__).resolve().parents[1],
+                            env=cluster.env, cwd=Path(__file__).resolve().parents[1], start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(driver: subprocess.Popen, timeout: float = 420) -> str:
-    out, _ = driver.communicate(timeout=timeout)
-    assert driver.returncode == 0, out[-3000:]
-    return out
 
 
 def _kill_while_measuring(cluster: LocalCluster, driver: subprocess.Popen, nodes: list[str]) -> str:
@@ -78,7 +73,7 @@ def study(cluster, tmp_path_factory):
     edge = cluster.add_node(EDGE, cpus=2)
     spec = storage / "edge.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
-    _finish(_harness(cluster, "sweep", str(spec), "--storage", str(storage)))
+    finish(_harness(cluster, "sweep", str(spec), "--storage", str(storage)))
     return storage / "edge", edge
 
 
@@ -103,7 +98,7 @@ def test_a_killed_target_node_is_replaced_by_a_matching_one_or_its_figures_left_
     driver = _harness(cluster, "remeasure", str(folder), "--rounds", "300")
     killed = _kill_while_measuring(cluster, driver, [first, second])
     survivor = second if killed == first else first
-    out = _finish(driver)
+    out = finish(driver)
     latencies = pd.read_parquet(folder / "latencies.parquet")
     assert latencies.node_id.eq(survivor).all() and latencies.missing.isna().all(), out[-2000:]
     assert "target edge (onnxruntime, batch 1, 8, 2 threads, on a node with edge_x86=1): 2 distinct network(s) " \
@@ -112,7 +107,7 @@ def test_a_killed_target_node_is_replaced_by_a_matching_one_or_its_figures_left_
     # The last node that matches goes too: the figures are left missing, said so, never taken elsewhere.
     driver = _harness(cluster, "remeasure", str(folder), "--rounds", "300")
     assert _kill_while_measuring(cluster, driver, [survivor]) == survivor
-    out = _finish(driver)
+    out = finish(driver)
     assert ("target edge (onnxruntime, batch 1, 8, 2 threads, on a node with edge_x86=1): not measured, no node "
             "that matches it is left in the cluster; its figures are left missing") in out
     latencies = pd.read_parquet(folder / "latencies.parquet")

@@ -14,7 +14,7 @@ from harness.cli.main import main
 from harness.measure.latency import runtime_window, session_window
 from harness.measure.runtimes import Session, onnx_bytes
 from harness.networks.zoo import create_model
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 TARGETS = {"deploy.targets": "{eager_b64: {runtime: torch, batch: 64}, ort_b1: {runtime: onnxruntime, batch: 1}}"}
 
@@ -103,11 +103,12 @@ def test_an_onnx_file_is_timed_as_it_is():
 
 
 @pytest.fixture(scope="module")
-def two_targets(ray_session, tmp_path_factory):
+def two_targets(ray_session, tmp_path_factory, teacher_cache):
     """A digits study on two targets, searched on ONNX Runtime's batch-1 latency; its leaderboard."""
     from harness.study.sweep import run_sweep
 
     storage = tmp_path_factory.mktemp("targets")
+    (storage / "teachers").symlink_to(teacher_cache, target_is_directory=True)  # the session's teachers
     spec = small_spec(**TARGETS, **{
         "study": "two-targets", "method": "filter_pruning_kd", "student.width": "1.0",
         "search.num_samples": "3", "search.searcher": "nsga2", "asha.grace_period": "2",
@@ -192,16 +193,16 @@ def test_an_exported_onnx_card_gives_the_leaderboards_onnx_runtime_figure(two_ta
     assert "ort_b1 onnxruntime b1" in capsys.readouterr().out
 
 
-def test_a_study_without_targets_reads_as_the_default_target(ray_session, tmp_path):
+def test_a_study_without_targets_reads_as_the_default_target(ray_session, studies):
     from harness.study.sweep import run_sweep
 
     folder = run_sweep(small_spec(**{"search.num_samples": "1", "search.space.lr": "0.02", "budget.epochs": "1"}),
-                       storage=str(tmp_path))
+                       storage=str(studies))
     assert not (folder / "latencies.parquet").exists()
-    assert main(["leaderboard", str(tmp_path)]) == 0
-    board = pd.read_parquet(tmp_path / "leaderboard.parquet")
+    assert main(["leaderboard", str(studies)]) == 0
+    board = pd.read_parquet(studies / "leaderboard.parquet")
     assert board.target.tolist() == ["default"]
-    assert "## Target" not in (tmp_path / "leaderboard.md").read_text()
+    assert "## Target" not in (studies / "leaderboard.md").read_text()
 
 
 @pytest.mark.parametrize("change, line", [
@@ -239,13 +240,13 @@ def test_calibration_images_come_from_the_training_split_only(digits):
     assert int8_images(small_spec(), digits) is None  # no int8 target: nothing drawn
 
 
-def test_an_int8_target_ranks_on_the_quantized_networks_accuracy_size_and_latency(ray_session, tmp_path):
+def test_an_int8_target_ranks_on_the_quantized_networks_accuracy_size_and_latency(ray_session, studies, tmp_path):
     from harness.study.sweep import run_sweep
 
     spec = small_spec(**{"study": "int8", "search.num_samples": "2", "search.searcher": "random",
                          "asha.grace_period": "2", "asha.stop_at_chance": "false", "student.width": "1.0",
                          "deploy.targets": "{q: {runtime: onnxruntime, precision: int8, batch: 8}}"})
-    folder = run_sweep(spec, storage=str(tmp_path))
+    folder = run_sweep(spec, storage=str(studies))
     trials = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
     rows = pd.read_parquet(folder / "latencies.parquet").set_index("trial_id")
     completed = trials[trials.status.eq("completed")]
@@ -260,12 +261,12 @@ def test_an_int8_target_ranks_on_the_quantized_networks_accuracy_size_and_latenc
     # INT8 weights: under half the float32 graph (the quantize and dequantize nodes take room on a tiny net).
     assert (rows.size_bytes < rows.fp32_size_bytes / 2).all() and rows.teacher_test_acc.notna().all()
 
-    assert main(["leaderboard", str(tmp_path)]) == 0
-    board = pd.read_parquet(tmp_path / "leaderboard_trials.parquet")
+    assert main(["leaderboard", str(studies)]) == 0
+    board = pd.read_parquet(studies / "leaderboard_trials.parquet")
     quantized = board[board.target.eq("q") & board.status.eq("completed")].set_index("trial_id")
     assert (quantized.val_acc == rows.val_acc.reindex(quantized.index)).all()  # fronts and selection on int8
     assert (quantized.size_bytes == rows.size_bytes.reindex(quantized.index)).all()
-    assert "## Target q at batch 8: onnxruntime int8, 1 thread(s), on " in (tmp_path / "leaderboard.md").read_text()
+    assert "## Target q at batch 8: onnxruntime int8, 1 thread(s), on " in (studies / "leaderboard.md").read_text()
 
     # The int8 file is written beside the float32 one, checked against the target's row, with its card.
     assert main(["export", str(folder), "--format", "onnx", "-o", str(tmp_path / "out")]) == 0

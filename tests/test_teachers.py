@@ -9,7 +9,7 @@ import torch
 from harness.errors import CheckpointError
 from harness.networks.zoo import create_model
 from harness.study.teachers import cache_key, obtain_teacher, train_teacher
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 
 class CountingTrainer:

@@ -8,7 +8,7 @@ from harness.errors import SpecError
 from harness.networks.zoo import create_model
 from harness.study.trial import autocast, claim_device, prepare_model, run_trial
 from methods.training import evaluate
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 
 def test_bf16_trains_under_autocast_and_still_learns(digits):

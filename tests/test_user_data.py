@@ -7,7 +7,7 @@ import pytest
 from harness.data.datasets import load_dataset
 from harness.errors import HarnessError
 from harness.study.sweep import trial_splits
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 LOADERS = '''
 import torch

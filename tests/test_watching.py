@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from harness.study.sweep import run_sweep
-from tests.conftest import small_spec
+from tests.support.specs import small_spec
 
 WATCHER = textwrap.dedent("""
     import json, sys, time, optuna
