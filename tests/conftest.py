@@ -79,6 +79,21 @@ def studies(tmp_path, teacher_cache) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A multi-node Ray of ``ray start`` nodes on this machine (tests/ray_cluster.py), its head
+    started; the module's tests add and kill nodes. Every Ray process it started is gone after."""
+    from tests.ray_cluster import LocalCluster
+
+    cluster = LocalCluster()
+    try:
+        cluster.start_head()
+        yield cluster
+    finally:
+        cluster.shutdown()
+        assert not cluster.processes(), "Ray processes left behind"
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole test session (starting Ray costs seconds)."""

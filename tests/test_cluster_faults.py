@@ -27,17 +27,6 @@ from tests.ray_cluster import LocalCluster  # noqa: E402
 from tests.support.drivers import EPOCHS, SPEC, TRIALS, finish, wait_for  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    cluster = LocalCluster()
-    try:
-        cluster.start_head()
-        yield cluster
-    finally:
-        cluster.shutdown()
-        assert not cluster.processes(), "Ray processes left behind"
-
-
 def _spec_file(folder: Path, study: str) -> Path:
     path = folder / f"{study}.yaml"
     path.write_text(yaml.safe_dump({**SPEC, "study": study}))

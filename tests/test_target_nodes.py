@@ -37,17 +37,6 @@ SPEC = {
 }
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    cluster = LocalCluster()
-    try:
-        cluster.start_head()
-        yield cluster
-    finally:
-        cluster.shutdown()
-        assert not cluster.processes(), "Ray processes left behind"
-
-
 def _harness(cluster: LocalCluster, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "harness", *args, "--address", cluster.address],
                             env=cluster.env, cwd=Path(__file__).resolve().parents[1], start_new_session=True,

@@ -225,7 +225,7 @@ def test_a_bad_int8_target_is_one_line(change, line):
 
 
 def test_calibration_images_come_from_the_training_split_only(digits):
-    from harness.study.targets import int8_images
+    from harness.study.quantized import int8_images
 
     spec = small_spec(**{"deploy.targets.q": "{runtime: onnxruntime, precision: int8}", "deploy.calibration": "200"})
     images = int8_images(spec, digits)

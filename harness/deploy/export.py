@@ -200,7 +200,7 @@ def write_int8(spec: StudySpec, name: str, path: Path, model: Deployed, row: pd.
     calibration images), checked against that target's row: test accuracy recomputed from the
     file within one test image. Its card; the line to print."""
     from harness.measure.quantize import quantize_int8
-    from harness.study.targets import int8_images
+    from harness.study.quantized import int8_images
 
     target = spec.deploy.targets[name]
     int8_path = path.with_name(f"{path.stem}-{name}.onnx")

@@ -218,7 +218,7 @@ def load_finished_study(study: Location) -> StudyStudents:
 
         teacher_state = obtain_teacher(spec, data, study.parent(), train=not_cached).state
     trials = read_table(folder, "trials")
-    from harness.study.targets import int8_images, reads_every_checkpoint
+    from harness.study.quantized import int8_images, reads_every_checkpoint
 
     networks = dict(zip(trials["trial_id"], trials["network"], strict=True)) if "network" in trials else {}
     students, same_as = finished_students(spec, study, None if reads_every_checkpoint(spec) else networks)

@@ -50,6 +50,7 @@ from harness.study.cluster import check_trial_fits, connect
 from harness.study.first_report import check_first_report
 from harness.study.old_paths import old_module_paths
 from harness.study.progress import choose_mode, make_progress
+from harness.study.quantized import int8_images, reads_every_checkpoint
 from harness.study.remeasure import StudyStudents, finished_students, measure_again
 from harness.study.results import (
     FINISHED,
@@ -61,7 +62,7 @@ from harness.study.results import (
     versions,
 )
 from harness.study.search import asha_rungs, describe_searcher, make_scheduler, make_searcher
-from harness.study.targets import check_placement, int8_images, reads_every_checkpoint
+from harness.study.targets import check_placement
 from harness.study.teachers import Teacher, obtain_teacher, train_teacher
 from harness.study.tracking import tracking_callbacks
 from harness.study.trial import STATE_FILE, run_trial

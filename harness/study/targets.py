@@ -24,19 +24,17 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from harness.errors import HarnessError, SpecError
 from harness.measure.cost import network_fingerprint
 from harness.measure.latency import runtime_window
-from harness.measure.quantize import quantize_int8
-from harness.measure.runtimes import Session, onnx_bytes
 from harness.networks.build import build_network
 from harness.networks.deployed import Deployed
 from harness.spec.schema import MeasureSpec, StudySpec, TargetSpec
-from harness.study.students import Int8Images, StudyStudents
+from harness.study.quantized import graph_layout, quantize_network
+from harness.study.students import StudyStudents
 from methods.checkpoint import fit_shapes
 
 TEACHER = "<teacher>"  # the key of a study's teacher among its rows' figures
@@ -163,17 +161,17 @@ def measure_targets(studies: list[StudyStudents], rounds: int) -> tuple[list[lis
         models: dict[str, tuple[nn.Module, tuple[int, ...]]] = {}
         of_row: dict[tuple[int, str], tuple[str, str | None]] = {}  # (study, row id) -> network keys
 
-        quantized: dict[tuple[int, str], dict[str, Any]] = {}  # int8: (study, row id) -> accuracy, size
+        int8_figures: dict[tuple[int, str], dict[str, Any]] = {}  # (study, row id) -> int8 accuracy, size
         for i in members:
             study = studies[i]
             teacher = _teacher(study)
             if teacher is not None and target.precision == "int8":
-                teacher, quantized[i, TEACHER] = _quantized(teacher, study, target)
+                teacher, int8_figures[i, TEACHER] = quantize_network(teacher, study, target)
             teacher_key = _add(models, teacher, study.input_shape) if teacher is not None else None
             for row_id, state in study.students.items():
                 model = _student(study, state)
                 if target.precision == "int8":  # each trial's own weights set its scales and its accuracy
-                    model, quantized[i, row_id] = _quantized(model, study, target)
+                    model, int8_figures[i, row_id] = quantize_network(model, study, target)
                 of_row[i, row_id] = (_add(models, model, study.input_shape), teacher_key)
             for row_id, other in study.same_as.items():
                 of_row[i, row_id] = of_row[i, other]
@@ -199,9 +197,9 @@ def measure_targets(studies: list[StudyStudents], rounds: int) -> tuple[list[lis
                               f"{studies[members[0]].spec.measure.max_spread:.0%} of the median): flagged "
                               f"latency_noisy", members))
         for (i, row_id), (key, teacher_key) in of_row.items():
-            accuracy = quantized.get((i, row_id), {})
-            if (i, TEACHER) in quantized:
-                accuracy = {**accuracy, **{f"teacher_{k}": v for k, v in quantized[i, TEACHER].items()
+            accuracy = int8_figures.get((i, row_id), {})
+            if (i, TEACHER) in int8_figures:
+                accuracy = {**accuracy, **{f"teacher_{k}": v for k, v in int8_figures[i, TEACHER].items()
                                            if k in ("val_acc", "test_acc", "size_bytes")}}
             for batch in studies[i].spec.deploy.targets[name].batch:
                 out[i].append({**_row(row_id, name, target, batch, key, teacher_key, figures, node_id, host, window,
@@ -209,67 +207,15 @@ def measure_targets(studies: list[StudyStudents], rounds: int) -> tuple[list[lis
     return out, lines
 
 
-def int8_images(spec: StudySpec, data: Any) -> Int8Images | None:
-    """The images an int8 target of the study needs (``data``: its DatasetSplits), or None."""
-    if not any(t.precision == "int8" for t in spec.deploy.targets.values()):
-        return None
-    from harness.data.calibration import calibration_images
-
-    calibration, index = calibration_images(data, spec.deploy.calibration, spec.dataset.split_seed)
-    return Int8Images(calibration, index, (data.val.x.astype(np.float32) / 255, data.val.y),
-                      (data.test.x.astype(np.float32) / 255, data.test.y))
-
-
-def reads_every_checkpoint(spec: StudySpec) -> bool:
-    """An int8 target's accuracy depends on each trial's weights, not only its network's shape."""
-    return any(t.precision == "int8" for t in spec.deploy.targets.values())
-
-
-def _accuracy(session: Session, images: tuple[np.ndarray, np.ndarray], batch: int = 256) -> float:
-    x, y = images
-    logits = np.concatenate([session(x[i:i + batch]) for i in range(0, len(x), batch)])
-    return float((logits.argmax(1) == y).mean())
-
-
-def _quantized(model: nn.Module, study: StudyStudents, target: TargetSpec) -> tuple[bytes, dict[str, Any]]:
-    """The network quantized to int8, and its figures: accuracy (validation and test, int8 and
-    float32 in the same runtime), the drop, the file's size."""
-    shape = study.input_shape
-    fp32 = onnx_bytes(model, shape)
-    int8 = quantize_int8(fp32, study.int8.calibration)
-    quantized, plain = Session(int8, shape, target.runtime, target.threads), Session(fp32, shape, target.runtime,
-                                                                                    target.threads)
-    figures = {"val_acc": _accuracy(quantized, study.int8.val), "test_acc": _accuracy(quantized, study.int8.test),
-               "fp32_val_acc": _accuracy(plain, study.int8.val), "fp32_test_acc": _accuracy(plain, study.int8.test),
-               "size_bytes": len(int8), "fp32_size_bytes": len(fp32),
-               "calibration_images": len(study.int8.calibration)}
-    figures["accuracy_drop"] = figures["fp32_val_acc"] - figures["val_acc"]
-    figures["drop_flagged"] = bool(figures["accuracy_drop"] > study.spec.deploy.max_drop)
-    return int8, figures
-
-
 def _add(models: dict[str, tuple[Any, tuple[int, ...]]], model: nn.Module | bytes, shape: tuple[int, ...]) -> str:
     """Key a network by what decides its speed; identical networks are measured once (an int8
-    graph by its bytes' layout: its float32 network's fingerprint is not at hand, so by hash)."""
-
-    if isinstance(model, bytes):  # quantized graphs of one network differ in their scales only
-        key = f"int8-{_graph_shape(model)}|{shape}"
+    graph by its layout: nodes and weight shapes, not the scales its calibration set)."""
+    if isinstance(model, bytes):
+        key = f"int8-{graph_layout(model)}|{shape}"
     else:
         key = f"{network_fingerprint(model)}|{shape}"
     models.setdefault(key, (model, shape))
     return key
-
-
-def _graph_shape(graph: bytes) -> str:
-    """An ONNX graph's structure without its weights' values: nodes and initializer shapes."""
-    import hashlib
-
-    import onnx
-
-    model = onnx.load_from_string(graph)
-    layout = [[n.op_type, list(n.input), list(n.output)] for n in model.graph.node]
-    layout += [[t.name, list(t.dims), t.data_type] for t in model.graph.initializer]
-    return hashlib.sha256(json.dumps(layout).encode()).hexdigest()[:16]
 
 
 def _row(row_id: str, name: str, target: TargetSpec, batch: int, key: str, teacher_key: str | None,
