@@ -1,5 +1,6 @@
-"""What leaves the harness: a study's trained networks exported (ONNX and PyTorch), checked
-against their rows and measured, with a model card.
+"""What leaves the harness: a study's trained networks exported (ONNX, int8 ONNX and PyTorch),
+checked against their rows (``export``), each with a model card measured on the study's
+deployment targets (``card``).
 
 May import ``study``, ``spec``, ``data``, ``networks``, ``store``, ``measure``, ``errors``
 and ``methods``.

@@ -126,6 +126,11 @@ class Session:
         out = self._run(x)
         return out.numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
 
+    def accuracy(self, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+        """Top-1 accuracy on float32 images ``x`` (in [0, 1]) with labels ``y``, ``batch`` at a time."""
+        logits = np.concatenate([self(x[i:i + batch]) for i in range(0, len(x), batch)])
+        return float((logits.argmax(1) == y).mean())
+
     def latency_ms(self, batch: int, warmup: int = 5, repeats: int = 20, min_run_s: float = 0.002) -> float:
         """Median milliseconds per forward pass of a batch of ``batch`` images."""
         x = self.batch(batch)

@@ -36,12 +36,6 @@ def reads_every_checkpoint(spec: StudySpec) -> bool:
     return any(t.precision == "int8" for t in spec.deploy.targets.values())
 
 
-def _accuracy(session: Session, images: tuple[np.ndarray, np.ndarray], batch: int = 256) -> float:
-    x, y = images
-    logits = np.concatenate([session(x[i:i + batch]) for i in range(0, len(x), batch)])
-    return float((logits.argmax(1) == y).mean())
-
-
 def quantize_network(model: nn.Module, study: StudyStudents, target: TargetSpec) -> tuple[bytes, dict[str, Any]]:
     """The network quantized to int8, and its figures: accuracy (validation and test, int8 and
     float32 in the same runtime), the drop, the file's size."""
@@ -50,8 +44,8 @@ def quantize_network(model: nn.Module, study: StudyStudents, target: TargetSpec)
     int8 = quantize_int8(fp32, study.int8.calibration)
     quantized, plain = Session(int8, shape, target.runtime, target.threads), Session(fp32, shape, target.runtime,
                                                                                     target.threads)
-    figures = {"val_acc": _accuracy(quantized, study.int8.val), "test_acc": _accuracy(quantized, study.int8.test),
-               "fp32_val_acc": _accuracy(plain, study.int8.val), "fp32_test_acc": _accuracy(plain, study.int8.test),
+    figures = {"val_acc": quantized.accuracy(*study.int8.val), "test_acc": quantized.accuracy(*study.int8.test),
+               "fp32_val_acc": plain.accuracy(*study.int8.val), "fp32_test_acc": plain.accuracy(*study.int8.test),
                "size_bytes": len(int8), "fp32_size_bytes": len(fp32),
                "calibration_images": len(study.int8.calibration)}
     figures["accuracy_drop"] = figures["fp32_val_acc"] - figures["val_acc"]
