@@ -25,13 +25,13 @@ from harness.deploy.card import card_markdown, latency_text, model_card, target_
 from harness.errors import HarnessError
 from harness.measure.cost import count_params
 from harness.measure.runtimes import Session
-from harness.networks.build import build_network
+from harness.networks.build import trained_network
 from harness.networks.deployed import Deployed
 from harness.spec.schema import StudySpec
 from harness.store.location import Location, open_location
 from harness.store.lock import writing
 from harness.store.tables import read_table, table_exists
-from methods.checkpoint import fit_shapes
+from harness.study.students import trial_student
 
 FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "state_dict": ".pt"}
 MATCH_TOLERANCE = 1e-4  # largest absolute logit difference between the file and the trial's student
@@ -63,21 +63,7 @@ def chosen_rows(trials: pd.DataFrame, spec: StudySpec, trial: str | None, front:
 def student_network(spec: StudySpec, study: Location, row: pd.Series, num_classes: int,
                     input_shape: tuple[int, int, int]) -> nn.Module:
     """The trial's final student, at its own (possibly pruned) shapes."""
-    if not isinstance(row.get("student_state"), str):
-        raise HarnessError(f"trial {row['trial_id']}: trials.parquet names no student_state (a study written "
-                           f"before export existed); run it again to export it")
-    if not study.exists(row["student_state"]):
-        raise HarnessError(f"trial {row['trial_id']}: its checkpoint {study.uri_of(row['student_state'])} is gone")
-    saved = torch.load(io.BytesIO(study.read_bytes(row["student_state"])), map_location="cpu", weights_only=True)
-    if saved.get("trial_id", row["trial_id"]) != row["trial_id"]:  # checkpoints written before the id: unchecked
-        raise HarnessError(f"trial {row['trial_id']}: its row names {study.uri_of(row['student_state'])}, which "
-                           f"holds trial {saved['trial_id']}'s student; the row and the checkpoint do not belong "
-                           f"together")
-    state = saved["method"]["student"]
-    model = build_network(spec.student, num_classes, input_shape, "student")
-    fit_shapes(model, state)
-    model.load_state_dict(state)
-    return model.eval()
+    return trained_network(spec.student, num_classes, input_shape, "student", trial_student(study, row))
 
 
 def write_file(model: Deployed, fmt: str, path: Path, example: torch.Tensor) -> int:

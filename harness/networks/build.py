@@ -24,6 +24,7 @@ from torch import fx, nn
 
 from harness.errors import SpecError
 from harness.networks.zoo import MODELS, create_model
+from methods.checkpoint import fit_shapes
 from methods.knobs import show
 from methods.registry import did_you_mean, import_function
 
@@ -211,3 +212,13 @@ def check_networks(spec: Any, num_classes: int, input_shape: tuple[int, int, int
         if network.repeat is not None:
             notes.append(f"{role} {model.model} takes 3 channels: the data's one channel is repeated on the device")
     return notes
+
+
+def trained_network(model: Any, num_classes: int, input_shape: tuple[int, int, int], role: str,
+                    state: dict[str, torch.Tensor]) -> nn.Module:
+    """The network of ``model`` with trained weights ``state``, at the shapes they have (a pruned
+    network is narrower than a fresh one); in eval mode."""
+    network = build_network(model, num_classes, input_shape, role)
+    fit_shapes(network, state)
+    network.load_state_dict(state)
+    return network.eval()

@@ -17,6 +17,7 @@ import yaml
 
 from harness.errors import SpecError
 from harness.spec.checks import check_semantics
+from harness.spec.parents import check_parent, fill_parent
 from harness.spec.schema import Objective, StudySpec, TargetSpec
 from harness.spec.shipped import resolve_spec
 from methods.knobs import coerce, show
@@ -41,13 +42,21 @@ def load_spec(path: str | Path, overrides: list[str] = (), code: list[str] = ())
     raw = read_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec is a YAML mapping (study:, method:, ...)")
-    if isinstance(raw.get("spec"), dict) and "method" not in raw:  # a results folder's study.json
+    recorded = isinstance(raw.get("spec"), dict) and "method" not in raw  # a results folder's study.json
+    if recorded:
         raw = _from_record(raw["spec"])
     for override in overrides:
         apply_override(raw, override)
     if code:
         raw["code"] = [*(raw.get("code") or []), *code] if isinstance(raw.get("code") or [], list) else raw["code"]
-    return parse_spec(raw)
+    chained = [] if recorded else [role for role in ("student", "teacher")
+                                   if isinstance(raw.get(role), dict) and raw[role].get("from_study") is not None]
+    for role in chained:  # a study.json holds its parents' networks already (and needs no parent to be read)
+        raw[role] = fill_parent(raw[role], role)
+    spec = parse_spec(raw)
+    for role in chained:  # "best" becomes the trial it is, so that every later step reads the same one
+        getattr(spec, role).trial = str(check_parent(getattr(spec, role), spec.dataset, role)["trial_id"])
+    return spec
 
 
 def spec_file(path: str | Path) -> Path:

@@ -46,6 +46,10 @@ class ModelSpec:
     width: float = 1.0  # zoo models only
     kwargs: dict[str, Any] = field(default_factory=dict)  # a factory's own arguments
     features: str | None = None  # outside the zoo: the node that ends the features, for feature methods
+    # A chain: the network, weights and pruned shapes of another study's trial (harness.spec.parents);
+    # the fields above are then the parent's, filled in when the spec is read.
+    from_study: str | None = None  # the parent study's folder or URI
+    trial: str = "best"  # best (on validation, over all its seeds) or a trial id
 
 
 @dataclass

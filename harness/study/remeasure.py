@@ -33,7 +33,7 @@ import torch
 from harness.errors import HarnessError
 from harness.measure.cost import count_params, device_name, network_fingerprint
 from harness.measure.latency import TimedNetwork, measure_window
-from harness.networks.build import build_network
+from harness.networks.build import trained_network
 from harness.spec.schema import MeasureSpec, ResourcesSpec, StudySpec
 from harness.store.location import Location, open_location, open_study
 from harness.store.tables import read_table
@@ -46,7 +46,6 @@ from harness.study.trial import (
     prepare_model,
     set_threads,
 )
-from methods.checkpoint import fit_shapes
 
 Figures = dict[str, dict[str, Any]]  # row id -> what was measured
 Weights = dict[str, torch.Tensor]
@@ -105,9 +104,7 @@ def measure_studies(studies: list[StudyStudents], rounds: int, resources: Resour
         teacher = load_teacher(spec, study.num_classes, study.input_shape, study.teacher_state, device)
         teacher_key = add(teacher, spec, study.input_shape) if teacher is not None else None
         for row_id, state in study.students.items():
-            model = build_network(spec.student, study.num_classes, study.input_shape, "student")
-            fit_shapes(model, state)  # a pruned student is narrower than a fresh one
-            model.load_state_dict(state)
+            model = trained_network(spec.student, study.num_classes, study.input_shape, "student", state)
             model = prepare_model(model.to(device), spec.resources.channels_last).eval()
             rows.append((index, row_id, add(model, spec, study.input_shape), teacher_key, count_params(model)))
         of_row = {row[1]: row for row in rows if row[0] == index}

@@ -120,13 +120,14 @@ class ResultsWriter(LiveCallback):
     FRESH_S = 1.0  # reports reach the files at least this often, whatever Tune's snapshot period
 
     def __init__(self, spec: StudySpec, folder: Path, teacher: dict[str, Any] | None,
-                 location: Location | None = None) -> None:
+                 location: Location | None = None, lineage: dict[str, Any] | None = None) -> None:
         super().__init__(f"{spec.study}#results")
         self.spec = spec
         self.folder = folder  # written here; on object storage, the study's local mirror...
         self.location = location if location is not None and location.remote else None  # ...pushed here
         self._uploader = Uploader(self.location, NOT_MIRRORED) if self.location is not None else None
         self.teacher = teacher or {}
+        self.lineage = lineage or {}  # a chained study's columns (harness.study.lineage.lineage_columns)
         self.seed = spec.seeds[0]
         self.trials: dict[str, dict[str, Any]] = {}
         self.tables = {"trials": PartTable(folder, "trials"),
@@ -254,7 +255,7 @@ class ResultsWriter(LiveCallback):
                 "config": json.dumps(params, sort_keys=True, default=str),
                 **{f"param_{k}": v for k, v in params.items()},
                 **{f"teacher_{k}": self.teacher.get(k) for k in TEACHER_COLUMNS},
-                "error": None, "versions": self._versions,
+                "error": None, "versions": self._versions, **self.lineage,
             }
         return self.trials[key]
 

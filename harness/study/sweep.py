@@ -48,6 +48,7 @@ from harness.store.tables import PARTS
 from harness.study.checkpoints import FinishedTrialCheckpoints, prune_checkpoints
 from harness.study.cluster import check_trial_fits, connect
 from harness.study.first_report import check_first_report
+from harness.study.lineage import lineage, lineage_columns, load_parent
 from harness.study.old_paths import old_module_paths
 from harness.study.progress import choose_mode, make_progress
 from harness.study.quantized import int8_images, reads_every_checkpoint
@@ -74,6 +75,7 @@ def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: di
     """The Ray Tune function trainable: a trial that checkpoints at every report."""
     data = ray.get(shared["data"])
     teacher_state = ray.get(shared["teacher"]) if shared["teacher"] is not None else None
+    student_state = ray.get(shared["student"]) if shared.get("student") is not None else None
     # Same id as the trial's row in trials.parquet (ResultsWriter._id).
     row_id = trial_key(seed, tune.get_context().get_trial_id())
     samples = f"samples/{row_id}"
@@ -95,7 +97,7 @@ def tune_trial(config: dict[str, Any], *, spec: StudySpec, seed: int, shared: di
 
     try:
         run_trial(config, spec, seed, data, teacher_state, report=report, samples_dir=samples_dir,
-                  checkpoints=True, resume=last_state(tune.get_checkpoint()))
+                  checkpoints=True, resume=last_state(tune.get_checkpoint()), student_state=student_state)
     finally:
         if study.remote:
             shutil.rmtree(samples_dir, ignore_errors=True)
@@ -147,6 +149,9 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
         f"(rungs at {', '.join(map(str, asha_rungs(spec)))} epochs)")
     for note in check_networks(spec, data.num_classes, data.input_shape):  # before Ray and the teacher
         say(note)
+    parent = load_parent(spec.student, "student", data) if spec.student.from_study else None
+    if parent is not None:  # before Ray and the teacher: a parent on other splits is one line
+        say(f"student: {parent.describe()}")
     if recorded_data and data.fingerprint != recorded_data:
         say(f"note: these {data.name} splits ({data.fingerprint}) are not the recorded study's ({recorded_data}): "
             f"other samples, so other results")
@@ -170,12 +175,15 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
     with writing(folder):
         if not resume and (archived := archive_previous(study)):  # only once the study can start
             say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
-        write_study_file(folder, spec, data, teacher, started=None if resume else utc_now())
+        write_study_file(folder, spec, data, teacher, started=None if resume else utc_now(),
+                         lineage=lineage(spec, parent))
         (folder / "splits.json").write_text(split_indices(data))
         study.push(skip=NOT_MIRRORED)
     shared = {"data": ray.put(shipped),
-              "teacher": ray.put(teacher.state) if teacher else None}
-    writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None, location=study)
+              "teacher": ray.put(teacher.state) if teacher else None,
+              "student": ray.put(parent.state) if parent else None}
+    writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None, location=study,
+                           lineage=lineage_columns(lineage(spec, parent)))
     if resume:
         writer.load_previous()
     printer = make_progress(progress, writer)
@@ -229,7 +237,7 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
     writer.compact()
     writer.check_written()
     with writing(folder):
-        write_study_file(folder, spec, data, teacher, started=None, ended=utc_now())
+        write_study_file(folder, spec, data, teacher, started=None, ended=utc_now(), lineage=lineage(spec, parent))
         study.push(skip=NOT_MIRRORED)
     counts = writer.counts()
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
@@ -434,7 +442,7 @@ def archive_previous(study: Location) -> str | None:
 
 
 def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher: Teacher | None,
-                     started: str | None, ended: str | None = None) -> None:
+                     started: str | None, ended: str | None = None, lineage: dict[str, Any] | None = None) -> None:
     """``study.json``: the protocol behind the results (spec, splits, teacher, versions), and
     the driver writing them, so that a report can tell a running study from an interrupted one."""
     path = folder / "study.json"
@@ -445,6 +453,7 @@ def write_study_file(folder: Path, spec: StudySpec, data: DatasetSplits, teacher
         "dataset": {"name": data.name, "fingerprint": data.fingerprint, "train": len(data.train),
                     "val": len(data.val), "test": len(data.test), "augment": data.augment},
         "teacher": teacher.metrics if teacher else None,
+        "lineage": lineage,  # a chain's parents and methods (harness.study.lineage)
         "versions": json.loads(versions()),
         "optuna": {"storage": spec.search.storage or journal.JOURNAL,
                    "studies": [journal.study_name(spec.study, seed) for seed in spec.seeds]}

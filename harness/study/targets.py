@@ -30,12 +30,11 @@ from torch import nn
 from harness.errors import HarnessError, SpecError
 from harness.measure.cost import network_fingerprint
 from harness.measure.latency import runtime_window
-from harness.networks.build import build_network
+from harness.networks.build import trained_network
 from harness.networks.deployed import Deployed
 from harness.spec.schema import MeasureSpec, StudySpec, TargetSpec
 from harness.study.quantized import graph_layout, quantize_network
 from harness.study.students import StudyStudents
-from methods.checkpoint import fit_shapes
 
 TEACHER = "<teacher>"  # the key of a study's teacher among its rows' figures
 POLL_S = 5.0  # how often a pending window checks that a node matching its target is still there
@@ -130,17 +129,15 @@ def _this_node() -> str | None:
 
 
 def _student(study: StudyStudents, state: dict[str, torch.Tensor]) -> nn.Module:
-    model = build_network(study.spec.student, study.num_classes, study.input_shape, "student")
-    fit_shapes(model, state)  # a pruned student is narrower than a fresh one
-    model.load_state_dict(state)
+    model = trained_network(study.spec.student, study.num_classes, study.input_shape, "student", state)
     return Deployed(model, study.mean, study.std).eval()
 
 
 def _teacher(study: StudyStudents) -> nn.Module | None:
     if study.spec.teacher is None or study.teacher_state is None:
         return None
-    model = build_network(study.spec.teacher, study.num_classes, study.input_shape, "teacher")
-    model.load_state_dict(study.teacher_state)
+    model = trained_network(study.spec.teacher, study.num_classes, study.input_shape, "teacher",
+                            study.teacher_state)
     return Deployed(model, study.mean, study.std).eval()
 
 

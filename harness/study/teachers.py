@@ -26,8 +26,12 @@ from harness.networks.build import build_network
 from harness.spec.schema import BudgetSpec, ModelSpec, SearchSpec, StudySpec
 from harness.store.location import Location, open_location
 from harness.store.lock import writing
+from harness.study.lineage import load_parent
 from methods.knobs import show
 
+# What a teacher's metrics keep of its training run's last report (or of its parent trial's row).
+TEACHER_METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "params", "size_bytes", "macs",
+                   "latency_b1_ms", "latency_ms", "latency_batch", "device", "train_s")
 CACHE_VERSION = 1  # bump when the training loop changes what a recipe produces
 DEFAULT_EPOCHS = 20
 
@@ -84,9 +88,7 @@ def train_teacher(spec: StudySpec, data: DatasetSplits) -> Teacher:
 
     model = run_trial({}, study, spec.teacher.seed, data, None, report)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    keep = ("val_acc", "val_loss", "test_acc", "test_loss", "params", "size_bytes", "macs",
-            "latency_b1_ms", "latency_ms", "latency_batch", "device", "train_s")
-    return Teacher(state, {k: last[k] for k in keep if k in last})
+    return Teacher(state, {k: last[k] for k in TEACHER_METRICS if k in last})
 
 
 def cache_files(storage: Path, spec: StudySpec, data: DatasetSplits, key: str) -> tuple[Path, Path]:
@@ -97,10 +99,14 @@ def cache_files(storage: Path, spec: StudySpec, data: DatasetSplits, key: str) -
 
 def obtain_teacher(spec: StudySpec, data: DatasetSplits, storage: Path | Location,
                    train: TrainFn = train_teacher) -> Teacher:
-    """The study's teacher: from its checkpoint, from the cache, or trained now and cached."""
+    """The study's teacher: from its checkpoint, another study's trial, the cache, or trained now and cached."""
     assert spec.teacher is not None
     if spec.teacher.checkpoint:
         return load_checkpoint(spec, data)
+    if spec.teacher.from_study:
+        parent = load_parent(spec.teacher, "teacher", data)
+        metrics = {k: parent.row[k] for k in TEACHER_METRICS if k in parent.row and parent.row[k] is not None}
+        return Teacher(parent.state, {**metrics, "source": f"trial {parent.trial} of '{parent.study}'"})
     root = storage if isinstance(storage, Location) else open_location(storage)
     key = cache_key(spec, data)
     weights, meta = cache_files(root.local, spec, data, key)

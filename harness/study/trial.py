@@ -29,7 +29,7 @@ from harness.measure.cost import (
     network_cost,
     network_fingerprint,
 )
-from harness.networks.build import build_network
+from harness.networks.build import build_network, trained_network
 from harness.spec.schema import ResourcesSpec, StudySpec
 from harness.study.targets import trial_figures
 from methods.base import MethodContext, WithheldSplit
@@ -91,8 +91,7 @@ def load_teacher(spec: StudySpec, num_classes: int, input_shape: tuple[int, ...]
                  state: dict[str, torch.Tensor] | None, device: torch.device) -> torch.nn.Module | None:
     if spec.teacher is None or state is None:
         return None
-    teacher = build_network(spec.teacher, num_classes, input_shape, "teacher")
-    teacher.load_state_dict(state)
+    teacher = trained_network(spec.teacher, num_classes, input_shape, "teacher", state)
     return freeze(prepare_model(teacher.to(device), spec.resources.channels_last, spec.resources.compile))
 
 
@@ -108,8 +107,12 @@ def trial_data(method_cls: type, data: DatasetSplits, device: torch.device) -> D
 def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetSplits,
               teacher_state: dict[str, torch.Tensor] | None, report: Report,
               samples_dir: Path | None = None, checkpoints: bool = False,
-              resume: dict[str, Any] | None = None) -> torch.nn.Module:
+              resume: dict[str, Any] | None = None,
+              student_state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """Train ``spec.method`` with the knobs in ``config``, report each epoch, return the student.
+
+    ``student_state``: the weights the student starts from (a chained study's parent trial's,
+    at its pruned shapes); otherwise it starts as the zoo builds it.
 
     Methods that expose :meth:`~methods.base.Method.samples` get an image grid
     per report in ``samples_dir`` (when given), its path in the report.
@@ -120,9 +123,10 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
     method_cls = methods.METHODS.get(spec.method)
     params = method_cls.make_params({**spec.fixed_params(), **config})
     device_data = trial_data(method_cls, data, device)
-    student = prepare_model(
-        build_network(spec.student, data.num_classes, data.input_shape, "student").to(device),
-        spec.resources.channels_last, spec.resources.compile)
+    student = (trained_network(spec.student, data.num_classes, data.input_shape, "student", student_state).train()
+               if student_state is not None else build_network(spec.student, data.num_classes, data.input_shape,
+                                                                "student"))
+    student = prepare_model(student.to(device), spec.resources.channels_last, spec.resources.compile)
     withheld = method_cls.data_free
     ctx = MethodContext(
         student=student,
