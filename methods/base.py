@@ -81,6 +81,7 @@ class MethodContext:
     substitute: BatchSource | None = None  # another data set's images, if the study names one
     # The harness's measure of a network's cost for one image: cost(model, "macs" | "params").
     cost: Callable[[nn.Module, str], int] | None = None
+    student_trained: bool = False  # the student starts as another study's trained network (a chain)
 
 
 class Method:
@@ -97,6 +98,9 @@ class Method:
     # empty at every report; any other attribute the checkpoint cannot save is an error
     # (methods.checkpoint). Subclasses add their own; the base classes' stay.
     transient: ClassVar[tuple[str, ...]] = ()
+    # A method that quantizes: after its last report the harness quantizes export() to int8 with
+    # quantization()'s settings, and the trial's accuracy and size are the quantized network's.
+    quantizes: ClassVar[bool] = False
 
     def __init__(self, ctx: MethodContext, params: Any) -> None:
         self.ctx = ctx
@@ -117,6 +121,11 @@ class Method:
     def export(self) -> nn.Module:
         """The student as it is deployed: what is evaluated and measured."""
         return self.ctx.student
+
+    def quantization(self) -> dict[str, Any]:
+        """How a quantizing method's network is quantized (``quantizes``): calibration images,
+        per_channel, symmetric, calibrate (minmax, entropy, percentile), percentile."""
+        raise NotImplementedError
 
     def samples(self) -> torch.Tensor | None:
         """Images the method trains on now (normalised), if they are worth looking at."""

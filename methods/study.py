@@ -41,6 +41,7 @@ class StudyView:
     teacher: Network | None = None
     substitute: str | None = None  # another data set's name, for substitute-data methods
     knobs: Mapping[str, Any] = field(default_factory=dict)  # knob -> fixed value or Distribution
+    student_trained: bool = False  # the student starts as another study's trained network (a chain)
 
     def searched(self, knob: str) -> bool:
         return isinstance(self.knobs.get(knob), Distribution)

@@ -46,11 +46,16 @@ def label(latencies: pd.DataFrame, target: str, batch: int) -> str:
 def at_target(trials: pd.DataFrame, latencies: pd.DataFrame, target: str, batch: int) -> pd.DataFrame:
     """The trials of the studies measured at ``target`` and ``batch``, with that target's figures
     in the latency columns and the target in ``device``; a trial without a figure there
-    (stopped early, or its target's node was lost) has none."""
+    (stopped early, or its target's node was lost) has none. A quantizing method's trials
+    (``precision`` int8: their accuracy is their int8 network's) are left out of float32 targets."""
+    int8 = target != DEFAULT and "precision" in latencies and latencies.loc[
+        latencies["target"].eq(target), "precision"].eq("int8").any()
+    if not int8 and "precision" in trials:  # a quantizing study's trials (ptq) deploy only in int8
+        trials = trials[~trials["precision"].eq("int8")]
     if target == DEFAULT:
         return trials
     rows = latencies[latencies["target"].eq(target) & latencies["batch"].eq(batch)]
-    replaced = [*FIGURES, *(INT8_FIGURES if "precision" in rows and rows["precision"].eq("int8").any() else ())]
+    replaced = [*FIGURES, *(INT8_FIGURES if int8 else ())]
     replaced = [c for c in replaced if c in rows]
     mine = trials[trials["study"].isin(rows["study"].unique())].drop(
         columns=[c for c in (*replaced, "latency_b1_ms", "latency_trials") if c in trials])

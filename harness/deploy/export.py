@@ -182,13 +182,14 @@ def write_int8(spec: StudySpec, name: str, path: Path, model: Deployed, row: pd.
     """The float32 file quantized as the study's int8 target ``name`` quantized it (the same
     calibration images), checked against that target's row: test accuracy recomputed from the
     file within one test image. Its card; the line to print."""
-    from harness.measure.quantize import quantize_int8
-    from harness.study.quantized import int8_images
+    from harness.study.quantized import int8_graph, int8_images, trial_quantization
 
     target = spec.deploy.targets[name]
     int8_path = path.with_name(f"{path.stem}-{name}.onnx")
+    settings = trial_quantization(spec, [row.to_dict()]).get(row["trial_id"])  # a ptq trial's own
+    int8, _ = int8_graph(path.read_bytes(), int8_images(spec, data).calibration, spec, settings)
     with writing(out):
-        int8_path.write_bytes(quantize_int8(path.read_bytes(), int8_images(spec, data).calibration))
+        int8_path.write_bytes(int8)
         stamp_onnx(int8_path, params)
     session = Session(int8_path.read_bytes(), data.input_shape, target.runtime, target.threads)
     test_x, test_y = data.test.x.astype(np.float32) / 255, data.test.y

@@ -206,6 +206,10 @@ def _check_deploy(spec: StudySpec) -> None:
     """Each deployment target runs here (its runtime installed) with sensible numbers. Whether a
     node of the cluster matches its ``node`` is checked when the sweep joins the cluster
     (harness.study.targets.check_placement)."""
+    if methods.METHODS.get(spec.method).quantizes and not any(t.precision == "int8"
+                                                              for t in spec.deploy.targets.values()):
+        raise SpecError(f"deploy.targets: '{spec.method}' quantizes to int8 for a deployment target; name one "
+                        f"with precision: int8, e.g. {{ort_int8: {{runtime: onnxruntime, precision: int8}}}}")
     for name, target in spec.deploy.targets.items():
         where = f"deploy.targets.{name}"
         if name == DEFAULT_TARGET or not name.replace("_", "").replace("-", "").isalnum():

@@ -207,4 +207,5 @@ def study_view(spec: StudySpec) -> StudyView:
 
     teacher = spec.teacher and network(spec.teacher)
     return StudyView(student=network(spec.student), epochs=spec.budget.epochs,
-                     teacher=teacher, substitute=spec.dataset.substitute, knobs=dict(spec.search.space))
+                     teacher=teacher, substitute=spec.dataset.substitute, knobs=dict(spec.search.space),
+                     student_trained=spec.student.from_study is not None)

@@ -7,28 +7,70 @@ float32, and a drop on validation above ``deploy.max_drop`` is flagged, never hi
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from torch import nn
 
+import methods
 from harness.measure.quantize import quantize_int8
 from harness.measure.runtimes import Session, onnx_bytes
+from harness.networks.deployed import Deployed
 from harness.spec.schema import StudySpec, TargetSpec
 from harness.study.students import Int8Images, StudyStudents
+from methods.study import Distribution
 
 
-def int8_images(spec: StudySpec, data: Any) -> Int8Images | None:
-    """The images an int8 target of the study needs (``data``: its DatasetSplits), or None."""
+def int8_images(spec: StudySpec, data: Any, count: int | None = None) -> Int8Images | None:
+    """The images an int8 target of the study needs (``data``: its DatasetSplits), or None:
+    ``count`` calibration images, by default as many as any of its trials or targets uses."""
     if not any(t.precision == "int8" for t in spec.deploy.targets.values()):
         return None
     from harness.data.calibration import calibration_images
 
-    calibration, index = calibration_images(data, spec.deploy.calibration, spec.dataset.split_seed)
+    calibration, index = calibration_images(data, count or calibration_count(spec), spec.dataset.split_seed)
     return Int8Images(calibration, index, (data.val.x.astype(np.float32) / 255, data.val.y),
                       (data.test.x.astype(np.float32) / 255, data.test.y))
+
+
+def calibration_count(spec: StudySpec) -> int:
+    """The most calibration images the study uses: its targets', or a quantizing method's largest
+    ``calibration`` (its first images are the same draw's: every count takes a prefix of it)."""
+    counts = [spec.deploy.calibration]
+    method = methods.METHODS.get(spec.method)
+    if method.quantizes:
+        value = spec.search.space.get("calibration", method.Params().calibration)
+        counts += [int(v) for v in (value.args if isinstance(value, Distribution) else [value])]
+    return max(counts)
+
+
+def trial_quantization(spec: StudySpec, rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Row id -> the settings a quantizing method's trial quantized its network with (its knobs)."""
+    method = methods.METHODS.get(spec.method)
+    if not method.quantizes:
+        return {}
+    def knobs(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: row[f"param_{k}"] for k in method.param_names() if not _missing(row.get(f"param_{k}"))}
+
+    return {row["trial_id"]: dataclasses.asdict(method.make_params(knobs(row))) for row in rows}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def quantized_trial(model: nn.Module, settings: dict[str, Any], spec: StudySpec, data: Any) -> dict[str, Any]:
+    """A quantizing method's trial figures: its network quantized with ``settings``, its accuracy
+    computed in the runtime of the study's first int8 target: these are the trial's val_acc (what
+    the search and selection see), test_acc and size_bytes; float32 figures beside them."""
+    name, target = next((n, t) for n, t in spec.deploy.targets.items() if t.precision == "int8")
+    images = int8_images(spec, data, count=settings["calibration"])
+    study = StudyStudents(spec, data.num_classes, data.input_shape, {}, None, int8=images)
+    _, figures = quantize_network(Deployed(model.cpu().eval(), data.mean, data.std), study, target, settings)
+    return {**figures, "precision": "int8", "quantized_for": name}
 
 
 def reads_every_checkpoint(spec: StudySpec) -> bool:
@@ -36,21 +78,32 @@ def reads_every_checkpoint(spec: StudySpec) -> bool:
     return any(t.precision == "int8" for t in spec.deploy.targets.values())
 
 
-def quantize_network(model: nn.Module, study: StudyStudents, target: TargetSpec) -> tuple[bytes, dict[str, Any]]:
-    """The network quantized to int8, and its figures: accuracy (validation and test, int8 and
-    float32 in the same runtime), the drop, the file's size."""
+def quantize_network(model: nn.Module, study: StudyStudents, target: TargetSpec,
+                     settings: dict[str, Any] | None = None) -> tuple[bytes, dict[str, Any]]:
+    """The network quantized to int8 (with a quantizing trial's ``settings``, else the defaults
+    and the study's ``deploy.calibration``), and its figures: accuracy (validation and test,
+    int8 and float32 in the same runtime), the drop, the file's size."""
     shape = study.input_shape
     fp32 = onnx_bytes(model, shape)
-    int8 = quantize_int8(fp32, study.int8.calibration)
+    int8, calibration = int8_graph(fp32, study.int8.calibration, study.spec, settings)
     quantized, plain = Session(int8, shape, target.runtime, target.threads), Session(fp32, shape, target.runtime,
                                                                                     target.threads)
     figures = {"val_acc": quantized.accuracy(*study.int8.val), "test_acc": quantized.accuracy(*study.int8.test),
                "fp32_val_acc": plain.accuracy(*study.int8.val), "fp32_test_acc": plain.accuracy(*study.int8.test),
                "size_bytes": len(int8), "fp32_size_bytes": len(fp32),
-               "calibration_images": len(study.int8.calibration)}
+               "calibration_images": calibration}
     figures["accuracy_drop"] = figures["fp32_val_acc"] - figures["val_acc"]
     figures["drop_flagged"] = bool(figures["accuracy_drop"] > study.spec.deploy.max_drop)
     return int8, figures
+
+
+def int8_graph(graph: bytes, images: np.ndarray, spec: StudySpec,
+               settings: dict[str, Any] | None = None) -> tuple[bytes, int]:
+    """The float32 graph quantized with a quantizing trial's ``settings`` (else the defaults and
+    the study's ``deploy.calibration``), calibrated on the first of ``images``; and how many."""
+    settings = dict(settings or {"calibration": spec.deploy.calibration})
+    calibration = images[:settings.pop("calibration")]
+    return quantize_int8(graph, calibration, **settings), len(calibration)
 
 
 def graph_layout(graph: bytes) -> str:

@@ -215,12 +215,13 @@ def load_finished_study(study: Location) -> StudyStudents:
 
         teacher_state = obtain_teacher(spec, data, study.parent(), train=not_cached).state
     trials = read_table(folder, "trials")
-    from harness.study.quantized import int8_images, reads_every_checkpoint
+    from harness.study.quantized import int8_images, reads_every_checkpoint, trial_quantization
 
     networks = dict(zip(trials["trial_id"], trials["network"], strict=True)) if "network" in trials else {}
     students, same_as = finished_students(spec, study, None if reads_every_checkpoint(spec) else networks)
     return StudyStudents(spec, data.num_classes, data.input_shape, students, teacher_state, same_as,
-                         data.mean, data.std, int8_images(spec, data))
+                         data.mean, data.std, int8_images(spec, data),
+                         trial_quantization(spec, trials.to_dict("records")))
 
 
 def load_finished_studies(folders: list[str | Path]) -> list[tuple[StudyStudents, ResultsWriter]]:

@@ -28,6 +28,9 @@ from harness.store.tables import PartTable, deletion, read_table
 from harness.study.search import stopped_early
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "network", "latency_batch", "device", "measure_s")
+# A quantizing method's trial (methods.ptq): its int8 network's figures are its own, these beside them.
+QUANTIZED_COLUMNS = ("precision", "quantized_for", "fp32_val_acc", "fp32_test_acc", "fp32_size_bytes",
+                     "accuracy_drop", "drop_flagged", "calibration_images")
 SAME_RUN_TEACHER = ("teacher_latency_b1_ms", "teacher_latency_ms", "teacher_network")  # measured beside the student
 # Replaced by the measurement after the search; the in-trial figures stay as trial_* (record_remeasurement).
 REMEASURED = ("latency_b1_ms", "latency_ms", "teacher_latency_b1_ms", "teacher_latency_ms", "device")
@@ -269,7 +272,7 @@ class ResultsWriter(LiveCallback):
                    duration_s=result.get("time_total_s"),
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
-                   **{k: result[k] for k in SAME_RUN_TEACHER if k in result},
+                   **{k: result[k] for k in (*SAME_RUN_TEACHER, *QUANTIZED_COLUMNS) if k in result},
                    **{k: v for k, v in result.items() if k.startswith(("latency_ms@", "latency_node@"))})
         # A trial continued from a checkpoint older than its last report (the driver died between
         # snapshots) may end before it reports those epochs again: the earlier run's go.

@@ -43,6 +43,8 @@ class StudyStudents:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     int8: Int8Images | None = None  # with an int8 deployment target
+    # Row id -> how a quantizing method's trial quantized its network (Method.quantization's settings).
+    quantization: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def trial_student(study: Location, row: Any) -> Weights:

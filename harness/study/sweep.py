@@ -51,7 +51,7 @@ from harness.study.first_report import check_first_report
 from harness.study.lineage import lineage, lineage_columns, load_parent
 from harness.study.old_paths import old_module_paths
 from harness.study.progress import choose_mode, make_progress
-from harness.study.quantized import int8_images, reads_every_checkpoint
+from harness.study.quantized import int8_images, reads_every_checkpoint, trial_quantization
 from harness.study.remeasure import StudyStudents, finished_students, measure_again
 from harness.study.results import (
     FINISHED,
@@ -339,7 +339,7 @@ def remeasure_latency(spec: StudySpec, study: Location, data: DatasetSplits, tea
         found, same_as = finished_students(spec, study, networks)
         students = StudyStudents(spec, data.num_classes, data.input_shape, found,
                                  teacher.state if teacher else None, same_as, data.mean, data.std,
-                                 int8_images(spec, data))
+                                 int8_images(spec, data), trial_quantization(spec, writer.trials.values()))
         [lines] = measure_again([(students, writer)], default=default)
     except Exception as error:  # a step after the search must never cost its results
         cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]

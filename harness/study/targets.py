@@ -168,7 +168,8 @@ def measure_targets(studies: list[StudyStudents], rounds: int) -> tuple[list[lis
             for row_id, state in study.students.items():
                 model = _student(study, state)
                 if target.precision == "int8":  # each trial's own weights set its scales and its accuracy
-                    model, int8_figures[i, row_id] = quantize_network(model, study, target)
+                    model, int8_figures[i, row_id] = quantize_network(model, study, target,
+                                                                      study.quantization.get(row_id))
                 of_row[i, row_id] = (_add(models, model, study.input_shape), teacher_key)
             for row_id, other in study.same_as.items():
                 of_row[i, row_id] = of_row[i, other]

@@ -31,6 +31,7 @@ from harness.measure.cost import (
 )
 from harness.networks.build import build_network, trained_network
 from harness.spec.schema import ResourcesSpec, StudySpec
+from harness.study.quantized import quantized_trial
 from harness.study.targets import trial_figures
 from methods.base import MethodContext, WithheldSplit
 from methods.training import evaluate, freeze
@@ -138,6 +139,7 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
         input_shape=data.input_shape, num_classes=data.num_classes,
         substitute=device_data.substitute if data.substitute is not None else None,
         cost=functools.partial(network_cost, input_shape=data.input_shape, device=device),
+        student_trained=student_state is not None,
     )
     method = method_cls(ctx, params)
     first_epoch, earlier_s = 0, 0.0
@@ -161,6 +163,8 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
             metrics["samples"] = str(path)
         if epoch + 1 == spec.budget.epochs:
             metrics.update(final_measurement(method.export(), device_data, spec, device, ctx.teacher))
+            if method_cls.quantizes:  # the network it deploys is the int8 one: its accuracy and size
+                metrics.update(quantized_trial(method.export(), method.quantization(), spec, data))
         else:
             # Every report carries every objective (Tune checks); latency is measured once, at the end.
             metrics.update(measure_structure(method.export(), data.input_shape, device),
