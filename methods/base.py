@@ -122,9 +122,11 @@ class Method:
         """The student as it is deployed: what is evaluated and measured."""
         return self.ctx.student
 
-    def quantization(self) -> dict[str, Any]:
-        """How a quantizing method's network is quantized (``quantizes``): calibration images,
-        per_channel, symmetric, calibrate (minmax, entropy, percentile), percentile."""
+    @classmethod
+    def quantization(cls, params: Any) -> dict[str, Any]:
+        """How a quantizing method (``quantizes``) quantizes the network of a trial with knobs
+        ``params``: calibration (images), per_channel, symmetric, calibrate (minmax, entropy,
+        percentile), percentile. A class method: the harness asks it again for a finished trial."""
         raise NotImplementedError
 
     def samples(self) -> torch.Tensor | None:

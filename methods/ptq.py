@@ -9,7 +9,7 @@ so the search ranks quantization settings by what they cost in accuracy.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from methods.base import Method, MethodContext, register_method
@@ -50,5 +50,6 @@ class PostTrainingQuantization(Method):
     def train_step(self, epoch: int) -> dict[str, float]:
         return {}
 
-    def quantization(self) -> dict[str, Any]:
-        return asdict(self.params)
+    @classmethod
+    def quantization(cls, params: PTQParams) -> dict[str, Any]:
+        return {f.name: getattr(params, f.name) for f in fields(PTQParams)}

@@ -87,6 +87,10 @@ def test_a_chained_student_starts_from_its_parent_trial_at_its_pruned_shapes(sto
     assert "recomputed from the file" in capsys.readouterr().out
     shutil.move(tmp_path / "moved", storage / "l1-kd-kd")
 
+    # Measured again from its own checkpoints, as any study is.
+    assert main(["remeasure", str(storage / "l1-kd"), "--rounds", "1"]) == 0
+    assert pd.read_parquet(storage / "l1-kd" / "trials.parquet")["latency_rounds"].iloc[0] == 1
+
     # The leaderboard ranks each chain as a method of its own beside the single method.
     assert main(["leaderboard", str(storage), "--no-remeasure"]) == 0
     board = pd.read_parquet(storage / "leaderboard.parquet")

@@ -7,7 +7,6 @@ float32, and a drop on validation above ``deploy.max_drop`` is flagged, never hi
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from typing import Any, Iterable
@@ -55,7 +54,7 @@ def trial_quantization(spec: StudySpec, rows: Iterable[dict[str, Any]]) -> dict[
     def knobs(row: dict[str, Any]) -> dict[str, Any]:
         return {k: row[f"param_{k}"] for k in method.param_names() if not _missing(row.get(f"param_{k}"))}
 
-    return {row["trial_id"]: dataclasses.asdict(method.make_params(knobs(row))) for row in rows}
+    return {row["trial_id"]: method.quantization(method.make_params(knobs(row))) for row in rows}
 
 
 def _missing(value: Any) -> bool:

@@ -164,7 +164,7 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
         if epoch + 1 == spec.budget.epochs:
             metrics.update(final_measurement(method.export(), device_data, spec, device, ctx.teacher))
             if method_cls.quantizes:  # the network it deploys is the int8 one: its accuracy and size
-                metrics.update(quantized_trial(method.export(), method.quantization(), spec, data))
+                metrics.update(quantized_trial(method.export(), method.quantization(params), spec, data))
         else:
             # Every report carries every objective (Tune checks); latency is measured once, at the end.
             metrics.update(measure_structure(method.export(), data.input_shape, device),

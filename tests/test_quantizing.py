@@ -1,5 +1,6 @@
-"""``ptq``: the teacher (or a chain's student) quantized to int8 with searched settings, its
-accuracy and size the int8 network's, ranked on int8 targets beside the trained methods."""
+"""The quantizing methods: ``ptq`` (the teacher, or a chain's student, quantized to int8 with
+searched settings) and ``qat`` (fine-tuned against int8 rounding first); their accuracy and
+size are the int8 network's, ranked on int8 targets beside the trained methods."""
 from __future__ import annotations
 
 import json
@@ -111,3 +112,45 @@ def test_any_number_of_calibration_images_quantizes(count):
     for calibrate in ("minmax", "entropy", "percentile"):
         int8 = quantize_int8(onnx_bytes(model, (1, 28, 28)), images, calibrate=calibrate)
         assert Session(int8, (1, 28, 28), "onnxruntime", 1)(images[:3]).shape == (3, 10)
+
+
+def test_qat_trains_the_student_against_int8_rounding_of_its_weights_and_inputs(digits_data):
+    import torch
+
+    import methods
+    from tests.support.contexts import method_context
+
+    qat = methods.METHODS.get("qat")
+    ctx = method_context("lenet5_half", teacher=None, data=digits_data, epochs=2)
+    method = qat(ctx, qat.make_params({"alpha": 0.0, "batch_size": 64, "per_channel": False}))
+    x, y = next(iter(digits_data.train.batches(64, shuffle=False)))
+    # The training forward is the rounded network's: close to the float one, never equal to it.
+    loss = method.loss(x, y)
+    plain = torch.nn.functional.cross_entropy(ctx.student(x), y)
+    assert loss.item() != plain.item() and abs(loss.item() - plain.item()) < 0.1 * plain.item()
+    loss.backward()  # straight through the rounding: every weight gets a gradient
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in ctx.student.named_parameters()
+               if n.endswith("weight"))
+    # Every layer's input range was observed: inputs of the first layer are normalised images.
+    assert not method.ranges.isnan().any() and (method.ranges[:, 0] <= method.ranges[:, 1]).all()
+    before = method.ranges.clone()
+    method.train_step(0)  # the first half of the budget moves the ranges; the second keeps them
+    moved = method.ranges.clone()
+    method.train_step(1)
+    assert not torch.equal(before, moved) and torch.equal(moved, method.ranges)
+    # What the harness quantizes is the plain student: no hook is left on it.
+    assert all(not m._forward_pre_hooks for m in method.export().modules())
+
+
+def test_a_qat_study_reports_its_int8_network(storage):
+    from harness.study.sweep import run_sweep
+
+    run_sweep(small_spec(**{**PTQ, "study": "qat", "method": "qat", "budget.epochs": "2", "asha.grace_period": "2",
+                            "search.num_samples": "1",
+                            "search.space": "{lr: 0.002, alpha: 0.5, calibration: 64, batch_size: 64}"}),
+              storage=str(storage))
+    (row,) = pd.read_parquet(storage / "qat" / "trials.parquet").to_dict("records")
+    assert row["status"] == "completed" and row["precision"] == "int8" and row["calibration_images"] == 64
+    target = pd.read_parquet(storage / "qat" / "latencies.parquet").iloc[0]
+    assert (row["val_acc"], row["test_acc"], row["size_bytes"]) == (target["val_acc"], target["test_acc"],
+                                                                    target["size_bytes"])

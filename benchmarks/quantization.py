@@ -1,0 +1,120 @@
+"""INT8 beside FP32, and a chain of methods, on one front: which is best where it deploys?
+
+The LeNet-5 teacher quantized alone (`ptq`), `kd` into LeNet-5-half, `c2s2` and
+`filter_pruning_kd` pruning LeNet-5, and the chain `c2s2 > kd > ptq` (KD into the network
+c2s2 pruned, then quantized) on digits, three seeds each, every study with the same four
+deployment targets: ONNX Runtime at batch 1 and OpenVINO at batch 64, one thread, each in
+float32 and int8 (ONNX Runtime's static QDQ quantizer, calibrated on training images). The
+leaderboard then measures every study's networks again in one window per target and ranks
+each target on its own figures (int8 targets on the int8 networks' accuracy and size).
+
+Printed: per target, per study its seeds' selected trials (best on that target's validation
+accuracy): test accuracy mean and std, latency with its interval, multiple of the teacher
+in the same window, and file size; and the teacher's own figures there.
+
+    uv run python benchmarks/quantization.py [--storage DIR] [--seeds 0,1,2] [--trials 6] [--smoke] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ("{ort_fp32: {runtime: onnxruntime, batch: 1}, ort_int8: {runtime: onnxruntime, batch: 1, precision: int8}, "
+           "ov_fp32: {runtime: openvino, batch: 64}, ov_int8: {runtime: openvino, batch: 64, precision: int8}}")
+# (study, spec, overrides); {storage} is the benchmark's storage folder. The chain's first step is the c2s2 study.
+STUDIES = [
+    ("bench-ptq", "search_spaces/ptq.yaml", {}),
+    ("bench-kd", "search_spaces/kd.yaml", {}),
+    ("bench-c2s2", "search_spaces/examples/chain/1-prune.yaml", {}),
+    ("bench-l1", "search_spaces/filter_pruning_kd.yaml", {"budget.epochs": "6"}),
+    ("bench-c2s2-kd", "search_spaces/examples/chain/2-distil.yaml", {"student.from_study": "{storage}/bench-c2s2"}),
+    ("bench-c2s2-kd-ptq", "search_spaces/examples/chain/3-int8.yaml",
+     {"student.from_study": "{storage}/bench-c2s2-kd"}),
+]
+
+
+def sweep(study: str, spec: str, overrides: dict[str, str], storage: Path, seeds: str, trials: int) -> float:
+    settings = {"study": study, "deploy.targets": TARGETS, "seeds": f"[{seeds}]", **overrides}
+    command = [sys.executable, "-m", "harness", "sweep", spec, "--storage", str(storage), "--progress", "quiet",
+               "--num-samples", str(trials)]
+    for key, value in settings.items():
+        command += ["--set", f"{key}={value.replace('{storage}', str(storage))}"]
+    started = time.monotonic()
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"{study}: the sweep failed (exit {run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    return time.monotonic() - started
+
+
+def figures(storage: Path) -> list[dict]:
+    board = pd.read_parquet(storage / "leaderboard.parquet")
+    rows = []
+    for target, group in board[board["target"].ne("default")].groupby("target", sort=True):
+        first = group.iloc[0]
+        rows.append({"target": target, "method": "teacher (fp32)" if "int8" not in target else "teacher (int8)",
+                     "study": "-", "test_acc_mean": first["teacher_test_acc"], "test_acc_std": None,
+                     "latency_ms": first["teacher_latency_ms"], "latency_low_ms": None, "latency_high_ms": None,
+                     "latency_x_teacher": 1.0, "size_bytes": first["teacher_size_bytes"], "seeds": None})
+        for _, row in group.sort_values("test_acc_mean", ascending=False).iterrows():
+            rows.append({k: (None if pd.isna(row[k]) else row[k]) if k in row else None for k in (
+                "target", "method", "study", "test_acc_mean", "test_acc_std", "latency_ms", "latency_low_ms",
+                "latency_high_ms", "latency_x_teacher", "size_bytes", "seeds")})
+    return rows
+
+
+def show(rows: list[dict]) -> None:
+    print("| target | method | test accuracy | latency, ms | × teacher | size, kB |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        std = f" ± {r['test_acc_std']:.2%}" if r["test_acc_std"] is not None else ""
+        interval = (f" [{r['latency_low_ms']:.3g}-{r['latency_high_ms']:.3g}]"
+                    if r["latency_low_ms"] is not None else "")
+        print(f"| {r['target']} | {r['method']} | {r['test_acc_mean']:.2%}{std} | {r['latency_ms']:.3g}{interval} | "
+              f"{r['latency_x_teacher']:.2f}× | {r['size_bytes'] / 1000:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--storage", help="where the studies go (default: a temporary folder)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trials", type=int, default=6, help="trials per seed of each study")
+    parser.add_argument("--smoke", action="store_true", help="one seed, two trials each: every code path, minutes")
+    parser.add_argument("--json", help="also write the figures, the command and the machine to this file")
+    args = parser.parse_args()
+    if args.smoke:
+        args.seeds, args.trials = "0", 2
+    storage = Path(args.storage or tempfile.mkdtemp(prefix="bench-quantization-")).resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    seconds = {}
+    for study, spec, overrides in STUDIES:
+        seconds[study] = sweep(study, spec, overrides, storage, args.seeds, args.trials)
+        print(f"{study}: {seconds[study]:.0f} s", flush=True)
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "harness", "leaderboard", str(storage)], cwd=ROOT,
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"the leaderboard failed (exit {run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    seconds["leaderboard"] = time.monotonic() - started
+    rows = figures(storage)
+    show(rows)
+    print(f"studies in {storage}; {sum(seconds.values()):.0f} s in all")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+                       "seconds": seconds, "rows": rows}, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
