@@ -207,8 +207,8 @@ def test_a_study_without_targets_reads_as_the_default_target(ray_session, studie
 
 @pytest.mark.parametrize("change, line", [
     ({"deploy.targets.q": "{runtime: torch, precision: int8}"},
-     "deploy.targets.q.precision: int8 is quantized for onnxruntime and openvino (ONNX Runtime's static QDQ "
-     "quantizer); runtime 'torch' has no int8 path here"),
+     "deploy.targets.q.precision: int8 is quantized for onnxruntime (ONNX Runtime's static QDQ quantizer) and "
+     "openvino (NNCF); runtime 'torch' has no int8 path here"),
     ({"deploy.targets.q": "{runtime: onnxruntime, precision: int4}"},
      "deploy.targets.q.precision: 'int4' is not fp32 or int8"),
     ({"deploy.targets.q": "{runtime: onnxruntime, precision: int8}", "method": "dafl", "student.width": "1.0",
@@ -283,3 +283,44 @@ def test_an_int8_target_ranks_on_the_quantized_networks_accuracy_size_and_latenc
     assert main(["export", str(folder), "--format", "onnx", "--trial", card["trial"], "-o",
                  str(tmp_path / "bad")]) == 2
     assert not list((tmp_path / "bad").glob("*-q.onnx.json"))
+
+
+def test_an_openvino_int8_target_is_quantized_by_nncf_and_exported_as_ir(ray_session, studies, tmp_path):
+    """OpenVINO's own quantizer for its target, ONNX Runtime's for its own: two backends, one study."""
+    from harness.measure.quantize import is_ir
+    from harness.study.sweep import run_sweep
+
+    spec = small_spec(**{"study": "nncf", "search.num_samples": "1", "search.space": "{lr: 0.02}",
+                         "asha.grace_period": "2", "student.width": "1.0", "measure.rounds": "1",
+                         "deploy.targets": "{ov: {runtime: openvino, precision: int8, batch: 8}, "
+                                           "ort: {runtime: onnxruntime, precision: int8, batch: 8}}"})
+    folder = run_sweep(spec, storage=str(studies))
+    rows = pd.read_parquet(folder / "latencies.parquet").set_index("target")
+    assert rows.precision.eq("int8").all() and rows.latency_ms.gt(0).all() and rows.val_acc.between(0, 1).all()
+    assert rows.loc["ov", "network"] != rows.loc["ort", "network"]  # two quantizers, two int8 networks
+
+    assert main(["export", str(folder), "--format", "onnx", "-o", str(tmp_path)]) == 0
+    (xml,) = tmp_path.glob("*-ov.xml")
+    assert xml.with_suffix(".bin").stat().st_size > 0 and "<net " in xml.read_text()
+    card = json.loads(xml.with_name(f"{xml.name}.json").read_text())
+    assert card["precision"] == "int8" and card["size_bytes"] > xml.with_suffix(".bin").stat().st_size
+    assert abs(card["test_acc_from_file"] - rows.loc["ov", "test_acc"]) <= 1 / 359 + 1e-9
+    assert list(tmp_path.glob("*-ort.onnx"))  # and ONNX Runtime's, as before
+    # The IR loads in plain OpenVINO, without the harness.
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    assert [tuple(p.get_partial_shape().get_min_shape()) for p in model.inputs][0][1:] == (1, 28, 28)
+    assert not is_ir(xml.read_bytes())  # the .xml as OpenVINO writes it, not the harness's packed form
+
+
+def test_an_openvino_int8_target_without_nncf_is_one_line(monkeypatch):
+    import importlib.util
+
+    from harness.errors import SpecError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a))
+    with pytest.raises(SpecError, match=r"int8 on openvino is quantized by NNCF, which is not installed here "
+                                        r"\(pip install nncf\)"):
+        small_spec(**{"deploy.targets.v": "{runtime: openvino, precision: int8}"})

@@ -13,6 +13,7 @@ import torch
 
 from harness.measure.cost import device_name
 from harness.measure.latency import session_window
+from harness.measure.quantize import network_file
 from harness.measure.runtimes import Session, missing
 from harness.networks.deployed import Deployed
 from harness.spec.schema import DEFAULT_TARGET, MeasureSpec, StudySpec, TargetSpec
@@ -41,7 +42,8 @@ def target_latencies(spec: StudySpec, fmt: str, path: Path, model: Deployed, inp
         if missing(target.runtime) is not None:
             out[name] = {"runtime": target.runtime, "not_measured": missing(target.runtime)}
             continue
-        graph = path.read_bytes() if fmt == "onnx" and target.runtime in ("onnxruntime", "openvino") else model
+        graph = network_file(path) if (fmt == "onnx" and target.runtime in ("onnxruntime", "openvino")
+                                       or fmt == "openvino") else model
         session = Session(graph, input_shape, target.runtime, target.threads)
         figures = session_window({"file": session}, target.batch, rounds, m.warmup, m.repeats, m.max_spread,
                                  m.attempts)["file"]

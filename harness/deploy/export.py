@@ -24,6 +24,7 @@ from torch import nn
 from harness.deploy.card import card_markdown, latency_text, model_card, target_latencies
 from harness.errors import HarnessError
 from harness.measure.cost import count_params
+from harness.measure.quantize import ir_files, is_ir, network_file
 from harness.measure.runtimes import Session
 from harness.networks.build import trained_network
 from harness.networks.deployed import Deployed
@@ -185,13 +186,19 @@ def write_int8(spec: StudySpec, name: str, path: Path, model: Deployed, row: pd.
     from harness.study.quantized import int8_graph, int8_images, trial_quantization
 
     target = spec.deploy.targets[name]
-    int8_path = path.with_name(f"{path.stem}-{name}.onnx")
     settings = trial_quantization(spec, [row.to_dict()]).get(row["trial_id"])  # a ptq trial's own
-    int8, _ = int8_graph(path.read_bytes(), int8_images(spec, data).calibration, spec, settings)
+    int8, _ = int8_graph(path.read_bytes(), int8_images(spec, data).calibration, spec, target.runtime, settings)
+    # ONNX Runtime's int8 network is an ONNX file; NNCF's for OpenVINO is IR, an .xml and its .bin.
+    int8_path = path.with_name(f"{path.stem}-{name}{'.xml' if is_ir(int8) else '.onnx'}")
     with writing(out):
-        int8_path.write_bytes(int8)
-        stamp_onnx(int8_path, params)
-    session = Session(int8_path.read_bytes(), data.input_shape, target.runtime, target.threads)
+        if is_ir(int8):
+            for part, content in zip((int8_path, int8_path.with_suffix(".bin")), ir_files(int8), strict=True):
+                part.write_bytes(content)
+        else:
+            int8_path.write_bytes(int8)
+            stamp_onnx(int8_path, params)
+    size = sum(p.stat().st_size for p in (int8_path, int8_path.with_suffix(".bin")) if p.exists())
+    session = Session(network_file(int8_path), data.input_shape, target.runtime, target.threads)
     test_x, test_y = data.test.x.astype(np.float32) / 255, data.test.y
     accuracy = session.accuracy(test_x, test_y)
     with torch.no_grad():
@@ -205,15 +212,16 @@ def write_int8(spec: StudySpec, name: str, path: Path, model: Deployed, row: pd.
     if abs(accuracy - expected) > 1 / len(test_y) + 1e-9:
         raise HarnessError(f"{int8_path}: the int8 file does not reproduce target {name}'s figure of trial "
                            f"{row['trial_id']}: test accuracy {accuracy:.4f} against {expected:.4f}")
-    measured = target_latencies(spec, "onnx", int8_path, model, data.input_shape, latencies, row["trial_id"],
+    kind = "openvino" if is_ir(int8) else "onnx"  # OpenVINO IR, or an ONNX file
+    measured = target_latencies(spec, kind, int8_path, model, data.input_shape, latencies, row["trial_id"],
                                 only={name: target})
     int8_row = row.copy()
     int8_row["test_acc"], int8_row["val_acc"] = expected, float(mine.iloc[0]["val_acc"])
-    card = model_card(spec, int8_row, data, "onnx", int8_path, accuracy, gap, params, fingerprint, measured)
-    card["precision"] = "int8"
+    card = model_card(spec, int8_row, data, kind, int8_path, accuracy, gap, params, fingerprint, measured)
+    card.update(precision="int8", size_bytes=size)
     with writing(out):
         int8_path.with_name(f"{int8_path.name}.json").write_text(json.dumps(card, indent=2, default=str))
         int8_path.with_name(f"{int8_path.name}.md").write_text(card_markdown(card))
     return (f"{int8_path}: int8 ({name}), test_acc {accuracy:.4f} recomputed from the file (target's row: "
-            f"{expected:.4f}), logits within {gap:.1e} of the float32 student, {int8_path.stat().st_size:,} bytes; "
+            f"{expected:.4f}), logits within {gap:.1e} of the float32 student, {size:,} bytes; "
             f"latency here: {latency_text(measured)}")

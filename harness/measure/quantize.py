@@ -1,20 +1,28 @@
-"""INT8 post-training static quantization of an ONNX graph, with ONNX Runtime's quantizer.
+"""INT8 post-training static quantization, each runtime with its own quantizer.
 
-The graph (as ``harness export --format onnx`` writes it, normalisation inside) is
-pre-processed (shape inference, folding), then quantized in QDQ form: weights int8 (per
-output channel by default), activations uint8 with a zero point (or int8 symmetric), their
-ranges calibrated on the images given (drawn from the training split only:
-harness.data.calibration) by min-max (the default), entropy or a percentile. QDQ graphs run as
-integer kernels in ONNX Runtime's CPU provider (VNNI where the CPU has it) and in
-OpenVINO, which reads the same file. ``torch.ao.quantization``'s PT2E entry points are
-gone from torch 2.15; torchao's X86 quantizer is not used here yet, so the ``torch``
-runtimes have no int8 path.
+The float32 ONNX graph (as ``harness export --format onnx`` writes it, normalisation
+inside) is quantized, its ranges calibrated on the images given (drawn from the training
+split only: harness.data.calibration):
+
+- for ``onnxruntime``, by ONNX Runtime's static quantizer (:func:`quantize_int8`): the graph
+  pre-processed (shape inference, folding), then in QDQ form, weights int8 (per output
+  channel by default), activations uint8 with a zero point (or int8 symmetric), ranges by
+  min-max (the default), entropy or a percentile;
+- for ``openvino``, by NNCF, OpenVINO's own (:func:`quantize_openvino_int8`): the graph
+  read by OpenVINO and quantized with NNCF's defaults (int8 weights per output channel,
+  activation ranges from the calibration images; ``symmetric`` picks its performance preset,
+  else its mixed one), kept as OpenVINO IR (an ``.xml`` and a ``.bin``, packed here in one
+  zip, :func:`ir_files`).
+
+``torch.ao.quantization``'s PT2E entry points are gone from torch 2.15; torchao's X86
+quantizer is not used (docs/protocol.md says why), so the ``torch`` runtimes have no int8 path.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +64,46 @@ def quantize_int8(graph: bytes, calibration: np.ndarray, batch: int = 32, per_ch
                         weight_type=QuantType.QInt8, calibrate_method=method,
                         extra_options={"ActivationSymmetric": symmetric, "CalibPercentile": percentile})
         return int8.read_bytes()
+
+
+IR_FILES = ("model.xml", "model.bin")
+
+
+def quantize_openvino_int8(graph: bytes, calibration: np.ndarray, batch: int = 32, symmetric: bool = False) -> bytes:
+    """The ONNX graph quantized by NNCF for OpenVINO, calibrated on every image of
+    ``calibration``; OpenVINO IR packed in one zip (:func:`ir_files` unpacks it)."""
+    import nncf
+    import openvino as ov
+
+    batch = max(size for size in range(1, batch + 1) if len(calibration) % size == 0)
+    batches = [calibration[i:i + batch] for i in range(0, len(calibration), batch)]
+    preset = nncf.QuantizationPreset.PERFORMANCE if symmetric else nncf.QuantizationPreset.MIXED
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress bars
+        model = nncf.quantize(ov.Core().read_model(graph), nncf.Dataset(batches), preset=preset,
+                              subset_size=len(batches))
+    with tempfile.TemporaryDirectory(prefix="int8") as folder:
+        ov.save_model(model, str(Path(folder) / IR_FILES[0]), compress_to_fp16=False)
+        return network_file(Path(folder) / IR_FILES[0])
+
+
+def network_file(path: Path) -> bytes:
+    """A network file's bytes as the runtimes take them: an ONNX file's own, or an OpenVINO IR
+    ``.xml`` packed with its ``.bin`` beside it."""
+    if path.suffix != ".xml":
+        return path.read_bytes()
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        for name, part in zip(IR_FILES, (path, path.with_suffix(".bin")), strict=True):
+            archive.write(part, name)
+    return packed.getvalue()
+
+
+def is_ir(model: bytes) -> bool:
+    """Packed OpenVINO IR (a zip), rather than an ONNX graph."""
+    return model[:2] == b"PK"
+
+
+def ir_files(model: bytes) -> tuple[bytes, bytes]:
+    """Packed OpenVINO IR's ``.xml`` and ``.bin``."""
+    with zipfile.ZipFile(io.BytesIO(model)) as archive:
+        return archive.read(IR_FILES[0]), archive.read(IR_FILES[1])

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from harness.measure.cost import time_calls
+from harness.measure.quantize import ir_files, is_ir
 
 RUNTIMES = ("torch", "torch_compile", "onnxruntime", "openvino")
 _PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
@@ -80,13 +81,15 @@ class Session:
 
     def __init__(self, model: nn.Module | bytes, input_shape: tuple[int, ...], runtime: str, threads: int) -> None:
         """``model``: a network, or for ``onnxruntime`` and ``openvino`` an ONNX graph's bytes
-        (an exported file, timed as it is)."""
+        (an exported file, timed as it is), or for ``openvino`` packed IR (harness.measure.quantize)."""
         if (why := missing(runtime)) is not None:
             raise RuntimeUnavailable(why)
         if threads < 1:
             raise RuntimeUnavailable(f"threads: must be at least 1, got {threads}")
         if isinstance(model, bytes) and runtime not in ("onnxruntime", "openvino"):
             raise RuntimeUnavailable(f"runtime '{runtime}' runs a network, not an ONNX graph")
+        if isinstance(model, bytes) and is_ir(model) and runtime != "openvino":
+            raise RuntimeUnavailable(f"runtime '{runtime}' cannot run OpenVINO IR")
         self.runtime, self.threads, self.input_shape = runtime, threads, tuple(input_shape)
         self._run = self._prepare(model if isinstance(model, bytes) else model.eval().cpu())
 
@@ -111,7 +114,13 @@ class Session:
             return lambda x: session.run(None, {"images": x})[0]
         import openvino as ov
 
-        compiled = ov.Core().compile_model(ov.Core().read_model(graph), "CPU",
+        core = ov.Core()
+        if is_ir(graph):  # NNCF's int8 network (harness.measure.quantize)
+            xml, weights = ir_files(graph)
+            network = core.read_model(xml.decode(), ov.Tensor(np.frombuffer(weights, dtype=np.uint8)))
+        else:
+            network = core.read_model(graph)
+        compiled = core.compile_model(network, "CPU",
                                            {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
         return lambda x: request.infer({0: x})[0]

@@ -3,6 +3,7 @@ storage and trackers, checked before any data is read or anything starts.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ BATCH = Bounds(1, 65_536)
 THREADS = Bounds(1, 1_024)
 PRECISIONS = ("fp32", "int8")
 INT8_RUNTIMES = ("onnxruntime", "openvino")
+ONNX_RUNTIME_KNOBS = ("per_channel", "calibrate", "percentile")  # of a quantizing method: NNCF has no such
 ROUNDS = Bounds(0, 1_000)
 REPEATS = Bounds(1, 10_000)
 RETRIES = Bounds(0, 100)
@@ -206,10 +208,16 @@ def _check_deploy(spec: StudySpec) -> None:
     """Each deployment target runs here (its runtime installed) with sensible numbers. Whether a
     node of the cluster matches its ``node`` is checked when the sweep joins the cluster
     (harness.study.targets.check_placement)."""
-    if methods.METHODS.get(spec.method).quantizes and not any(t.precision == "int8"
-                                                              for t in spec.deploy.targets.values()):
-        raise SpecError(f"deploy.targets: '{spec.method}' quantizes to int8 for a deployment target; name one "
-                        f"with precision: int8, e.g. {{ort_int8: {{runtime: onnxruntime, precision: int8}}}}")
+    int8 = [t for t in spec.deploy.targets.values() if t.precision == "int8"]
+    if methods.METHODS.get(spec.method).quantizes:
+        if not int8:
+            raise SpecError(f"deploy.targets: '{spec.method}' quantizes to int8 for a deployment target; name one "
+                            f"with precision: int8, e.g. {{ort_int8: {{runtime: onnxruntime, precision: int8}}}}")
+        onnx_only = [k for k in ONNX_RUNTIME_KNOBS if isinstance(spec.search.space.get(k), Distribution)]
+        if int8[0].runtime == "openvino" and onnx_only:
+            raise SpecError(f"search.space.{onnx_only[0]}: the trials' int8 accuracy is NNCF's (the first int8 "
+                            f"target runs openvino), which takes calibration and symmetric only; search "
+                            f"{', '.join(onnx_only)} with an onnxruntime int8 target first")
     for name, target in spec.deploy.targets.items():
         where = f"deploy.targets.{name}"
         if name == DEFAULT_TARGET or not name.replace("_", "").replace("-", "").isalnum():
@@ -221,8 +229,11 @@ def _check_deploy(spec: StudySpec) -> None:
             raise SpecError(f"{where}.precision: '{target.precision}' is not {' or '.join(PRECISIONS)}"
                             f"{did_you_mean(target.precision, PRECISIONS)}")
         if target.precision == "int8" and target.runtime not in INT8_RUNTIMES:
-            raise SpecError(f"{where}.precision: int8 is quantized for {' and '.join(INT8_RUNTIMES)} (ONNX "
-                            f"Runtime's static QDQ quantizer); runtime '{target.runtime}' has no int8 path here")
+            raise SpecError(f"{where}.precision: int8 is quantized for onnxruntime (ONNX Runtime's static QDQ "
+                            f"quantizer) and openvino (NNCF); runtime '{target.runtime}' has no int8 path here")
+        if target.precision == "int8" and target.runtime == "openvino" and importlib.util.find_spec("nncf") is None:
+            raise SpecError(f"{where}.precision: int8 on openvino is quantized by NNCF, which is not installed "
+                            f"here (pip install nncf)")
         if target.precision == "int8" and methods.METHODS.get(spec.method).data_free:
             raise SpecError(f"{where}.precision: int8 calibrates on training images, which a data-free study "
                             f"({spec.method}) must not see")

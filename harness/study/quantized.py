@@ -15,7 +15,7 @@ import numpy as np
 from torch import nn
 
 import methods
-from harness.measure.quantize import quantize_int8
+from harness.measure.quantize import ir_files, is_ir, quantize_int8, quantize_openvino_int8
 from harness.measure.runtimes import Session, onnx_bytes
 from harness.networks.deployed import Deployed
 from harness.spec.schema import StudySpec, TargetSpec
@@ -84,7 +84,7 @@ def quantize_network(model: nn.Module, study: StudyStudents, target: TargetSpec,
     int8 and float32 in the same runtime), the drop, the file's size."""
     shape = study.input_shape
     fp32 = onnx_bytes(model, shape)
-    int8, calibration = int8_graph(fp32, study.int8.calibration, study.spec, settings)
+    int8, calibration = int8_graph(fp32, study.int8.calibration, study.spec, target.runtime, settings)
     quantized, plain = Session(int8, shape, target.runtime, target.threads), Session(fp32, shape, target.runtime,
                                                                                     target.threads)
     figures = {"val_acc": quantized.accuracy(*study.int8.val), "test_acc": quantized.accuracy(*study.int8.test),
@@ -96,17 +96,24 @@ def quantize_network(model: nn.Module, study: StudyStudents, target: TargetSpec,
     return int8, figures
 
 
-def int8_graph(graph: bytes, images: np.ndarray, spec: StudySpec,
+def int8_graph(graph: bytes, images: np.ndarray, spec: StudySpec, runtime: str,
                settings: dict[str, Any] | None = None) -> tuple[bytes, int]:
-    """The float32 graph quantized with a quantizing trial's ``settings`` (else the defaults and
-    the study's ``deploy.calibration``), calibrated on the first of ``images``; and how many."""
+    """The float32 graph quantized for ``runtime`` by its own quantizer (harness.measure.quantize)
+    with a quantizing trial's ``settings`` (else the defaults and the study's
+    ``deploy.calibration``), calibrated on the first of ``images``; and how many. NNCF takes
+    ``symmetric`` of the settings; the others are ONNX Runtime's quantizer's."""
     settings = dict(settings or {"calibration": spec.deploy.calibration})
     calibration = images[:settings.pop("calibration")]
+    if runtime == "openvino":
+        return quantize_openvino_int8(graph, calibration, symmetric=settings.get("symmetric", False)), len(calibration)
     return quantize_int8(graph, calibration, **settings), len(calibration)
 
 
 def graph_layout(graph: bytes) -> str:
-    """An ONNX graph's structure without its weights' values: nodes and initializer shapes."""
+    """An int8 graph's structure without its weights' values: for ONNX its nodes and initializer
+    shapes, for OpenVINO IR its .xml (which holds shapes and offsets, the values being in the .bin)."""
+    if is_ir(graph):
+        return hashlib.sha256(ir_files(graph)[0]).hexdigest()[:16]
     import onnx
 
     model = onnx.load_from_string(graph)
