@@ -4,7 +4,7 @@ The LeNet-5 teacher quantized alone (`ptq`), `kd` into LeNet-5-half, `c2s2` and
 `filter_pruning_kd` pruning LeNet-5, and the chain `c2s2 > kd > ptq` (KD into the network
 c2s2 pruned, then quantized) on digits, three seeds each, every study with the same four
 deployment targets: ONNX Runtime at batch 1 and OpenVINO at batch 64, one thread, each in
-float32 and int8 (ONNX Runtime's static QDQ quantizer, calibrated on training images). The
+float32 and int8 (each runtime's own quantizer: ONNX Runtime's, NNCF; training images calibrate). The
 leaderboard then measures every study's networks again in one window per target and ranks
 each target on its own figures (int8 targets on the int8 networks' accuracy and size).
 

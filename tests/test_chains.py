@@ -85,6 +85,9 @@ def test_a_chained_student_starts_from_its_parent_trial_at_its_pruned_shapes(sto
     shutil.move(storage / "l1-kd-kd", tmp_path / "moved")
     assert main(["export", str(tmp_path / "moved"), "--format", "state_dict", "-o", str(tmp_path / "out")]) == 0
     assert "recomputed from the file" in capsys.readouterr().out
+    (card,) = (tmp_path / "out").glob("*.pt.json")
+    card = json.loads(card.read_text())
+    assert card["method"] == "filter_pruning_kd > kd > kd" and card["parent"]["study"] == str(storage / "l1-kd")
     shutil.move(tmp_path / "moved", storage / "l1-kd-kd")
 
     # Measured again from its own checkpoints, as any study is.

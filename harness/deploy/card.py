@@ -104,7 +104,10 @@ def model_card(spec: StudySpec, row: pd.Series, data: Any, fmt: str, path: Path,
     return {
         "file": path.name, "format": fmt, "precision": "fp32", "study": spec.study, "trial": row["trial_id"],
         "seed": int(row["seed"]),
-        "method": spec.method, "knobs": json.loads(row["config"]) if isinstance(row.get("config"), str) else None,
+        "method": row["method"] if isinstance(row.get("method"), str) else spec.method,  # a chain: c2s2 > kd
+        "parent": {"study": row["parent_study"], "trial": row["parent_trial"]}
+        if isinstance(row.get("parent_study"), str) else None,
+        "knobs": json.loads(row["config"]) if isinstance(row.get("config"), str) else None,
         "student": spec.student.model, "teacher": spec.teacher.model if spec.teacher else None,
         "dataset": data.name, "classes": data.num_classes,
         "input": {"shape": ["N", c, h, w], "dtype": "float32", "range": [0.0, 1.0],

@@ -4,6 +4,8 @@ its accuracy and size computed from the quantized file (harness.study.targets me
 Calibration images come from the training split only (harness.data.calibration); the
 quantized file's accuracy is computed in the target's runtime beside the same graph in
 float32, and a drop on validation above ``deploy.max_drop`` is flagged, never hidden.
+A quantizing method's trial (``ptq``, ``qat``) is quantized here at its end with its own
+settings, and again, identically, when its targets are measured or it is exported.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ def trial_quantization(spec: StudySpec, rows: Iterable[dict[str, Any]]) -> dict[
     method = methods.METHODS.get(spec.method)
     if not method.quantizes:
         return {}
+
     def knobs(row: dict[str, Any]) -> dict[str, Any]:
         return {k: row[f"param_{k}"] for k in method.param_names() if not _missing(row.get(f"param_{k}"))}
 
