@@ -152,6 +152,7 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
     parent = load_parent(spec.student, "student", data) if spec.student.from_study else None
     if parent is not None:  # before Ray and the teacher: a parent on other splits is one line
         say(f"student: {parent.describe()}")
+    chain = lineage(spec, parent)
     if recorded_data and data.fingerprint != recorded_data:
         say(f"note: these {data.name} splits ({data.fingerprint}) are not the recorded study's ({recorded_data}): "
             f"other samples, so other results")
@@ -175,15 +176,14 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
     with writing(folder):
         if not resume and (archived := archive_previous(study)):  # only once the study can start
             say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
-        write_study_file(folder, spec, data, teacher, started=None if resume else utc_now(),
-                         lineage=lineage(spec, parent))
+        write_study_file(folder, spec, data, teacher, started=None if resume else utc_now(), lineage=chain)
         (folder / "splits.json").write_text(split_indices(data))
         study.push(skip=NOT_MIRRORED)
     shared = {"data": ray.put(shipped),
               "teacher": ray.put(teacher.state) if teacher else None,
               "student": ray.put(parent.state) if parent else None}
     writer = ResultsWriter(spec, folder, teacher.metrics if teacher else None, location=study,
-                           lineage=lineage_columns(lineage(spec, parent)))
+                           lineage=lineage_columns(chain))
     if resume:
         writer.load_previous()
     printer = make_progress(progress, writer)
@@ -237,7 +237,7 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
     writer.compact()
     writer.check_written()
     with writing(folder):
-        write_study_file(folder, spec, data, teacher, started=None, ended=utc_now(), lineage=lineage(spec, parent))
+        write_study_file(folder, spec, data, teacher, started=None, ended=utc_now(), lineage=chain)
         study.push(skip=NOT_MIRRORED)
     counts = writer.counts()
     say(f"done: {sum(counts.values())} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
