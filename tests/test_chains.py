@@ -197,3 +197,20 @@ def test_a_chained_study_resumes_after_its_driver_is_killed_with_its_lineage(sto
     assert (kept["params"] == parent["params"]).all()  # every trial, resumed or not, on the parent's network
     assert (kept["resumes"] >= 1).any()
     assert json.loads((folder / "study.json").read_text())["lineage"]["student"]["trial"] == parent["trial_id"]
+
+
+@pytest.mark.slow
+def test_the_shipped_chain_runs_step_by_step_onto_one_leaderboard(teacher_cache, tmp_path, monkeypatch):
+    """search_spaces/examples/chain/: prune, distil into the pruned network, quantize it; made small."""
+    monkeypatch.chdir(tmp_path)  # its from_study paths are relative to where the harness runs
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "teachers").symlink_to(teacher_cache, target_is_directory=True)
+    steps = ROOT / "search_spaces" / "examples" / "chain"
+    small = ["--num-samples", "2", "--set", "budget.epochs=2", "--set", "asha.grace_period=1"]
+    assert main(["sweep", str(steps / "1-prune.yaml"), *small]) == 0
+    assert main(["sweep", str(steps / "2-distil.yaml"), *small]) == 0
+    assert main(["sweep", str(steps / "3-int8.yaml"), "--num-samples", "2"]) == 0
+    assert main(["leaderboard", "studies", "--no-remeasure"]) == 0
+    board = pd.read_parquet(tmp_path / "studies" / "leaderboard.parquet")
+    assert set(board.loc[board["target"].eq("ort_int8"), "method"]) == {"c2s2", "c2s2 > kd", "c2s2 > kd > ptq"}
+    assert set(board.loc[board["target"].eq("ort_fp32"), "method"]) == {"c2s2", "c2s2 > kd"}

@@ -16,3 +16,12 @@ def small_spec(**changes):
     for key, value in changes.items():
         apply_override(raw, f"{key}={value}")
     return parse_spec(raw)
+
+
+def is_chain_step(path) -> bool:
+    """A spec whose student or teacher comes from another study (``from_study``): it reads only
+    once its parent has run (tests/test_chains.py runs the shipped chain step by step)."""
+    import yaml
+
+    raw = yaml.safe_load(open(path).read()) or {}
+    return any(isinstance(raw.get(role), dict) and "from_study" in raw[role] for role in ("student", "teacher"))
