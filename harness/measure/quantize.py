@@ -27,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-CALIBRATIONS = ("minmax", "entropy", "percentile")
+
+def equal_batches(images: np.ndarray, largest: int) -> list[np.ndarray]:
+    """``images`` in batches of one size, the largest up to ``largest`` that divides their number:
+    the calibrators stack the batches' outputs, so a smaller last batch would break them."""
+    size = max(s for s in range(1, largest + 1) if len(images) % s == 0)
+    return [images[i:i + size] for i in range(0, len(images), size)]
 
 
 def quantize_int8(graph: bytes, calibration: np.ndarray, batch: int = 32, per_channel: bool = True,
@@ -42,12 +47,9 @@ def quantize_int8(graph: bytes, calibration: np.ndarray, batch: int = 32, per_ch
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    # The calibrators stack their batches' outputs: every batch must have the same size.
-    batch = max(size for size in range(1, batch + 1) if len(calibration) % size == 0)
-
     class Images(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([{"images": calibration[i:i + batch]} for i in range(0, len(calibration), batch)])
+            self.batches = iter([{"images": images} for images in equal_batches(calibration, batch)])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
@@ -75,8 +77,7 @@ def quantize_openvino_int8(graph: bytes, calibration: np.ndarray, batch: int = 3
     import nncf
     import openvino as ov
 
-    batch = max(size for size in range(1, batch + 1) if len(calibration) % size == 0)
-    batches = [calibration[i:i + batch] for i in range(0, len(calibration), batch)]
+    batches = equal_batches(calibration, batch)
     preset = nncf.QuantizationPreset.PERFORMANCE if symmetric else nncf.QuantizationPreset.MIXED
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress bars
         model = nncf.quantize(ov.Core().read_model(graph), nncf.Dataset(batches), preset=preset,
