@@ -5,10 +5,10 @@ its input as INT8 would give them (fake quantization, gradients passed straight 
 Jacob et al. 2018): weights symmetric int8, per output channel or per tensor; inputs uint8
 with a zero point (or int8 symmetric) over the range a moving average of each batch's
 minimum and maximum has seen. The student learns weights that survive rounding. After its
-last report the harness quantizes it for real, as ``ptq`` does (ONNX Runtime's static QDQ
-quantizer with this method's calibration knobs): that int8 network's accuracy and size are
-the trial's. The student starts as the teacher's weights when it is the teacher's network,
-or as a chain's parent left it (``student: {from_study: ...}``).
+last report the harness quantizes it for real, as ``ptq`` does (with the quantizer of the
+study's first int8 target's runtime and this method's calibration knobs): that int8
+network's accuracy and size are the trial's. The student starts as the teacher's weights
+when it is the teacher's network, or as a chain's parent left it (``student: {from_study: ...}``).
 """
 from __future__ import annotations
 
