@@ -172,9 +172,8 @@ def export_study(study: Path | Location, trial: str | None, front: bool, fmt: st
                      f"logits within {gap:.1e} of the trial's student, {params:,} parameters (row: "
                      f"{row['params']:,.0f}); latency here: {latency_text(card['targets'])}")
         if fmt == "onnx":
-            for name, target in spec.deploy.targets.items():
-                if target.precision == "int8":
-                    lines.append(write_int8(spec, name, path, model, row, data, latencies, params, fingerprint, out))
+            for name in spec.deploy.int8:
+                lines.append(write_int8(spec, name, path, model, row, data, latencies, params, fingerprint, out))
     return lines
 
 

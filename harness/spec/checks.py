@@ -208,7 +208,7 @@ def _check_deploy(spec: StudySpec) -> None:
     """Each deployment target runs here (its runtime installed) with sensible numbers. Whether a
     node of the cluster matches its ``node`` is checked when the sweep joins the cluster
     (harness.study.targets.check_placement)."""
-    int8 = [t for t in spec.deploy.targets.values() if t.precision == "int8"]
+    int8 = list(spec.deploy.int8.values())
     if methods.METHODS.get(spec.method).quantizes:
         if not int8:
             raise SpecError(f"deploy.targets: '{spec.method}' quantizes to int8 for a deployment target; name one "

@@ -155,6 +155,11 @@ class DeploySpec:
     calibration: int = 256  # training images that calibrate an int8 target's quantization
     max_drop: float = 0.01  # an int8 network whose validation accuracy drops more than this is flagged
 
+    @property
+    def int8(self) -> dict[str, TargetSpec]:
+        """The targets with ``precision: int8``, in the spec's order."""
+        return {name: t for name, t in self.targets.items() if t.precision == "int8"}
+
 
 @dataclass
 class BudgetSpec:

@@ -28,7 +28,7 @@ from methods.study import Distribution
 def int8_images(spec: StudySpec, data: Any, count: int | None = None) -> Int8Images | None:
     """The images an int8 target of the study needs (``data``: its DatasetSplits), or None:
     ``count`` calibration images, by default as many as any of its trials or targets uses."""
-    if not any(t.precision == "int8" for t in spec.deploy.targets.values()):
+    if not spec.deploy.int8:
         return None
     from harness.data.calibration import calibration_images
 
@@ -68,7 +68,7 @@ def quantized_trial(model: nn.Module, settings: dict[str, Any], spec: StudySpec,
     """A quantizing method's trial figures: its network quantized with ``settings``, its accuracy
     computed in the runtime of the study's first int8 target: these are the trial's val_acc (what
     the search and selection see), test_acc and size_bytes; float32 figures beside them."""
-    name, target = next((n, t) for n, t in spec.deploy.targets.items() if t.precision == "int8")
+    name, target = next(iter(spec.deploy.int8.items()))
     images = int8_images(spec, data, count=settings["calibration"])
     study = StudyStudents(spec, data.num_classes, data.input_shape, {}, None, int8=images)
     _, figures = quantize_network(Deployed(model.cpu().eval(), data.mean, data.std), study, target, settings)
@@ -77,7 +77,7 @@ def quantized_trial(model: nn.Module, settings: dict[str, Any], spec: StudySpec,
 
 def reads_every_checkpoint(spec: StudySpec) -> bool:
     """An int8 target's accuracy depends on each trial's weights, not only its network's shape."""
-    return any(t.precision == "int8" for t in spec.deploy.targets.values())
+    return bool(spec.deploy.int8)
 
 
 def quantize_network(model: nn.Module, study: StudyStudents, target: TargetSpec,
