@@ -36,11 +36,16 @@ def label(latencies: pd.DataFrame, target: str, batch: int) -> str:
         return DEFAULT_LABEL
     rows = latencies[latencies["target"].eq(target) & latencies["batch"].eq(batch)]
     runtime = ", ".join(sorted(rows["runtime"].dropna().astype(str).unique())) or "?"
-    if "precision" in rows and rows["precision"].eq("int8").any():
+    if quantized(rows):
         runtime += " int8"
     threads = ", ".join(str(int(t)) for t in sorted(rows["threads"].dropna().unique())) or "?"
     nodes = ", ".join(sorted(rows["node"].dropna().astype(str).unique())) or "no node (not measured)"
     return f"{target} at batch {batch}: {runtime}, {threads} thread(s), on {nodes}"
+
+
+def quantized(rows: pd.DataFrame) -> bool:
+    """Whether these rows of ``latencies.parquet`` are an int8 target's."""
+    return bool("precision" in rows and rows["precision"].eq("int8").any())
 
 
 def at_target(trials: pd.DataFrame, latencies: pd.DataFrame, target: str, batch: int) -> pd.DataFrame:
@@ -48,8 +53,7 @@ def at_target(trials: pd.DataFrame, latencies: pd.DataFrame, target: str, batch:
     in the latency columns and the target in ``device``; a trial without a figure there
     (stopped early, or its target's node was lost) has none. A quantizing method's trials
     (``precision`` int8: their accuracy is their int8 network's) are left out of float32 targets."""
-    int8 = target != DEFAULT and "precision" in latencies and latencies.loc[
-        latencies["target"].eq(target), "precision"].eq("int8").any()
+    int8 = target != DEFAULT and quantized(latencies[latencies["target"].eq(target)])
     if not int8 and "precision" in trials:  # a quantizing study's trials (ptq) deploy only in int8
         trials = trials[~trials["precision"].eq("int8")]
     if target == DEFAULT:
