@@ -129,6 +129,13 @@ class Method:
         percentile), percentile. A class method: the harness asks it again for a finished trial."""
         raise NotImplementedError
 
+    @classmethod
+    def within(cls, params: Any, limits: dict[str, float]) -> Any:
+        """The knobs of a trial held to the study's size limits: ``limits`` maps ``params``,
+        ``macs`` or ``size_bytes`` to the largest allowed fraction of the network the trial starts
+        from. A method that shrinks its network aims its target at them; others return ``params``."""
+        return params
+
     def samples(self) -> torch.Tensor | None:
         """Images the method trains on now (normalised), if they are worth looking at."""
         return None

@@ -39,7 +39,7 @@ How this implementation reads it:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -128,6 +128,19 @@ def choose_cut(candidates: list[int], trial: Callable[[int], tuple[float, int, o
 @register_method("c2s2")
 class C2S2(PruningMethod):
     Params = C2S2Params
+
+    @classmethod
+    def within(cls, params: C2S2Params, limits: dict[str, float]) -> C2S2Params:
+        """The cost target at most the tighter limit on what it counts (``size_bytes`` follows the
+        parameters); a limit only on the other cost switches what the target counts."""
+        aims = {m: r for m, r in limits.items() if m in ("macs", "params")}
+        if "size_bytes" in limits:
+            aims["params"] = min(aims.get("params", 1.0), limits["size_bytes"])
+        if not aims:
+            return params
+        metric = params.target_metric if params.target_metric in aims else next(iter(aims))
+        drawn = params.target_ratio if metric == params.target_metric else 1.0
+        return replace(params, target_metric=metric, target_ratio=min(drawn, aims[metric], 1.0))
 
     @classmethod
     def check_spec(cls, study: StudyView) -> None:

@@ -90,7 +90,18 @@ def pareto_chart(trials: pd.DataFrame, x: str, front: str, references: list[dict
     placed, title = _relative(trials[measured(trials)], x)
     palette = colours(trials["method"].dropna())
     scatter = go.Scattergl if len(placed) > WEBGL_ABOVE else go.Scatter
-    for method, group in placed.groupby("method"):
+    for method, everything in placed.groupby("method"):
+        over = everything["feasible"].eq(False) if "feasible" in everything else pd.Series(False, everything.index)
+        if over.any():  # completed, but over its study's limits (search.constraints): drawn apart
+            apart = one_point_per_network(everything[over], front)
+            fig.add_trace(scatter(
+                x=apart["_x"], y=apart["test_acc"], mode="markers", name=f"{method}: over its limits",
+                legendgroup=method, marker=dict(color=palette[method], size=8, symbol="x-thin-open",
+                                                line=dict(width=2, color=palette[method])),
+                hovertext=apart["_hover"], hoverinfo="text"))
+        group = everything[~over]
+        if group.empty:
+            continue
         points = one_point_per_network(group, front)
         fig.add_trace(scatter(
             x=points["_x"], y=points["test_acc"], mode="markers", name=method, legendgroup=method,

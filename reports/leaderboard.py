@@ -107,6 +107,9 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
     table["trials"] = counts.sum(axis=1)
     spread = seed_spread(trials, keys).set_index(keys)
     table = table.join(spread, how="left").reset_index()
+    if "limits" in trials:  # a study searched within limits selects among the trials within them
+        table["limits"] = table["study"].map(trials.groupby("study")["limits"].first())
+        table["acc_within_limits"] = table["test_acc_mean"].where(table["limits"].notna())
     teacher = trials.groupby("study")[["teacher_test_acc", "teacher_latency_ms", "teacher_size_bytes"]].median()
     table = table.join(teacher, on="study")
     table["state"] = table["study"].map(trials.groupby("study")["study_state"].first())
@@ -262,7 +265,7 @@ SHOWN = {"rank": "{}", "method": "{}", "study": "{}", "state": "{}", "seeds": "{
          "test_acc_std": "{:.2%}", "p_vs_leader": "{:.2f}", "gap_to_teacher": "{:+.2%}", "gap_to_scratch": "{:+.2%}",
          LATENCY: "{:.3g}", LATENCY_LOW: "{:.3g}", LATENCY_HIGH: "{:.3g}", "latency_x_teacher": "{:.2f}",
          "latency_rank": "{:.0f}", "latency_vs_leader": "{}", "size_x_teacher": "{:.2f}", SIZE: "{:,.0f}",
-         "device": "{}", "pareto_trials": "{}", "selected_on_front": "{}",
+         "device": "{}", "limits": "{}", "pareto_trials": "{}", "selected_on_front": "{}",
          "completed": "{}", "stopped": "{}", "error": "{}", "running": "{}"}
 INTRO = ("Per data set and teacher->student pair, ranked by mean test accuracy of each seed's best-on-validation "
          "trial; =N: a rank shared with studies not measurably apart (equal, or p above 0.05). p: Welch's t-test "
@@ -271,8 +274,9 @@ INTRO = ("Per data set and teacher->student pair, ranked by mean test accuracy o
          "interval (the median's, over interleaved rounds); every trial of one network shares one latency, and "
          "latencies whose intervals overlap count as equal (latency_rank, latency_vs_leader, the Pareto flags). "
          "Gaps are in accuracy points; `acc_*_le_Nx_teacher` is the same figure among trials within N times the "
-         "teacher's latency or size; Pareto flags are on validation accuracy, latency and size across every "
-         "method on the data set and device.")
+         "teacher's latency or size, and `acc_within_limits` a study's own figure under the limits it was searched "
+         "within (its `limits`: it selects among the trials within them); Pareto flags are on validation "
+         "accuracy, latency and size across every method on the data set and device.")
 
 
 def _shown(table: pd.DataFrame) -> list[str]:

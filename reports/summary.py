@@ -114,8 +114,11 @@ def window_lines(trials: pd.DataFrame) -> list[tuple[str, bool]]:
 
 
 def selected_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per study and seed, the completed trial with the best validation accuracy."""
+    """Per study and seed, the completed trial with the best validation accuracy; in a study with
+    limits (``search.constraints``), the best of those within them."""
     done = trials[trials["status"].eq("completed") & trials["val_acc"].notna()]
+    if "feasible" in done:
+        done = done[done["feasible"].ne(False)]  # None: a study without limits, or an older one
     if done.empty:
         return done
     best = done.sort_values(["val_acc", "trial_id"], ascending=[False, True])

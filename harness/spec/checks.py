@@ -13,11 +13,13 @@ from harness.errors import SpecError
 from harness.measure.runtimes import missing
 from harness.networks.build import factory, is_zoo
 from harness.spec.code import use_code
+from harness.spec.limits import WIDTH, check_constraints, check_width_knob
 from harness.spec.method_checks import check_method
 from harness.spec.schema import (
     DEFAULT_TARGET,
     EPOCH_METRICS,
     FINAL_METRICS,
+    HARNESS_KNOBS,
     TEST_METRICS,
     ModelSpec,
     Objective,
@@ -64,7 +66,10 @@ def check_semantics(spec: StudySpec) -> None:
             raise SpecError(f"teacher.checkpoint: file '{spec.teacher.checkpoint}' does not exist")
     knobs = method.param_names()
     choices = method.param_choices()
+    check_width_knob(spec, method)
     for name, value in spec.search.space.items():
+        if name in HARNESS_KNOBS:
+            continue
         if name not in knobs:
             raise SpecError(f"search.space.{name}: '{spec.method}' has no knob '{name}'"
                             f"{did_you_mean(name, knobs)}")
@@ -76,6 +81,7 @@ def check_semantics(spec: StudySpec) -> None:
                         f"{did_you_mean(spec.search.searcher, searchers)}")
     _check_deploy(spec)
     _check_objectives(spec)
+    check_constraints(spec)
     _check_ranges(spec)
     if spec.search.storage is not None:
         check_storage_url(spec.search.storage)
@@ -96,7 +102,6 @@ def check_semantics(spec: StudySpec) -> None:
 
 
 SEED = Bounds(0, 2**32 - 1)  # what NumPy's and Optuna's generators take
-WIDTH = Bounds(0, 64, low_open=True)
 MAX_TRIALS_PER_SEED = 10_000
 MAX_SEEDS = 100
 # Upper bounds past which a value can only be a mistake (a typo's extra zeros): a study of

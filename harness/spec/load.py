@@ -59,6 +59,27 @@ def load_spec(path: str | Path, overrides: list[str] = (), code: list[str] = ())
     return spec
 
 
+def searched_width(raw: dict[str, Any]) -> None:
+    """``student.width: {uniform: [0.25, 1.0]}`` is searched as the knob ``student.width`` (where
+    study.json keeps it); the student's own width becomes the widest drawn, whose shapes every
+    trial's narrower network fits into."""
+    student, search = raw.get("student"), raw.get("search")
+    search = {} if search is None else search
+    if not isinstance(student, dict) or not isinstance(search, dict) or not isinstance(search.get("space", {}), dict):
+        return  # said by the parser, at its own path
+    space = dict(search.get("space", {}))
+    if isinstance(student.get("width"), dict):
+        if "student.width" in space:
+            raise SpecError("student.width: searched twice (in student: and in search.space); keep one")
+        space["student.width"] = student["width"]
+    if not isinstance(space.get("student.width"), dict):
+        return
+    drawn = _space_entry(space["student.width"], "student.width")
+    numbers = [a for a in drawn.args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    raw["search"] = {**search, "space": space}
+    raw["student"] = {**student, "width": max(numbers) if numbers else student.get("width")}
+
+
 def spec_file(path: str | Path) -> Path:
     """The file a spec argument names: itself, a results folder's ``study.json``, or a shipped
     spec by name (``kd``: harness.spec.shipped) when no such path exists."""
@@ -128,6 +149,8 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 
 
 def parse_spec(raw: dict[str, Any]) -> StudySpec:
+    raw = dict(raw)
+    searched_width(raw)
     spec = _build(StudySpec, raw, "")
     try:
         check_semantics(spec)

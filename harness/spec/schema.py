@@ -73,6 +73,42 @@ def target_metric(target: str, batch: int) -> str:
 
 
 @dataclass
+class ConstraintSpec:
+    """A limit the search keeps to (harness.study.constraints): one cost of the trial's network at most
+    ``max``, or at most ``max_x_teacher`` times the teacher's (measured beside it)."""
+
+    metric: str  # latency | params | size_bytes | macs
+    max: float | None = None
+    max_x_teacher: float | None = None
+    target: str | None = None  # latency on a deployment target (deploy.targets); default: the trial's own
+    batch: int | None = None  # latency's batch size: 1, measure.batch_size (the default) or one of the target's
+
+
+CONSTRAINT_METRICS = ("latency", "params", "size_bytes", "macs")
+
+
+def constraint_column(limit: ConstraintSpec) -> str:
+    """The trial figure a limit holds (its ``batch`` set by the spec's checks): a cost column, or a latency's."""
+    if limit.metric != "latency":
+        return limit.metric
+    if limit.target is not None:
+        return target_metric(limit.target, limit.batch)
+    return "latency_b1_ms" if limit.batch == 1 else "latency_ms"
+
+
+def constraint_label(limit: ConstraintSpec) -> str:
+    """How reports name a limit: ``latency <= 0.5x teacher``, ``params <= 20,000``."""
+    where = f"@{limit.target}" if limit.target else ""
+    batch = f" (batch {limit.batch})" if limit.metric == "latency" else ""
+    if limit.max_x_teacher is not None:
+        return f"{limit.metric}{where}{batch} <= {limit.max_x_teacher:g}x teacher"
+    unit = " ms" if limit.metric == "latency" else ""
+    return f"{limit.metric}{where}{batch} <= {limit.max:,g}{unit}"
+# Knobs of the harness's, searched beside the method's: the trial's student width (student.width).
+HARNESS_KNOBS = ("student.width",)
+
+
+@dataclass
 class SearchSpec:
     space: dict[str, Any] = field(default_factory=dict)  # name -> Distribution or a fixed value
     objectives: list[Objective] = field(default_factory=lambda: [Objective("val_acc", "max")])
@@ -81,6 +117,7 @@ class SearchSpec:
     max_concurrent: int | None = None  # default: as many trials as the resources fit
     startup_trials: int | None = None  # TPE's random trials before it models; default from num_samples
     storage: str | None = None  # an Optuna storage URL or journal file; default: the study's optuna.journal
+    constraints: list[ConstraintSpec] = field(default_factory=list)  # limits inside the search (docs/spec.md)
 
 
 @dataclass
@@ -199,6 +236,16 @@ class StudySpec:
 
     def searched_params(self) -> dict[str, Distribution]:
         return {k: v for k, v in self.search.space.items() if isinstance(v, Distribution)}
+
+    def method_knobs(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The method's knobs of a trial: its fixed and drawn values, the harness's own knobs left out."""
+        return {k: v for k, v in {**self.fixed_params(), **config}.items() if k not in HARNESS_KNOBS}
+
+    def trial_student(self, config: dict[str, Any]) -> ModelSpec:
+        """The student a trial builds: the spec's, at the width the trial drew when it is searched."""
+        if "student.width" not in config:
+            return self.student
+        return dataclasses.replace(self.student, width=float(config["student.width"]))
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, defaults included (study.json's ``spec``; ``load_spec`` reads it back)."""

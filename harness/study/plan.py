@@ -54,6 +54,7 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
         f"search    {spec.search.num_samples} trials per seed x {len(spec.seeds)} seed(s) {spec.seeds} = "
         f"{spec.search.num_samples * len(spec.seeds)} trials; {describe_searcher(spec)} on {objectives}",
         f"knobs     searched: {searched}; fixed: {fixed}; the rest take their defaults (harness list)",
+        *_limits(spec, data),
         f"asha      budget {spec.budget.epochs} reports; may stop trials at {', '.join(map(str, asha_rungs(spec)))}"
         f"{'; also stops trials at chance level' if chance_guard(spec) else ''}",
         _resources(spec, address),
@@ -64,6 +65,28 @@ def plan(spec: StudySpec, storage: str | None = None, address: str | None = None
            if study.exists("trials.parquet") or study.exists(PARTS) else ""),
     ]
     return lines
+
+
+def _limits(spec: StudySpec, data: DatasetSplits | None) -> list[str]:
+    """The study's limits, checked reachable on the smallest network it draws (the teacher's
+    architecture stands for the teacher: its cost does not depend on its weights)."""
+    if not spec.search.constraints:
+        return []
+    from harness.networks.build import build_network
+    from harness.study.constraints import DrawGate, check_reachable, decided_before_training, study_limits
+
+    labels = "; ".join(c.label for c in study_limits(spec))
+    if data is None or spec.student.from_study or (spec.teacher and spec.teacher.from_study):
+        return [f"limits    {labels}: checked against the networks when the sweep starts"]
+    teacher = (build_network(spec.teacher, data.num_classes, data.input_shape, "teacher").eval()
+               if spec.teacher is not None else None)
+    gate = DrawGate(spec, data.num_classes, data.input_shape, data.mean, data.std, teacher)
+    check_reachable(gate, spec)
+    config, verdict = gate.smallest()
+    how = ("draws over them are told to Optuna and never train" if decided_before_training(spec)
+           else "the method aims at the static ones; judged once pruned")
+    return [f"limits    {labels}: {how}; the smallest network drawn is within them"
+            if verdict.feasible else f"limits    {labels}: {how}"]
 
 
 def _data(spec: StudySpec, lines: list[str]) -> DatasetSplits | None:

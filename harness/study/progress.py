@@ -47,7 +47,8 @@ class Progress(LiveCallback):
         counts, top, metric = self.writer.counts(), self.writer.best_trial(), self.writer.metric
         best_text = f"best {metric} {top[metric]:.4f} ({top['trial_id']})" if top else "no finished trial yet"
         return (f"{counts.get('running', 0)} running, {counts.get('completed', 0)} completed, "
-                f"{counts.get('stopped', 0)} stopped, {counts.get('error', 0)} errored | {best_text}")
+                f"{counts.get('stopped', 0)} stopped, {counts.get('error', 0)} errored{_infeasible(counts)} | "
+                f"{best_text}")
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         row = self.writer.trials.get(self.writer._id(trial), {})
@@ -122,7 +123,7 @@ class StatusBar(Progress):
         counts, top, metric = self.writer.counts(self.seed), self.writer.best_trial(self.seed), self.writer.metric
         best = f", best {metric} {top[metric]:.4f}" if top else ""
         self.bar.set_postfix_str(f"{counts.get('running', 0)} running, {counts.get('stopped', 0)} stopped, "
-                                 f"{counts.get('error', 0)} errored{best}", refresh=False)
+                                 f"{counts.get('error', 0)} errored{_infeasible(counts)}{best}", refresh=False)
         self.bar.refresh()
         self._drawn = time.monotonic()
 
@@ -146,6 +147,11 @@ class StatusBar(Progress):
 
 
 PROGRESS = {"events": EventLines, "bar": StatusBar, "quiet": QuietProgress}
+
+
+def _infeasible(counts: dict[str, int]) -> str:
+    """Draws over search.constraints that never trained, when the study has limits and some."""
+    return f", {counts['infeasible']} over the limits (untrained)" if counts.get("infeasible") else ""
 
 
 def make_progress(mode: str, writer: ResultsWriter) -> Progress:

@@ -25,6 +25,7 @@ from harness.errors import HarnessError
 from harness.spec.schema import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 from harness.store.location import NOT_MIRRORED, Location, StorageError, Uploader
 from harness.store.tables import PartTable, deletion, read_table
+from harness.study.constraints import EXCESS, Verdict, judge, study_limits
 from harness.study.search import stopped_early
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "network", "latency_batch", "device", "measure_s")
@@ -41,7 +42,10 @@ LATENCY_COLUMNS = ("study", "trial_id", "target", "runtime", "batch", "threads",
                    "latency_ms", "latency_low_ms", "latency_high_ms", "latency_spread", "latency_noisy",
                    "latency_rounds", "latency_window", "teacher_network", "teacher_latency_ms",
                    "teacher_latency_low_ms", "teacher_latency_high_ms", "missing")
+# Columns per target or limit: a target's latency, its node, the teacher's beside it, a limit's excess.
+TRIAL_PREFIXES = ("latency_ms@", "latency_node@", "teacher_latency_ms@", EXCESS)
 UNFINISHED = ("pending", "running", "interrupted")
+INFEASIBLE = "infeasible"  # a draw over search.constraints before training: never ran (harness.study.constraints)
 FINISHED = ("completed", "stopped", "error")
 # Reported by some methods only: data-free methods count generator iterations and save image grids.
 OPTIONAL_EPOCH_COLUMNS = ("iterations", "samples")
@@ -132,6 +136,7 @@ class ResultsWriter(LiveCallback):
         self.teacher = teacher or {}
         self.lineage = lineage or {}  # a chained study's columns (harness.study.lineage.lineage_columns)
         self.seed = spec.seeds[0]
+        self._limits = "; ".join(limit.label for limit in study_limits(spec)) or None  # search.constraints
         self.trials: dict[str, dict[str, Any]] = {}
         self.tables = {"trials": PartTable(folder, "trials"),
                        "epochs": PartTable(folder, "epochs", ["study", "seed", "trial_id", *EPOCH_COLUMNS])}
@@ -242,12 +247,14 @@ class ResultsWriter(LiveCallback):
 
     def _row(self, trial) -> dict[str, Any]:
         """The trial's row, to be changed: it goes into the next flush."""
-        key = self._id(trial)
+        return self._keyed_row(self._id(trial), trial.config)
+
+    def _keyed_row(self, key: str, config: dict[str, Any]) -> dict[str, Any]:
         self._changed[key] = None
         if key not in self.trials:
             self._counts[self.seed, "pending"] += 1
             spec = self.spec
-            params = {**spec.fixed_params(), **trial.config}
+            params = {**spec.fixed_params(), **config}
             self.trials[key] = {
                 "study": spec.study, "method": spec.method, "dataset": spec.dataset.name,
                 "teacher": spec.teacher.model if spec.teacher else None,
@@ -259,6 +266,7 @@ class ResultsWriter(LiveCallback):
                 **{f"param_{k}": v for k, v in params.items()},
                 **{f"teacher_{k}": self.teacher.get(k) for k in TEACHER_COLUMNS},
                 "error": None, "versions": self._versions, **self.lineage,
+                "limits": self._limits,
             }
         return self.trials[key]
 
@@ -273,7 +281,7 @@ class ResultsWriter(LiveCallback):
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
                    **{k: result[k] for k in (*SAME_RUN_TEACHER, *QUANTIZED_COLUMNS) if k in result},
-                   **{k: v for k, v in result.items() if k.startswith(("latency_ms@", "latency_node@"))})
+                   **{k: v for k, v in result.items() if k.startswith(TRIAL_PREFIXES) or k == "feasible"})
         # A trial continued from a checkpoint older than its last report (the driver died between
         # snapshots) may end before it reports those epochs again: the earlier run's go.
         done = int(row.get("epochs_done") or 0)  # rows hold None, never NaN (_rows)
@@ -287,6 +295,29 @@ class ResultsWriter(LiveCallback):
             row["student_state"] = posixpath.relpath(posixpath.join(trial.checkpoint.path, STATE_FILE), top)
         self._consider_best(row)
         self.flush()
+
+    def record_infeasible(self, number: int, config: dict[str, Any], verdict: Verdict) -> None:
+        """A draw over ``search.constraints`` before training (the searcher's ``number``-th): a row of
+        its own, never trained, with its network's static costs, its latencies measured by the gate
+        (``draw_*``) and how far it is over each limit."""
+        row = self._keyed_row(trial_key(self.seed, f"infeasible_{number:05d}"), config)
+        figures = verdict.figures
+        row.update(epochs_done=0, ended_at=utc_now(), **{k: figures.get(k) for k in ("params", "size_bytes", "macs")},
+                   **{f"draw_{k}": v for k, v in figures.items() if k.startswith(("latency", "teacher_latency"))},
+                   **verdict.judged)
+        self._set_status(row, INFEASIBLE)
+        self.flush()
+
+    def judge_again(self) -> None:
+        """Each completed trial's limits on the figures it has now (latencies measured again after
+        the search, the teacher's in the same window): what selection and the leaderboard read."""
+        limits = study_limits(self.spec)
+        if not limits:
+            return
+        for key, row in self.trials.items():
+            if row["status"] == "completed":
+                row.update(judge(limits, row, {k: row.get(f"teacher_{k}") for k in ("params", "size_bytes", "macs")}))
+                self._changed[key] = None
 
     def record_remeasurement(self, figures: dict[str, dict[str, Any]]) -> list[str]:
         """Latencies measured again after the search (harness.study.remeasure), by row id, replace the
@@ -305,6 +336,7 @@ class ResultsWriter(LiveCallback):
                 row.update({f"trial_{k}": row.get(k) for k in REMEASURED})
             row.update(measured)
             self._changed[key] = None
+        self.judge_again()
         self.compact()  # the study has ended: its files are whole again
         return mismatched
 
@@ -378,7 +410,7 @@ class ResultsWriter(LiveCallback):
         row["status"] = status
 
     def _consider_best(self, row: dict[str, Any]) -> None:
-        if row["status"] != "completed":
+        if row["status"] != "completed" or row.get("feasible") is False:
             return
         held = self._best.get(row["seed"])
         if best([*([held] if held else []), row], self.metric, self.mode) is row:  # ties: the earlier stays

@@ -20,12 +20,14 @@ from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 import methods
 from harness.errors import HarnessError
-from harness.spec.schema import StudySpec
+from harness.spec.schema import HARNESS_KNOBS, StudySpec
 from harness.store import journal
+from harness.study.constraints import EXCESS, DrawGate, Verdict
 from methods.study import Distribution
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -60,11 +62,45 @@ class StudySearch(OptunaSearch):
     value (TPE treats it as pruned), for several it counts only finished trials.
     """
 
-    def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, budget: int, gate: DrawGate | None = None, record: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         require_internals(self, OptunaSearch)
         self.budget = budget
         self._last_step: dict[str, int] = {}  # by running trial: the step Optuna last got
+        # search.constraints: draws over a limit before training are told to Optuna and never run;
+        # ``record`` (the ResultsWriter, pickled by name) keeps a row of each.
+        self.gate, self.record = gate, record
+        self._estimates: dict[str, dict[str, Any]] = {}  # by running trial: the gate's excess figures
+        self.infeasible_draws = 0
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        """A draw within the limits: one over them is told to Optuna as infeasible, recorded, and
+        replaced by another, up to ``MAX_REDRAWS`` per trial (then the search ends, said why)."""
+        for _ in range(MAX_REDRAWS):
+            config = super().suggest(trial_id)
+            if self.gate is None or not isinstance(config, dict):
+                return config
+            verdict = self.gate(config)
+            if verdict.feasible:
+                self._estimates[trial_id] = verdict.judged
+                return config
+            self._tell_infeasible(self._ot_trials.pop(trial_id), config, verdict)
+        print(f"search ended early: {MAX_REDRAWS} draws in a row were over search.constraints; the limits "
+              f"leave too little of the space (loosen them or narrow the space)", flush=True)
+        return Searcher.FINISHED
+
+    def _tell_infeasible(self, ot_trial: optuna.Trial, config: dict[str, Any], verdict: Verdict) -> None:
+        set_constraints(ot_trial, verdict.judged)
+        self.infeasible_draws += 1
+        if isinstance(self.metric, list):  # NSGA-II ranks complete trials: the worst values, over the limits
+            worst = [verdict.figures.get(m, math.inf) if mode == "min" else -math.inf
+                     for m, mode in zip(self.metric, self.mode, strict=True)]
+            self._ot_study.tell(ot_trial, worst, state=TrialState.COMPLETE)
+        else:  # TPE ranks it by its excess, before any value
+            self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
+        if hasattr(self.record, "record_infeasible"):
+            self.record.record_infeasible(ot_trial.number, config, verdict)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self._completed_trials:  # see restore
@@ -82,6 +118,11 @@ class StudySearch(OptunaSearch):
             # on_trial_result: Optuna gets it as the trial's last intermediate value too, which
             # TPE ranks pruned trials by.
             self._ot_trials[trial_id].report(result[self.metric], step)
+        estimate = self._estimates.pop(trial_id, {})
+        if not error and self.gate is not None and trial_id in self._ot_trials:
+            # The trial's own figures where it measured them (all of them when it ran its budget).
+            measured = {k: v for k, v in (result or {}).items() if k.startswith(EXCESS) and not _nan(v)}
+            set_constraints(self._ot_trials[trial_id], {**estimate, **measured})
         if error or not stopped_early(result, self.budget):
             return super().on_trial_complete(trial_id, result, error)
         self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.PRUNED)
@@ -131,6 +172,20 @@ class StudySearch(OptunaSearch):
         return self._ot_study
 
 
+MAX_REDRAWS = 200  # draws over the limits in a row before a search gives up
+
+
+def _nan(value: Any) -> bool:
+    return not isinstance(value, (int, float)) or math.isnan(value)
+
+
+def set_constraints(ot_trial: optuna.Trial, judged: dict[str, Any]) -> None:
+    """Each limit's excess (``excess@COLUMN``) as an Optuna constraint: feasible at 0 or below."""
+    for key, value in judged.items():
+        if key.startswith(EXCESS) and not _nan(value):
+            ot_trial.set_constraint(key[len(EXCESS):], float(value))
+
+
 def optuna_space(spec: StudySpec) -> dict[str, BaseDistribution]:
     """The searched knobs as Optuna distributions; an integer knob draws whole numbers
     under ``uniform`` and ``loguniform`` too (the latter on a log scale)."""
@@ -139,7 +194,7 @@ def optuna_space(spec: StudySpec) -> dict[str, BaseDistribution]:
     def convert(name: str, d: Distribution) -> BaseDistribution:
         if d.kind == "categorical":
             return CategoricalDistribution(d.args)
-        if d.kind == "int" or method.param_type(name) is int:
+        if d.kind == "int" or (name not in HARNESS_KNOBS and method.param_type(name) is int):
             return IntDistribution(int(d.args[0]), int(d.args[1]), log=d.kind == "loguniform")
         return FloatDistribution(*d.args, log=d.kind == "loguniform")
 
@@ -181,10 +236,11 @@ def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
                                       multivariate=not spec.multi_objective, constant_liar=True)
 
 
-def make_searcher(spec: StudySpec, seed: int, storage: optuna.storages.BaseStorage | None = None
-                  ) -> StudySearch | None:
+def make_searcher(spec: StudySpec, seed: int, storage: optuna.storages.BaseStorage | None = None,
+                  gate: DrawGate | None = None, record: Any = None) -> StudySearch | None:
     """Optuna for the searched knobs; none when every knob is fixed (one trial per seed).
-    With a ``storage``, the seed's Optuna study is kept there (harness.store.journal)."""
+    With a ``storage``, the seed's Optuna study is kept there (harness.store.journal); with a
+    ``gate``, draws over ``search.constraints`` never train (``record`` keeps their rows)."""
     if not spec.searched_params():
         return None
     objectives = spec.search.objectives
@@ -194,7 +250,8 @@ def make_searcher(spec: StudySpec, seed: int, storage: optuna.storages.BaseStora
         metric, mode = metric[0], mode[0]
     named = {"storage": storage, "study_name": journal.study_name(spec.study, seed)} if storage else {}
     return StudySearch(space=optuna_space(spec), metric=metric, mode=mode,
-                       sampler=make_sampler(spec, seed), budget=spec.budget.epochs, **named)
+                       sampler=make_sampler(spec, seed), budget=spec.budget.epochs, gate=gate, record=record,
+                       **named)
 
 
 def asha_rungs(spec: StudySpec) -> list[int]:

@@ -37,7 +37,7 @@ from ray.tune.logger import JsonLoggerCallback
 import methods
 from harness.data.datasets import DatasetSplits, load_dataset, load_substitute, split_indices
 from harness.errors import HarnessError
-from harness.networks.build import check_networks
+from harness.networks.build import check_networks, trained_network
 from harness.spec.load import check_sweep, load_spec
 from harness.spec.schema import StudySpec
 from harness.store import journal
@@ -47,6 +47,7 @@ from harness.store.lock import StudyLock, held_by, lock_holder, probe_storage, t
 from harness.store.tables import PARTS
 from harness.study.checkpoints import FinishedTrialCheckpoints, prune_checkpoints
 from harness.study.cluster import check_trial_fits, connect
+from harness.study.constraints import DrawGate, check_reachable, decided_before_training
 from harness.study.first_report import check_first_report
 from harness.study.lineage import lineage, lineage_columns, load_parent
 from harness.study.old_paths import old_module_paths
@@ -55,6 +56,7 @@ from harness.study.quantized import int8_images, reads_every_checkpoint, trial_q
 from harness.study.remeasure import StudyStudents, finished_students, measure_again
 from harness.study.results import (
     FINISHED,
+    INFEASIBLE,
     LiveCallback,
     ResultsWriter,
     StopOnWriteFailure,
@@ -173,6 +175,7 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
         say(note)
     check_placement(spec)
     teacher = prepare_teacher(spec, data, root)
+    gate = draw_gate(spec, data, teacher, parent)
     with writing(folder):
         if not resume and (archived := archive_previous(study)):  # only once the study can start
             say(f"previous results of '{spec.study}' moved to {archived} (--resume continues a run instead)")
@@ -218,7 +221,8 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
                                            storage_filesystem=study.fs)
             else:
                 tuner = new_tuner(spec, seed, trainable, run_path, [*callbacks, *tracking_callbacks(spec, seed)],
-                                  stopper=stopper, val_labels=data.val.y, fs=study.fs, searches=searches)
+                                  stopper=stopper, val_labels=data.val.y, fs=study.fs, searches=searches,
+                                  gate=gate, record=writer)
             try:
                 results = tuner.fit()
             finally:
@@ -251,7 +255,8 @@ def selected_line(rows: Any) -> str:
     report and the leaderboard select, reports.summary.selected_trials) and its test accuracy."""
     from reports.summary import selected_trials  # scipy with it: once, at the study's end
 
-    table = pd.DataFrame(list(rows)).reindex(columns=["trial_id", "seed", "status", "val_acc", "test_acc"])
+    table = pd.DataFrame(list(rows)).reindex(columns=["trial_id", "seed", "status", "val_acc", "test_acc",
+                                                      "feasible"])
     chosen = selected_trials(table.assign(study=""))
     if chosen.empty:
         return "no trial completed its budget, so none is selected"
@@ -282,13 +287,15 @@ def snapshot_period(spec: StudySpec) -> float:
 
 def new_tuner(spec: StudySpec, seed: int, trainable: Any, run_path: str | Path, callbacks: list,
               stopper: tune.Stopper | None = None, val_labels: Any = None,
-              fs: pyarrow.fs.FileSystem | None = None, searches: Any = None) -> tune.Tuner:
+              fs: pyarrow.fs.FileSystem | None = None, searches: Any = None,
+              gate: DrawGate | None = None, record: Any = None) -> tune.Tuner:
     """One seed's search: Optuna + ASHA, a retry budget per trial, results to ``run_path``
     (in ``fs``: a local folder or a bucket's prefix, written by every node)."""
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(spec, seed, searches), scheduler=make_scheduler(spec, val_labels),
+            search_alg=make_searcher(spec, seed, searches, gate, record),
+            scheduler=make_scheduler(spec, val_labels),
             num_samples=spec.search.num_samples, reuse_actors=True,
             max_concurrent_trials=spec.search.max_concurrent or trials_that_fit(spec),
         ),
@@ -371,9 +378,25 @@ def check_resumable(spec: StudySpec, study: Location) -> None:
 
 
 def seed_finished(writer: ResultsWriter, spec: StudySpec, seed: int) -> bool:
-    rows = writer.seed_rows(seed)
+    rows = [r for r in writer.seed_rows(seed) if r["status"] != INFEASIBLE]  # draws that never ran
     done = [r for r in rows if r["status"] in FINISHED]
     return len(done) >= spec.search.num_samples and len(done) == len(rows)
+
+
+def draw_gate(spec: StudySpec, data: DatasetSplits, teacher: Teacher | None, parent: Any) -> DrawGate | None:
+    """What checks a drawn trial against ``search.constraints`` before it trains (none without limits);
+    a limit no network of the study can meet is one line here, before any trial."""
+    if not spec.search.constraints:
+        return None
+    network = (trained_network(spec.teacher, data.num_classes, data.input_shape, "teacher", teacher.state)
+               if teacher is not None else None)
+    gate = DrawGate(spec, data.num_classes, data.input_shape, data.mean, data.std, network,
+                    parent.state if parent is not None else None)
+    check_reachable(gate, spec)
+    how = ("draws over them never train" if decided_before_training(spec)
+           else "judged once pruned; the method aims at the static ones")
+    say(f"limits: {'; '.join(limit.label for limit in gate.limits)} ({how})")
+    return gate
 
 
 def trial_splits(spec: StudySpec, data: DatasetSplits) -> DatasetSplits:

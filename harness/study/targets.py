@@ -32,7 +32,7 @@ from harness.measure.cost import network_fingerprint
 from harness.measure.latency import runtime_window
 from harness.networks.build import trained_network
 from harness.networks.deployed import Deployed
-from harness.spec.schema import MeasureSpec, StudySpec, TargetSpec
+from harness.spec.schema import MeasureSpec, StudySpec, TargetSpec, target_metric
 from harness.study.quantized import graph_layout, quantize_network
 from harness.study.students import StudyStudents
 
@@ -119,6 +119,14 @@ def on_target(name: str, target: TargetSpec, models: dict[str, tuple[nn.Module, 
         if not any(matches(node, target) for node in ray.nodes()):
             ray.cancel(ref, force=True)
             return "no node that matches it is left in the cluster"
+
+
+def _as_deployed(network: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> nn.Module:
+    """A trial's network as a target runs it: a float32 copy on the CPU, uncompiled, normalisation inside."""
+    model = copy.deepcopy(network).float().cpu()
+    if hasattr(model, "_compiled_call_impl"):
+        model._compiled_call_impl = None  # the runtime compiles (or exports) it its own way
+    return Deployed(model.to(memory_format=torch.contiguous_format), mean, std).eval()
 
 
 def _this_node() -> str | None:
@@ -235,23 +243,22 @@ def _row(row_id: str, name: str, target: TargetSpec, batch: int, key: str, teach
 
 
 def trial_figures(student: nn.Module, spec: StudySpec, input_shape: tuple[int, ...], mean: tuple[float, ...],
-                  std: tuple[float, ...]) -> dict[str, float]:
-    """The latencies the search needs at a trial's end (objectives naming a target), one round
-    each, measured in the target's runtime on a node that matches it, normalisation inside."""
-    from harness.spec.schema import target_metric
-
-    wanted = [o for o in spec.search.objectives if o.target]
+                  std: tuple[float, ...], teacher: nn.Module | None = None) -> dict[str, float]:
+    """The latencies the search needs at a trial's end (objectives and limits naming a target), one
+    round each, measured in the target's runtime on a node that matches it, normalisation inside;
+    the ``teacher`` beside the student where a limit is a multiple of its latency there."""
+    wanted = [(o.target, o.batch) for o in spec.search.objectives if o.target]
+    wanted += [(c.target, c.batch) for c in spec.search.constraints if c.target]
     if not wanted:
         return {}
-    model = copy.deepcopy(student).float().cpu()
-    if hasattr(model, "_compiled_call_impl"):
-        model._compiled_call_impl = None  # the runtime compiles (or exports) it its own way
-    model = Deployed(model.to(memory_format=torch.contiguous_format), mean, std).eval()
+    relative = {c.target for c in spec.search.constraints if c.target and c.max_x_teacher is not None}
     out = {}
-    for name in dict.fromkeys(o.target for o in wanted):
+    for name in dict.fromkeys(target for target, _ in wanted):
         target = spec.deploy.targets[name]
-        batches = [o.batch for o in wanted if o.target == name]
-        models = {"student": (model, tuple(input_shape))}
+        batches = list(dict.fromkeys(b for t, b in wanted if t == name))
+        models = {"student": (_as_deployed(student, mean, std), tuple(input_shape))}
+        if name in relative and teacher is not None:
+            models["teacher"] = (_as_deployed(teacher, mean, std), tuple(input_shape))
         one_round = MeasureSpec(warmup=spec.measure.warmup, repeats=spec.measure.repeats, attempts=1)
         if target.placed:
             import ray
@@ -262,11 +269,14 @@ def trial_figures(student: nn.Module, spec: StudySpec, input_shape: tuple[int, .
             result = on_target(name, target, models, batches, 1, one_round, hold_cpus=False)
             if isinstance(result, str):
                 raise HarnessError(f"deploy.targets.{name}: {result}")
-            figures, node = result[0]["student"], result[1]
+            measured, node = result[0], result[1]
         else:
-            figures = runtime_window(models, target.runtime, target.threads, batches, 1, one_round.warmup,
-                                     one_round.repeats, attempts=1)["student"]
+            measured = runtime_window(models, target.runtime, target.threads, batches, 1, one_round.warmup,
+                                      one_round.repeats, attempts=1)
             node = _this_node()
+        figures = measured["student"]
+        if "teacher" in measured:
+            out.update({f"teacher_{target_metric(name, b)}": measured["teacher"][b]["latency_ms"] for b in batches})
         out.update({target_metric(name, b): figures[b]["latency_ms"] for b in batches})
         out[f"latency_node@{name}"] = node
     return out

@@ -31,6 +31,7 @@ from harness.measure.cost import (
 )
 from harness.networks.build import build_network, trained_network
 from harness.spec.schema import ResourcesSpec, StudySpec
+from harness.study.constraints import handed_limits, judge, study_limits
 from harness.study.quantized import quantized_trial
 from harness.study.targets import trial_figures
 from methods.base import MethodContext, WithheldSplit
@@ -122,16 +123,22 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
     seed_everything(seed)
     device = claim_device(spec.resources)
     method_cls = methods.METHODS.get(spec.method)
-    params = method_cls.make_params({**spec.fixed_params(), **config})
+    params = method_cls.make_params(spec.method_knobs(config))
     device_data = trial_data(method_cls, data, device)
-    student = (trained_network(spec.student, data.num_classes, data.input_shape, "student", student_state).train()
-               if student_state is not None else build_network(spec.student, data.num_classes, data.input_shape,
-                                                                "student"))
+    model = spec.trial_student(config)  # at the width the trial drew, when it is searched
+    student = (trained_network(model, data.num_classes, data.input_shape, "student", student_state).train()
+               if student_state is not None else build_network(model, data.num_classes, data.input_shape, "student"))
     student = prepare_model(student.to(device), spec.resources.channels_last, spec.resources.compile)
+    teacher = load_teacher(spec, data.num_classes, data.input_shape, teacher_state, device)
+    limits = study_limits(spec)
+    teacher_cost = measure_structure(teacher, data.input_shape, device) if limits and teacher is not None else {}
+    if limits:  # a method that shrinks its network aims at the static limits (Method.within)
+        params = method_cls.within(params, handed_limits(
+            limits, measure_structure(student, data.input_shape, device), teacher_cost))
     withheld = method_cls.data_free
     ctx = MethodContext(
         student=student,
-        teacher=load_teacher(spec, data.num_classes, data.input_shape, teacher_state, device),
+        teacher=teacher,
         train=WithheldSplit("training", spec.method) if withheld else device_data.train,
         val=WithheldSplit("validation", spec.method) if withheld else device_data.val,
         epochs=spec.budget.epochs, device=device,
@@ -170,6 +177,8 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
             metrics.update(measure_structure(method.export(), data.input_shape, device),
                            latency_b1_ms=math.nan, latency_ms=math.nan,
                            **{o.metric: math.nan for o in spec.search.objectives if o.target})
+        if limits:  # how far over each limit; the latencies from the last report on
+            metrics.update(judge(limits, metrics, teacher_cost))
         if checkpoints:
             report(metrics, {"epoch": epoch + 1, "train_s": metrics["train_s"], "method": method.state_dict(),
                              "torch_rng": torch.get_rng_state()})
@@ -192,6 +201,7 @@ def final_measurement(student: torch.nn.Module, data: DeviceData, spec: StudySpe
     if teacher is not None:
         latency = measure_latency(teacher, data.input_shape, device, m.batch_size, m.warmup, m.repeats)
         cost.update({f"teacher_{k}": v for k, v in latency.items()}, teacher_network=network_fingerprint(teacher))
-    cost.update(trial_figures(student, spec, data.input_shape, data.mean, data.std))  # objectives naming a target
+    # Objectives and limits naming a target (the teacher too, for a limit relative to it).
+    cost.update(trial_figures(student, spec, data.input_shape, data.mean, data.std, teacher))
     return {"test_acc": test["acc"], "test_loss": test["loss"], **cost,
             "measure_s": time.perf_counter() - start}
