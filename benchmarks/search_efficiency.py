@@ -1,4 +1,5 @@
-"""Search efficiency: Optuna TPE + ASHA against random search with full budgets.
+"""Search efficiency: Optuna TPE + ASHA against random search with full budgets; and a search
+within limits (``search.constraints``) against the same search unconstrained, filtered afterwards.
 
 Both arms run the same study spec (default: the main job, ``search_spaces/kd.yaml``)
 through the harness, with the same number of trials per seed:
@@ -23,6 +24,19 @@ after checking that their spec matches in everything it does depend on.
 
 ``benchmarks/search_kd_mnist_wide.yaml`` is the real-data case: a wide space on
 MNIST with a validation split large enough for the band to be far above noise.
+
+A spec with ``search.constraints`` (``search_spaces/examples/kd_within_latency.yaml``: KD with
+the student's width searched, latency at most half the teacher's) compares two TPE + ASHA arms:
+
+- constrained: the spec as it is (draws over the limits never train);
+- filtered afterwards: the same without ``search.constraints``; its trials are held to the
+  limits when the study has ended, as ``harness leaderboard --budgets`` would.
+
+A find is a trial that finished its budget within the limits (judged alike in both arms, on
+the figures measured after the search); the band is the best such validation accuracy either
+arm found in that seed, minus 0.5 points. Per arm and seed: trials trained, trial-epochs and
+training CPU seconds (each report's ``epoch_s``) until the first find in the band; the
+constrained arm is charged all of its draws' cost measurements besides (timed here).
 """
 from __future__ import annotations
 
@@ -47,6 +61,7 @@ configure_ray(None)  # a local Ray, set up as `python -m harness sweep` does, be
 
 from harness.errors import SpecError  # noqa: E402
 from harness.spec.load import load_spec  # noqa: E402
+from harness.study.constraints import STATIC, DrawGate, judge, study_limits  # noqa: E402
 from harness.study.sweep import run_sweep  # noqa: E402
 
 BAND = 0.005  # half an accuracy point
@@ -56,9 +71,16 @@ RANDOM = "random, full budget"
 RANDOM_ARM_KEYS = ("method", "dataset", "teacher", "student", "budget", "asha", "resources")
 
 
+CONSTRAINED = "constrained"
+FILTERED = "filtered afterwards"
+
+
 def arm_specs(path: str, seeds: list[int], storage: str, overrides: list[str]) -> dict[str, object]:
     common = [*overrides, f"seeds={seeds}", f"storage={storage}"]
     tpe = load_spec(path, [*common, "search.searcher=tpe"])
+    if tpe.search.constraints:
+        return {CONSTRAINED: load_spec(path, [*common, f"study={tpe.study}-constrained"]),
+                FILTERED: load_spec(path, [*common, f"study={tpe.study}-filtered", "search.constraints=[]"])}
     epochs = tpe.budget.epochs
     return {
         TPE: load_spec(path, [*common, f"study={tpe.study}-tpe-asha", "search.searcher=tpe"]),
@@ -142,16 +164,98 @@ def main() -> None:
         if args.random_from:
             runs[RANDOM] = earlier_random_arm(args.random_from, specs[RANDOM], seeds)
             print(f"{RANDOM}: {len(runs[RANDOM])} trial-epochs read from {', '.join(args.random_from)}", flush=True)
+        folders, gate_s = {}, 0.0
         for arm, spec in specs.items():
             if arm in runs:
                 continue
-            start = time.perf_counter()
+            start, gate_before = time.perf_counter(), GATE.seconds
             with contextlib.redirect_stdout(io.StringIO()):
-                folder = run_sweep(spec)
-            runs[arm] = pd.read_parquet(folder / "epochs.parquet")
+                folders[arm] = run_sweep(spec)
+            runs[arm] = pd.read_parquet(folders[arm] / "epochs.parquet")
+            gate_s += GATE.seconds - gate_before
             print(f"{arm}: {spec.study}, {len(runs[arm])} trial-epochs in {time.perf_counter() - start:.0f} s",
                   flush=True)
-    report(runs, specs, seeds)
+        if CONSTRAINED in specs:
+            report_constrained(runs, folders, specs, seeds, gate_s)
+        else:
+            report(runs, specs, seeds)
+
+
+class _GateClock:
+    """The time the constrained arm's searcher spends measuring draws (DrawGate, in this process)."""
+
+    seconds = 0.0
+
+    def wrap(self) -> None:
+        measure = DrawGate._figures
+
+        def timed(gate, network):
+            start = time.perf_counter()
+            try:
+                return measure(gate, network)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        DrawGate._figures = timed
+
+
+GATE = _GateClock()
+GATE.wrap()
+
+
+def within_limits(folder: Path, spec) -> pd.Series:
+    """Per trial id: whether it finished within the constrained spec's limits, judged on its figures
+    after the search (both arms alike; the constrained arm's own ``feasible`` is the same judgment)."""
+    trials = pd.read_parquet(folder / "trials.parquet")
+    limits = study_limits(spec)
+    done = trials[trials["status"].eq("completed")]
+    return pd.Series({row["trial_id"]: judge(limits, row, {k: row.get(f"teacher_{k}") for k in STATIC})["feasible"]
+                      is True for row in done.to_dict("records")}, dtype=bool)
+
+
+def report_constrained(runs: dict[str, pd.DataFrame], folders: dict[str, Path], specs: dict[str, object],
+                       seeds: list[int], gate_s: float) -> None:
+    spec = specs[CONSTRAINED]
+    budget, n = spec.budget.epochs, spec.search.num_samples
+    labels = "; ".join(limit.label for limit in study_limits(spec))
+    print(f"\n{spec.method} on {spec.dataset.name}, within {labels}: {n} trials per seed, budget {budget} epochs; "
+          f"band = best val_acc within the limits either arm finds - {100 * BAND:.1f} points")
+    print(f"{'seed':>4} {'best':>7} " + " ".join(f"{arm + ' (trials, trial-epochs, CPU s)':>44}" for arm in runs))
+    spent: dict[str, list[tuple[int, int, float]]] = {arm: [] for arm in runs}
+    for seed in seeds:
+        found = {}
+        for arm, epochs in runs.items():
+            feasible = within_limits(folders[arm], spec)
+            reports = epochs[epochs["seed"] == seed].reset_index(drop=True)
+            ends = reports["epoch"].eq(budget) & reports["trial_id"].map(feasible).fillna(False).astype(bool)
+            found[arm] = reports.assign(found=reports["val_acc"].where(ends), cpu=reports["epoch_s"].cumsum(),
+                                        trials=(~reports["trial_id"].duplicated()).cumsum())
+        best = max(f["found"].max() for f in found.values())
+        if not best == best:  # NaN: no trial of either arm finished within the limits
+            print(f"{seed:>4} {'-':>7} no trial of either arm finished within the limits: seed left out of the means")
+            continue
+        cells = []
+        for arm, f in found.items():
+            hit = f[f["found"] >= best - BAND]
+            row = hit.iloc[0] if len(hit) else f.iloc[-1]
+            spent[arm].append((int(row["trials"]), int(row.name) + 1, float(row["cpu"])))
+            cells.append(f"{'' if len(hit) else '>'}{int(row['trials'])}, {int(row.name) + 1}, {row['cpu']:.1f}")
+        print(f"{seed:>4} {best:>7.4f} " + " ".join(f"{c:>44}" for c in cells))
+    for arm, folder in folders.items():
+        trials = pd.read_parquet(folder / "trials.parquet")
+        trained = trials[~trials["status"].eq("infeasible")]
+        print(f"{arm}: {int(within_limits(folder, spec).sum())} of {len(trained)} trained trials finished within the "
+              f"limits; {len(trials) - len(trained)} draws over them never trained")
+    means = {arm: [statistics.mean(v[i] for v in runs_) for i in range(3)] for arm, runs_ in spent.items() if runs_}
+    for arm, (trials, epochs, cpu) in means.items():
+        extra = f" + {gate_s:.1f} s measuring draws (all of them)" if arm == CONSTRAINED else ""
+        print(f"mean to the band, {arm}: {trials:.1f} trials, {epochs:.1f} trial-epochs, {cpu:.1f} CPU s{extra}")
+    if not spent[CONSTRAINED]:
+        return
+    constrained_cpu = means[CONSTRAINED][2] + gate_s / len(seeds)
+    print(f"the constrained search needs {100 * constrained_cpu / means[FILTERED][2]:.0f}% of the CPU time and "
+          f"{100 * means[CONSTRAINED][1] / means[FILTERED][1]:.0f}% of the trial-epochs of the search filtered "
+          f"afterwards")
 
 
 def report(runs: dict[str, pd.DataFrame], specs: dict[str, object], seeds: list[int]) -> None:

@@ -3,6 +3,7 @@ limit never train, Optuna is told how far over they were, selection and the lead
 to the limits, and a limit that cannot be met is one line before any training."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -125,3 +126,82 @@ def test_selection_and_the_leaderboard_keep_to_the_studys_limits(limited):
     assert board.loc["limited", "limits"] == "params <= 0.4x teacher"
     assert board.loc["limited", "acc_within_limits"] == pytest.approx(chosen["test_acc"])
     assert "| params <= 0.4x teacher |" in (limited / "leaderboard.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_shipped_latency_limited_study_selects_within_its_limit(teacher_cache, tmp_path, monkeypatch):
+    """search_spaces/examples/kd_within_latency.yaml as shipped: width searched, latency at most half
+    the teacher's; every selected trial within it, the draws over it untrained, the leaderboard's
+    figure under the limit the study's own selection."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "teachers").symlink_to(teacher_cache, target_is_directory=True)
+    shipped = Path(__file__).resolve().parents[1] / "search_spaces" / "examples" / "kd_within_latency.yaml"
+    assert main(["sweep", str(shipped), "--storage", "studies"]) == 0
+    folder = tmp_path / "studies" / "kd-within-latency"
+    trials = pd.read_parquet(folder / "trials.parquet")
+    epochs = pd.read_parquet(folder / "epochs.parquet")
+    over = trials[trials["status"].eq("infeasible")]
+    assert len(over) and not epochs["trial_id"].isin(over["trial_id"]).any()
+    assert (over["draw_latency_ms"] > 0.5 * over["draw_teacher_latency_ms"]).all()
+    completed = trials[trials["status"].eq("completed")]
+    within = completed[completed["feasible"].eq(True)]
+    assert len(within) and (within["latency_ms"] <= 0.5 * within["teacher_latency_ms"]).all()
+    chosen = within.sort_values(["val_acc", "trial_id"], ascending=[False, True]).iloc[0]
+    assert main(["leaderboard", "studies", "--no-remeasure"]) == 0
+    board = pd.read_parquet(tmp_path / "studies" / "leaderboard.parquet").set_index("study")
+    assert board.loc["kd-within-latency", "limits"] == "latency (batch 64) <= 0.5x teacher"
+    assert board.loc["kd-within-latency", "acc_within_limits"] == pytest.approx(chosen["test_acc"])
+
+
+def test_a_search_that_draws_only_over_its_limits_tells_optuna_each_and_ends(monkeypatch):
+    """No Ray: the searcher alone, its limit below every width it may draw."""
+    from harness.data.datasets import load_dataset
+    from harness.study import search
+    from harness.study.constraints import DrawGate
+
+    monkeypatch.setattr(search, "MAX_REDRAWS", 5)
+    spec = small_spec(**WIDTH, **{"search.constraints": "[{metric: params, max: 1000}]"})
+    data = load_dataset(spec.dataset)
+
+    class Rows:
+        def __init__(self):
+            self.rows, self.ended = [], False
+
+        def record_infeasible(self, number, config, verdict):
+            self.rows.append((number, config["student.width"], verdict.judged["excess@params"]))
+
+        def search_gave_up(self):
+            self.ended = True
+
+    rows = Rows()
+    gate = DrawGate(spec, data.num_classes, data.input_shape, data.mean, data.std)
+    searcher = search.make_searcher(spec, 0, gate=gate, record=rows)
+    assert searcher.suggest("trial-1") == search.Searcher.FINISHED and rows.ended
+    assert [number for number, _, _ in rows.rows] == [0, 1, 2, 3, 4]
+    assert all(excess > 0 for _, _, excess in rows.rows)
+    told = searcher.optuna_study.trials
+    assert [t.state.name for t in told] == ["PRUNED"] * 5
+    assert [t.constraints["params"] for t in told] == [excess for _, _, excess in rows.rows]
+    assert len(gate.measured) <= 5  # one measurement per distinct network
+
+
+@pytest.mark.slow
+def test_a_pruning_study_aims_at_its_size_limit_and_is_judged_once_pruned(ray_session, studies):
+    """C2S2 drawn at a 0.9 MAC target under a limit of 0.6x the teacher's parameters: it prunes
+    towards the parameters instead, and its network is judged after pruning."""
+    from harness.study.sweep import run_sweep
+
+    spec = small_spec(**{"study": "c2s2-limited", "method": "c2s2", "student.width": "1.0", "budget.epochs": "3",
+                         "asha.grace_period": "3", "search.num_samples": "2", "measure.rounds": "0",
+                         "search.constraints": "[{metric: params, max_x_teacher: 0.6}]",
+                         "search.space": "{lr: {loguniform: [0.01, 0.02]}, target_ratio: 0.9, reg: 0.5, "
+                                         "max_damage: 0.05, batch_size: 32}"})
+    folder = run_sweep(spec, storage=str(studies))
+    trials = pd.read_parquet(folder / "trials.parquet")
+    assert not trials["status"].eq("infeasible").any()  # a pruning method's draws all train
+    done = trials[trials["status"].eq("completed")]
+    assert len(done) == 2
+    assert all(json.loads(aimed) == {"target_metric": "params", "target_ratio": 0.6} for aimed in done["aimed"])
+    assert (done["params"] < 0.9 * done["teacher_params"]).all()  # pruned past the drawn target's share
+    assert (done["feasible"] == (done["params"] <= 0.6 * done["teacher_params"])).all()

@@ -20,7 +20,7 @@ from torch import nn
 
 import methods
 from harness.errors import HarnessError
-from harness.measure.cost import measure_latency, measure_structure, network_fingerprint
+from harness.measure.cost import latency_ms, measure_structure, network_fingerprint
 from harness.measure.latency import runtime_window
 from harness.networks.build import build_network, trained_network
 from harness.networks.deployed import Deployed
@@ -157,9 +157,9 @@ class DrawGate:
 
     def _latencies(self, network: nn.Module) -> dict[str, float]:
         m, out = self.spec.measure, {}
-        if any(limit.target is None for limit in self.timed):
-            out.update(measure_latency(network.eval(), self.input_shape, torch.device("cpu"), m.batch_size,
-                                       m.warmup, m.repeats))
+        for batch in dict.fromkeys(limit.batch for limit in self.timed if limit.target is None):
+            x = torch.randn(batch, *self.input_shape)
+            out["latency_b1_ms" if batch == 1 else "latency_ms"] = latency_ms(network.eval(), x, m.warmup, m.repeats)
         for limit in (lim for lim in self.timed if lim.target is not None):
             target = self.spec.deploy.targets[limit.target]
             deployed = Deployed(network, self.mean, self.std).eval()

@@ -137,6 +137,7 @@ class ResultsWriter(LiveCallback):
         self.lineage = lineage or {}  # a chained study's columns (harness.study.lineage.lineage_columns)
         self.seed = spec.seeds[0]
         self._limits = "; ".join(limit.label for limit in study_limits(spec)) or None  # search.constraints
+        self.gave_up: set[int] = set()  # seeds whose search ended without a draw within the limits
         self.trials: dict[str, dict[str, Any]] = {}
         self.tables = {"trials": PartTable(folder, "trials"),
                        "epochs": PartTable(folder, "epochs", ["study", "seed", "trial_id", *EPOCH_COLUMNS])}
@@ -281,7 +282,7 @@ class ResultsWriter(LiveCallback):
                    node=result.get("hostname"), node_ip=result.get("node_ip"), node_id=result.get("node_id"),
                    **{k: result.get(k) for k in (*EPOCH_METRICS, *FINAL_COLUMNS)},
                    **{k: result[k] for k in (*SAME_RUN_TEACHER, *QUANTIZED_COLUMNS) if k in result},
-                   **{k: v for k, v in result.items() if k.startswith(TRIAL_PREFIXES) or k == "feasible"})
+                   **{k: v for k, v in result.items() if k.startswith(TRIAL_PREFIXES) or k in ("feasible", "aimed")})
         # A trial continued from a checkpoint older than its last report (the driver died between
         # snapshots) may end before it reports those epochs again: the earlier run's go.
         done = int(row.get("epochs_done") or 0)  # rows hold None, never NaN (_rows)
@@ -307,6 +308,10 @@ class ResultsWriter(LiveCallback):
                    **verdict.judged)
         self._set_status(row, INFEASIBLE)
         self.flush()
+
+    def search_gave_up(self) -> None:
+        """The seed's searcher found no draw within the limits (search.constraints) and ended it."""
+        self.gave_up.add(self.seed)
 
     def judge_again(self) -> None:
         """Each completed trial's limits on the figures it has now (latencies measured again after

@@ -88,6 +88,8 @@ class StudySearch(OptunaSearch):
             self._tell_infeasible(self._ot_trials.pop(trial_id), config, verdict)
         print(f"search ended early: {MAX_REDRAWS} draws in a row were over search.constraints; the limits "
               f"leave too little of the space (loosen them or narrow the space)", flush=True)
+        if hasattr(self.record, "search_gave_up"):
+            self.record.search_gave_up()
         return Searcher.FINISHED
 
     def _tell_infeasible(self, ot_trial: optuna.Trial, config: dict[str, Any], verdict: Verdict) -> None:

@@ -233,7 +233,7 @@ def _sweep(spec: StudySpec, root: Location, study: Location, address: str | None
         study.push(JOURNAL)
         if resume and (lost := writer.mark_lost(seed)):
             say(f"seed {seed}: {lost} trial(s) of the interrupted run could not be resumed (status 'lost')")
-        if results.num_terminated + results.num_errors < spec.search.num_samples:
+        if results.num_terminated + results.num_errors < spec.search.num_samples and seed not in writer.gave_up:
             # Tune ends a run on Ctrl-C and returns normally: stop here, not at the next seed.
             writer.mark_unfinished("interrupted")
             raise KeyboardInterrupt

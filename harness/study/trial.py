@@ -8,7 +8,9 @@ same under Ray Tune (see ``harness.study.sweep``), in a test or in a notebook. W
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import json
 import math
 import os
 import time
@@ -132,9 +134,13 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
     teacher = load_teacher(spec, data.num_classes, data.input_shape, teacher_state, device)
     limits = study_limits(spec)
     teacher_cost = measure_structure(teacher, data.input_shape, device) if limits and teacher is not None else {}
-    if limits:  # a method that shrinks its network aims at the static limits (Method.within)
-        params = method_cls.within(params, handed_limits(
+    aimed = {}  # knobs a method that shrinks its network aimed at the static limits (Method.within)
+    if limits:
+        held = method_cls.within(params, handed_limits(
             limits, measure_structure(student, data.input_shape, device), teacher_cost))
+        aimed = {f.name: getattr(held, f.name) for f in dataclasses.fields(held)
+                 if getattr(held, f.name) != getattr(params, f.name)}
+        params = held
     withheld = method_cls.data_free
     ctx = MethodContext(
         student=student,
@@ -178,7 +184,7 @@ def run_trial(config: dict[str, Any], spec: StudySpec, seed: int, data: DatasetS
                            latency_b1_ms=math.nan, latency_ms=math.nan,
                            **{o.metric: math.nan for o in spec.search.objectives if o.target})
         if limits:  # how far over each limit; the latencies from the last report on
-            metrics.update(judge(limits, metrics, teacher_cost))
+            metrics.update(judge(limits, metrics, teacher_cost), **({"aimed": json.dumps(aimed)} if aimed else {}))
         if checkpoints:
             report(metrics, {"epoch": epoch + 1, "train_s": metrics["train_s"], "method": method.state_dict(),
                              "torch_rng": torch.get_rng_state()})
