@@ -129,7 +129,7 @@ def test_selection_and_the_leaderboard_keep_to_the_studys_limits(limited):
 
 
 @pytest.mark.slow
-def test_the_shipped_latency_limited_study_selects_within_its_limit(teacher_cache, tmp_path, monkeypatch):
+def test_the_shipped_latency_limited_study_selects_within_its_limit(ray_session, teacher_cache, tmp_path, monkeypatch):
     """search_spaces/examples/kd_within_latency.yaml as shipped: width searched, latency at most half
     the teacher's; every selected trial within it, the draws over it untrained, the leaderboard's
     figure under the limit the study's own selection."""

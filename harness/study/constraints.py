@@ -126,6 +126,8 @@ class DrawGate:
         self.teacher = dict(measure_structure(teacher, self.input_shape, torch.device("cpu"))) if teacher else {}
 
     def __call__(self, config: dict[str, Any]) -> Verdict:
+        if not decided_before_training(self.spec):  # pruned in the trial: judged at its end only
+            return Verdict({}, {"feasible": None})
         network = self.network(config)
         key = network_fingerprint(network)
         if key not in self.measured:
