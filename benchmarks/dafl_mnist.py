@@ -14,6 +14,10 @@ evaluates the student on the validation split after each report and on the
 test split once at the end.
 
     HARNESS_DATA=../shared/datasets uv run python benchmarks/dafl_mnist.py [--reports 110] [--seeds 0]
+        [--smoke] [--json FILE]
+
+``--smoke``: two reports of two iterations per method, a teacher of one epoch, in a
+temporary storage folder (the real MNIST is still needed).
 
 Prints validation accuracy against wall-clock time (the curve in benchmarks/README.md) and the
 final test accuracy of each method and seed.
@@ -22,17 +26,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
-import methods
-from harness.data.datasets import load_splits
-from harness.spec.load import apply_override, load_spec, parse_spec
-from harness.study.teachers import obtain_teacher
-from harness.study.trial import run_trial
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import methods  # noqa: E402
+from benchmarks.common import Run, common_options  # noqa: E402
+from harness.data.datasets import load_splits  # noqa: E402
+from harness.spec.load import apply_override, load_spec, parse_spec  # noqa: E402
+from harness.study.teachers import obtain_teacher  # noqa: E402
+from harness.study.trial import run_trial  # noqa: E402
+
+PROMISES = {"teacher_test_acc": "%", "val_acc": "%", "test_acc": "%", "test_acc_mean": "%"}
 
 SPEC = "search_spaces/paper/dafl_lenet5_mnist.yaml"
 
@@ -58,15 +69,21 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["dafl", "noise_kd", "substitute_kd"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--storage", default="studies")
-    args = parser.parse_args()
+    args = common_options(parser).parse_args()
+    if args.smoke:
+        args.reports, args.iterations, args.batch_size = 2, 2, 16
+        args.storage = tempfile.mkdtemp(prefix="dafl-smoke-")
+    run = Run(__file__, PROMISES, args)
 
-    knobs = [f"search.space.batch_size={args.batch_size}", f"search.space.iterations_per_report={args.iterations}",
+    knobs = [*(["teacher.recipe.epochs=1"] if args.smoke else []),
+             f"search.space.batch_size={args.batch_size}", f"search.space.iterations_per_report={args.iterations}",
              f"search.space.generator_width={args.generator_width}", f"budget.epochs={args.reports}",
              f"search.space.lr_schedule={args.lr_schedule}",
              "asha.grace_period=1", "dataset.download=false", "dataset.substitute=digits"]
     spec = load_spec(SPEC, knobs)
     data = load_splits("mnist", spec.dataset.root, spec.dataset.val_fraction, spec.dataset.split_seed, False)
     teacher = obtain_teacher(spec, data, Path(args.storage))
+    run.figure("teacher_test_acc", 100 * teacher.metrics["test_acc"])
     print(f"teacher {spec.teacher.model}: test {teacher.metrics['test_acc']:.4f}; "
           f"{torch.get_num_threads()} threads, {args.reports} reports x {args.iterations} iterations, "
           f"batch {args.batch_size}, generator width {args.generator_width}, "
@@ -95,13 +112,24 @@ def main() -> None:
                       samples_dir=Path(args.storage) / "benchmarks" / "dafl_mnist" / f"{method}-s{seed}")
             marks = [1, 2, 4, 6, 8, 10, 12, 14, 15]
             points = [max((c for c in curve if c[0] <= 60 * mark), default=None) for mark in marks]
+            for mark, point in zip(marks, points, strict=True):
+                if point is not None:
+                    run.figure("val_acc", 100 * point[2], method=method, seed=seed, minutes=mark,
+                               iterations=point[1])
             print(f"{method} seed {seed} curve (minutes: iterations, val_acc): " + "; ".join(
                 f"{mark}: {p[1]}, {p[2]:.4f}" for mark, p in zip(marks, points, strict=True) if p is not None),
                 flush=True)
+    rows = []
     for method, accs in finals.items():
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
         print(f"{method}: test {statistics.mean(accs):.4f} +- {spread:.4f} over {len(accs)} seed(s): "
               f"{', '.join(f'{a:.4f}' for a in accs)}")
+        for seed, acc in zip(args.seeds, accs, strict=True):
+            run.figure("test_acc", 100 * acc, method=method, seed=seed)
+        run.figure("test_acc_mean", 100 * statistics.mean(accs), method=method, seeds=len(accs))
+        rows.append([method, f"{100 * statistics.mean(accs):.2f}", f"{100 * spread:.2f}", len(accs)])
+    run.table("final", ["method", "test accuracy %", "std", "seeds"], rows)
+    run.finish()
 
 
 if __name__ == "__main__":

@@ -14,20 +14,28 @@ Three parts, all in this process, on one thread as a 1-CPU trial measures:
 3. Cost: timing one network once per window against timing it once per trial
    (``--trials`` trials of one architecture, as before fingerprints).
 
-    uv run python benchmarks/latency_windows.py [--pairs 10] [--rounds 5] [--trials 16]
+    uv run python benchmarks/latency_windows.py [--pairs 10] [--rounds 5] [--trials 16] [--smoke] [--json FILE]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from harness.measure.latency import TimedNetwork, measure_window
-from harness.networks.zoo import create_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import Run, common_options  # noqa: E402
+from harness.measure.latency import TimedNetwork, measure_window  # noqa: E402
+from harness.networks.zoo import create_model  # noqa: E402
 
 SHAPE = (1, 28, 28)
+PROMISES = {"window_gap_median": "%", "window_gap_max": "%", "faster_by_medians": "pairs",
+            "faster_by_intervals": "pairs", "latency": "ms", "interval_width": "%", "window": "s",
+            "cost_by_fingerprint": "s", "cost_per_trial": "s"}
 
 
 def network(name: str, width: float = 1.0) -> TimedNetwork:
@@ -39,7 +47,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=10, help="pairs of windows run one after the other")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=16, help="trials of one architecture, for the cost")
-    args = parser.parse_args()
+    args = common_options(parser).parse_args()
+    if args.smoke:
+        args.pairs, args.rounds, args.trials = 1, 2, 2
+    run = Run(__file__, PROMISES, args)
     torch.set_num_threads(1)
     student, teacher = network("lenet5_half"), network("lenet5")
 
@@ -52,6 +63,10 @@ def main() -> None:
         point_calls += a["latency_ms"] != b["latency_ms"]
         interval_calls += a["latency_high_ms"] < b["latency_low_ms"] or b["latency_high_ms"] < a["latency_low_ms"]
     print(f"   gap between the two windows' medians: median {statistics.median(gaps):.1%}, max {max(gaps):.1%}")
+    run.figure("window_gap_median", 100 * statistics.median(gaps), pairs=args.pairs)
+    run.figure("window_gap_max", 100 * max(gaps), pairs=args.pairs)
+    run.figure("faster_by_medians", point_calls, of=args.pairs)
+    run.figure("faster_by_intervals", interval_calls, of=args.pairs)
     print(f"   one study called faster than the other: by medians {point_calls}/{args.pairs}, "
           f"by intervals {interval_calls}/{args.pairs}; in one window (fingerprints): 0/{args.pairs}")
 
@@ -62,6 +77,7 @@ def main() -> None:
     figures = measure_window(networks, args.rounds)
     seconds = time.perf_counter() - started
     base = figures["lenet5_half (student)"]
+    rows = []
     for name, f in figures.items():
         faster = f["latency_high_ms"] < base["latency_low_ms"]
         slower = base["latency_high_ms"] < f["latency_low_ms"]
@@ -70,6 +86,12 @@ def main() -> None:
         print(f"   {name:<24} {f['latency_ms']:6.3f} ms [{f['latency_low_ms']:.3f}-{f['latency_high_ms']:.3f}] "
               f"width {f['latency_spread']:4.0%}, attempts {f['latency_attempts']}"
               f"{', NOISY' if f['latency_noisy'] else ''}: {verdict}")
+        run.figure("latency", f["latency_ms"], network=name)
+        run.figure("interval_width", 100 * f["latency_spread"], network=name)
+        rows.append([name, f"{f['latency_ms']:.3f} [{f['latency_low_ms']:.3f}-{f['latency_high_ms']:.3f}]",
+                     f"{f['latency_spread']:.0%}", verdict])
+    run.table("one_window", ["network", "ms [interval]", "interval width", "against the student"], rows)
+    run.figure("window", seconds, networks=len(networks))
     print(f"   {len(networks)} networks, {seconds:.1f} s")
 
     print(f"3. cost for {args.trials} trials of one architecture and their teacher, {args.rounds} rounds")
@@ -83,6 +105,9 @@ def main() -> None:
     every = time.perf_counter() - started
     print(f"   by fingerprint {once:.1f} s, per trial (each followed by its teacher) {every:.1f} s: "
           f"{every / once:.1f}x")
+    run.figure("cost_by_fingerprint", once, trials=args.trials)
+    run.figure("cost_per_trial", every, trials=args.trials)
+    run.finish()
 
 
 if __name__ == "__main__":

@@ -13,23 +13,26 @@ accuracy): test accuracy mean and std, latency with its interval, multiple of th
 in the same window, and file size; and the teacher's own figures there.
 
     uv run python benchmarks/quantization.py [--storage DIR] [--seeds 0,1,2] [--trials 6] [--smoke] [--json FILE]
+
+``--smoke``: one seed, two trials per study.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import Run, common_options, fail  # noqa: E402
+
+PROMISES = {"test_acc_mean": "%", "latency": "ms", "latency_x_teacher": "x", "size": "kB", "study_time": "s"}
 TARGETS = ("{ort_fp32: {runtime: onnxruntime, batch: 1}, ort_int8: {runtime: onnxruntime, batch: 1, precision: int8}, "
            "ov_fp32: {runtime: openvino, batch: 64}, ov_int8: {runtime: openvino, batch: 64, precision: int8}}")
 # (study, spec, overrides); {storage} is the benchmark's storage folder. The chain's first step is the c2s2 study.
@@ -53,7 +56,8 @@ def sweep(study: str, spec: str, overrides: dict[str, str], storage: Path, seeds
     started = time.monotonic()
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if run.returncode != 0:
-        sys.exit(f"{study}: the sweep failed (exit {run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+        print(f"{run.stdout[-2000:]}{run.stderr[-2000:]}", file=sys.stderr)
+        fail(f"{study}: the sweep failed (exit {run.returncode}); its last lines are above", 1)
     return time.monotonic() - started
 
 
@@ -73,15 +77,24 @@ def figures(storage: Path) -> list[dict]:
     return rows
 
 
-def show(rows: list[dict]) -> None:
-    print("| target | method | test accuracy | latency, ms | × teacher | size, kB |")
-    print("|---|---|---|---|---|---|")
+def show(run: Run, rows: list[dict]) -> None:
+    table = []
     for r in rows:
         std = f" ± {r['test_acc_std']:.2%}" if r["test_acc_std"] is not None else ""
         interval = (f" [{r['latency_low_ms']:.3g}-{r['latency_high_ms']:.3g}]"
                     if r["latency_low_ms"] is not None else "")
-        print(f"| {r['target']} | {r['method']} | {r['test_acc_mean']:.2%}{std} | {r['latency_ms']:.3g}{interval} | "
-              f"{r['latency_x_teacher']:.2f}× | {r['size_bytes'] / 1000:.0f} |")
+        table.append([r["target"], r["method"], f"{r['test_acc_mean']:.2%}{std}", f"{r['latency_ms']:.3g}{interval}",
+                      f"{r['latency_x_teacher']:.2f}×", f"{r['size_bytes'] / 1000:.0f}"])
+        where = {"target": r["target"], "method": r["method"]}
+        run.figure("test_acc_mean", 100 * r["test_acc_mean"], **where)
+        run.figure("latency", r["latency_ms"], **where)
+        run.figure("latency_x_teacher", r["latency_x_teacher"], **where)
+        run.figure("size", r["size_bytes"] / 1000, **where)
+    header = ["target", "method", "test accuracy", "latency, ms", "× teacher", "size, kB"]
+    run.table("front", header, table)
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in table:
+        print("| " + " | ".join(row) + " |")
 
 
 def main() -> None:
@@ -89,31 +102,27 @@ def main() -> None:
     parser.add_argument("--storage", help="where the studies go (default: a temporary folder)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trials", type=int, default=6, help="trials per seed of each study")
-    parser.add_argument("--smoke", action="store_true", help="one seed, two trials each: every code path, minutes")
-    parser.add_argument("--json", help="also write the figures, the command and the machine to this file")
-    args = parser.parse_args()
-    if args.smoke:
+    args = common_options(parser).parse_args()
+    if args.smoke:  # one seed, two trials each: every code path, minutes
         args.seeds, args.trials = "0", 2
+    bench = Run(__file__, PROMISES, args)
     storage = Path(args.storage or tempfile.mkdtemp(prefix="bench-quantization-")).resolve()
     storage.mkdir(parents=True, exist_ok=True)
     seconds = {}
     for study, spec, overrides in STUDIES:
-        seconds[study] = sweep(study, spec, overrides, storage, args.seeds, args.trials)
+        seconds[study] = bench.figure("study_time", sweep(study, spec, overrides, storage, args.seeds, args.trials),
+                                      study=study)
         print(f"{study}: {seconds[study]:.0f} s", flush=True)
     started = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "harness", "leaderboard", str(storage)], cwd=ROOT,
                          capture_output=True, text=True)
     if run.returncode != 0:
-        sys.exit(f"the leaderboard failed (exit {run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
-    seconds["leaderboard"] = time.monotonic() - started
-    rows = figures(storage)
-    show(rows)
-    print(f"studies in {storage}; {sum(seconds.values()):.0f} s in all")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-                       "seconds": seconds, "rows": rows}, f, indent=2, default=str)
+        print(f"{run.stdout[-2000:]}{run.stderr[-2000:]}", file=sys.stderr)
+        fail(f"the leaderboard failed (exit {run.returncode}); its last lines are above", 1)
+    bench.figure("study_time", time.monotonic() - started, study="leaderboard")
+    show(bench, figures(storage))
+    print(f"studies in {storage}")
+    bench.finish()
 
 
 if __name__ == "__main__":

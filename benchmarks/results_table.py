@@ -9,17 +9,28 @@ the storage first, so that every study is measured in one window). `--per-seed` 
 instead, with each seed's figure.
 
     uv run python benchmarks/results_table.py /tmp/mnist_studies [--link benchmarks/README.md#anchor] [--per-seed]
+        [--smoke] [--json FILE]
+
+``--smoke`` ranks three made-up studies (tests/fake_studies.py) written to a temporary folder.
 """
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-import methods
-from reports.leaderboard import collect
-from reports.summary import one_latency_per_network, selected_trials, welch_p
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import methods  # noqa: E402
+from benchmarks.common import Run, common_options, fail  # noqa: E402
+from reports.leaderboard import collect  # noqa: E402
+from reports.summary import one_latency_per_network, selected_trials, welch_p  # noqa: E402
+
+PROMISES = {"test_acc_mean": "%", "test_acc_std": "%", "p_vs_kd": "", "params": "", "latency_x_teacher": "x"}
 
 FAMILIES = ("baseline", "distillation", "pruning", "data-free")  # the table's order
 
@@ -57,12 +68,31 @@ def table(studies: pd.DataFrame, link: str | None) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("storage", type=Path)
+    parser.add_argument("storage", type=Path, nargs="?", help="the folder holding the study folders")
     parser.add_argument("--link", default="benchmarks/README.md", help="where each row links to")
     parser.add_argument("--per-seed", action="store_true", help="each seed's figure, for benchmarks/README.md")
-    args = parser.parse_args()
+    args = common_options(parser).parse_args()
+    if args.smoke:
+        from tests.fake_studies import write_study
+
+        args.storage, rng = Path(tempfile.mkdtemp(prefix="results-table-smoke-")), np.random.default_rng(0)
+        for study, method in (("kd-x", "kd"), ("scratch-x", "scratch"), ("c2s2-x", "c2s2")):
+            write_study(args.storage, study, method, 4, seeds=(0, 1, 2), rng=rng)
+    elif args.storage is None:
+        fail("give the storage folder holding the studies (or --smoke)")
+    run = Run(__file__, PROMISES, args)
     studies = per_study(args.storage)
-    print("\n".join(table(studies, None if args.per_seed else args.link)))
+    rows = table(studies, None if args.per_seed else args.link)
+    print("\n".join(rows))
+    for study, row in studies.iterrows():
+        run.figure("test_acc_mean", 100 * row["mean"], study=study, seeds=row["seeds"])
+        run.figure("test_acc_std", 100 * row["std"], study=study)
+        run.figure("p_vs_kd", row["p"], study=study)
+        run.figure("params", row["params"], study=study)
+        run.figure("latency_x_teacher", row["ratio"], study=study)
+    run.table("per_seed" if args.per_seed else "results", [c.strip() for c in rows[0].strip("|").split("|")],
+              [[c.strip() for c in r.strip("|").split(" | ")] for r in rows[2:]])
+    run.finish()
 
 
 if __name__ == "__main__":

@@ -20,21 +20,24 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 import torchvision
 
-from harness.measure.latency import median_interval
-from harness.measure.runtimes import Session, installed
-from harness.networks.zoo import create_model
-from methods.surgery import ChannelSurgeon, keep_count, l1_norms
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import Run, common_options  # noqa: E402
+from harness.measure.latency import median_interval  # noqa: E402
+from harness.measure.runtimes import Session, installed  # noqa: E402
+from harness.networks.zoo import create_model  # noqa: E402
+from methods.surgery import ChannelSurgeon, keep_count, l1_norms  # noqa: E402
+
+PROMISES = {"latency": "ms", "latency_low": "ms", "latency_high": "ms", "x_teacher": "x"}
+LABELS = {"torch": "torch", "torch_compile": "torch.compile", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 def l1_pruned(model: torch.nn.Module, shape: tuple[int, ...], ratio: float, round_to: int) -> torch.nn.Module:
@@ -156,13 +159,24 @@ def rounding(name, nets, figures, runtimes, batches) -> list[str]:
     return lines
 
 
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    memory = next((int(line.split()[1]) // 1024 ** 2 for line in open("/proc/meminfo") if line.startswith("MemTotal")),
-                  None)
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": memory, "gpu": gpu}
+def record(run: Run, sets, figures: dict, runtimes: list[str], batches: list[int]) -> None:
+    """Every figure, and the README's table: per network, each runtime and batch with its ratio to the teacher."""
+    rows = []
+    for name, (_, nets) in sets.items():
+        teacher = next(iter(nets))
+        for net in nets:
+            cells = []
+            for batch in batches:
+                for runtime in runtimes:
+                    f, t = figures[name, net, runtime, batch], figures[name, teacher, runtime, batch]
+                    where = {"set": name, "network": net, "runtime": runtime, "batch": batch}
+                    run.figure("latency", f["median_ms"], **where)
+                    run.figure("latency_low", f["low_ms"], **where)
+                    run.figure("latency_high", f["high_ms"], **where)
+                    ratio = run.figure("x_teacher", f["median_ms"] / t["median_ms"], **where)
+                    cells.append(f"{f['median_ms']:.3g} ({ratio:.2g}x)")
+            rows.append([net, *cells])
+    run.table("runtimes", ["network", *(f"{LABELS.get(r, r)} b{b}" for b in batches for r in runtimes)], rows)
 
 
 def main() -> int:
@@ -171,26 +185,19 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per figure in a round (default: 10)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--smoke", action="store_true", help="the digits networks only, 1 round: seconds")
-    parser.add_argument("--json", help="also write the figures, the command and the machine to this file")
-    args = parser.parse_args()
-    if args.smoke:
+    args = common_options(parser).parse_args()
+    if args.smoke:  # the digits networks only, 1 round: seconds
         args.rounds, args.repeats, args.batches = 1, 2, [1, 2]
+    run = Run(__file__, PROMISES, args)
     runtimes = installed()
     sets = network_sets(args.smoke)
     print(f"runtimes: {', '.join(runtimes)}; {args.threads} thread(s); batches {args.batches}; "
           f"{args.rounds} interleaved rounds of {args.repeats} timed runs", flush=True)
-    started = time.perf_counter()
     figures = measure(sets, runtimes, args.batches, args.rounds, args.repeats, args.threads)
     for line in report(sets, figures, runtimes, args.batches):
         print(line)
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       "machine": machine(), "versions": {"torch": torch.__version__},
-                       "figures": [{"set": k[0], "network": k[1], "runtime": k[2], "batch": k[3], **v}
-                                   for k, v in figures.items()]}, f, indent=1)
+    record(run, sets, figures, runtimes, args.batches)
+    run.finish()
     return 0
 
 

@@ -18,7 +18,10 @@ the peak disk use of the run's folder (sampled every 10 s); then the cost of one
 largest N (and at ``--flush-at``), and the searcher's time per suggestion as the
 trials it models grow.
 
-    uv run python benchmarks/scale.py [--trials 250 1000 4000] [--reports 5] [--seconds 0.2]
+A side that fails (a trial that errs or is lost, fewer trials than asked) ends the script
+with exit status 1 and says which side: a ratio against a failed run would mean nothing.
+
+    uv run python benchmarks/scale.py [--trials 250 1000 4000] [--reports 5] [--seconds 0.2] [--smoke] [--json FILE]
 """
 from __future__ import annotations
 
@@ -44,8 +47,12 @@ from harness.study.cluster import configure_ray  # noqa: E402
 
 configure_ray(None)  # before ray is imported, as `harness sweep` does
 
+from benchmarks.common import Run, common_options, side_failed  # noqa: E402
 from harness.spec.load import parse_spec  # noqa: E402
 
+PROMISES = {"wall": "s", "harness_over_tune": "x", "driver_cpu_per_trial": "s", "searcher_cpu_per_trial": "s",
+            "peak_rss": "MB", "snapshot_checks": "calls", "snapshot_time": "s", "peak_disk": "MB",
+            "flush_median": "ms", "flush_p99": "ms", "flush_max": "ms", "suggestion": "ms"}
 CONCURRENT = 8  # trials at once: each holds a quarter of a CPU, since it mostly waits
 
 
@@ -151,8 +158,8 @@ def run_harness(spec, storage: str) -> None:
     trials = pd.read_parquet(folder / "trials.parquet")
     failed = trials[trials["status"].isin(["error", "lost"])]
     if len(failed) or len(trials) < spec.search.num_samples:  # a ratio against a failed run means nothing
-        raise SystemExit(f"scale.py: the harness side failed: {len(failed)} of {len(trials)} trials did not "
-                         f"end ({failed['error'].dropna().head(1).tolist() or 'no error recorded'})")
+        side_failed("harness", f"{len(failed)} of {len(trials)} trials did not end "
+                               f"({failed['error'].dropna().head(1).tolist() or 'no error recorded'})")
 
 
 def run_tune(spec, storage: str) -> None:
@@ -181,8 +188,7 @@ def run_tune(spec, storage: str) -> None:
     if results.num_errors or results.num_terminated < spec.search.num_samples:
         first = next((r.error for r in results if r.error is not None), None)
         cause = (str(first).strip().splitlines() or ["?"])[-1] if first is not None else "no error recorded"
-        raise SystemExit(f"scale.py: the Tune side failed: {results.num_errors} of {len(results)} trials raised "
-                         f"({cause})")
+        side_failed("Tune", f"{results.num_errors} of {len(results)} trials raised ({cause})")
 
 
 def flush_cost(trials: int, reports: int) -> dict[str, float]:
@@ -275,7 +281,10 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=5, help="reports per trial (default: 5)")
     parser.add_argument("--seconds", type=float, default=0.2, help="wait per report (default: 0.2)")
     parser.add_argument("--flush-at", default="10000x20", help="also time the writer at TRIALSxREPORTS")
-    args = parser.parse_args()
+    args = common_options(parser).parse_args()
+    if args.smoke:
+        args.trials, args.reports, args.seconds, args.flush_at = [12], 2, 0.05, "100x5"
+    run = Run(__file__, PROMISES, args)
 
     from harness.study.cluster import connect
 
@@ -288,33 +297,60 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, {CONCURRENT} trials at once, {args.reports} reports of "
           f"{args.seconds} s each per trial")
     with tempfile.TemporaryDirectory() as storage:  # the trial workers start once, before any timed run
-        run_harness(study_spec(16, args.reports, args.seconds, storage), storage)
+        run_harness(study_spec(min(16, min(args.trials)), args.reports, args.seconds, storage), storage)
     print(f"{'trials':>7} {'run':>8} {'wall s':>8} {'ratio':>6} {'driver CPU s/trial':>19} {'of it searcher':>15} "
           f"{'peak RSS MB':>12} {'snapshot checks, s':>19} {'peak disk MB':>13}")
+    rows = []
     for i, n in enumerate(args.trials):
         walls = {}
-        runs = [("harness", run_harness), ("tune", run_tune)]
-        for name, run in runs if i % 2 == 0 else runs[::-1]:  # alternate which goes first
+        sides = [("harness", run_harness), ("Tune", run_tune)]
+        for name, side in sides if i % 2 == 0 else sides[::-1]:  # alternate which goes first
             with tempfile.TemporaryDirectory() as storage, DriverMeter(storage) as meter:
-                run(study_spec(n, args.reports, args.seconds, storage), storage)
+                side(study_spec(n, args.reports, args.seconds, storage), storage)
             walls[name] = meter.wall
-            ratio = f"{walls['harness'] / walls['tune']:.3f}" if len(walls) == 2 else ""
-            snapshots = f"{SNAPSHOTS['count']}, {SNAPSHOTS['seconds']:.1f}"
-            print(f"{n:>7} {name:>8} {meter.wall:>8.1f} {ratio:>6} {meter.cpu / n:>19.4f} "
-                  f"{SUGGESTIONS['seconds'] / n:>15.4f} {meter.peak / 2**20:>12.0f} {snapshots:>19} "
-                  f"{meter.disk / 2**20:>13.1f}", flush=True)
-    for trials, reports in {(max(args.trials), args.reports), tuple(map(int, args.flush_at.split("x")))}:
+            ratio = walls["harness"] / walls["Tune"] if len(walls) == 2 else None
+            figures = {"wall": meter.wall, "driver_cpu_per_trial": meter.cpu / n,
+                       "searcher_cpu_per_trial": SUGGESTIONS["seconds"] / n, "peak_rss": meter.peak / 2**20,
+                       "snapshot_checks": SNAPSHOTS["count"], "snapshot_time": SNAPSHOTS["seconds"],
+                       "peak_disk": meter.disk / 2**20}
+            for figure, value in figures.items():
+                run.figure(figure, value, trials=n, side=name)
+            if ratio is not None:
+                run.figure("harness_over_tune", ratio, trials=n)
+            print(f"{n:>7} {name:>8} {meter.wall:>8.1f} {'' if ratio is None else f'{ratio:.3f}':>6} "
+                  f"{meter.cpu / n:>19.4f} {SUGGESTIONS['seconds'] / n:>15.4f} {meter.peak / 2**20:>12.0f} "
+                  f"{SNAPSHOTS['count']:>12}, {SNAPSHOTS['seconds']:>5.1f} {meter.disk / 2**20:>13.1f}", flush=True)
+            rows.append([n, name, f"{meter.wall:.1f}", "" if ratio is None else f"**{ratio:.3f}**",
+                         f"{meter.cpu / n:.3f}", f"{SUGGESTIONS['seconds'] / n:.3f}", f"{meter.peak / 2**20:.0f}",
+                         f"{SNAPSHOTS['count']}, {SNAPSHOTS['seconds']:.1f}", f"{meter.disk / 2**20:.1f}"])
+    run.table("runs", ["trials", "driver", "wall s", "harness / Tune", "driver CPU s per trial", "of it searcher",
+                       "peak RSS MB", "snapshots: calls, s", "peak disk MB"], rows)
+    flushes = []
+    for trials, reports in sorted({(max(args.trials), args.reports), tuple(map(int, args.flush_at.split("x")))}):
         cost = flush_cost(trials, reports)
+        for figure, key in (("flush_median", "median_ms"), ("flush_p99", "p99_ms"), ("flush_max", "max_ms")):
+            run.figure(figure, cost[key], trials=trials, reports=reports)
         print(f"flush at {trials} trials x {reports} reports: median {cost['median_ms']:.1f} ms, "
               f"p99 {cost['p99_ms']:.1f} ms, max {cost['max_ms']:.0f} ms over {cost['flushes']} flushes "
               f"({cost['total_s']:.1f} s in all); new work median {cost['new_median_ms']:.1f} ms, "
               f"p99 {cost['new_p99_ms']:.1f} ms, max "
               f"{cost['new_max_ms']:.1f} ms; {cost['merges']} flushes merged parts (max {cost['merge_max_ms']:.0f} ms, "
               f"{cost['merge_s']:.1f} s in all); compaction {cost['compact_s']:.2f} s", flush=True)
-    sizes = sorted({250, 1000, *args.trials})
+        flushes.append([f"{trials:,} x {reports}", cost["flushes"], f"{cost['median_ms']:.1f}", f"{cost['p99_ms']:.1f}",
+                        f"{cost['max_ms']:.0f}", f"{cost['new_median_ms']:.1f}", f"{cost['merges']}",
+                        f"{cost['compact_s']:.2f}"])
+    run.table("flushes", ["trials x reports", "flushes", "median ms", "p99 ms", "max ms", "new work median ms",
+                          "flushes that merged", "compaction s"], flushes)
+    sizes = sorted({10, 20} if args.smoke else {250, 1000, *args.trials})
+    suggestions = []
     for searcher in ("tpe", "random"):
         costs = suggestion_cost(sizes, searcher)
+        for n in sizes:
+            run.figure("suggestion", costs[n], searcher=searcher, trials=n)
         print(f"{searcher} suggestion: " + ", ".join(f"{costs[n]:.1f} ms at {n} trials" for n in sizes))
+        suggestions.append([searcher, *(f"{costs[n]:.1f}" for n in sizes)])
+    run.table("suggestions", ["searcher", *(f"ms at {n:,} trials" for n in sizes)], suggestions)
+    run.finish()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ trial-epochs spent until a finished trial first lands in that band, and the
 ratio of the means over seeds. Everything is decided on the validation split.
 
     uv run python benchmarks/search_efficiency.py [--spec search_spaces/kd.yaml] [--seeds 0,1,2]
-        [--set KEY=VALUE ...] [--storage DIR] [--random-from STUDY_DIR ...]
+        [--set KEY=VALUE ...] [--storage DIR] [--random-from STUDY_DIR ...] [--smoke] [--json FILE]
+
+``--smoke`` runs both comparisons (the spec's and the constrained example's) at two trials
+of two epochs, one seed.
 
 The random arm does not depend on TPE's settings: ``--random-from`` reads it from
 earlier runs' study folders (kept with ``--storage``) instead of running it again,
@@ -59,11 +62,17 @@ from harness.study.cluster import configure_ray  # noqa: E402
 
 configure_ray(None)  # a local Ray, set up as `python -m harness sweep` does, before ray is imported
 
+from benchmarks.common import Run, common_options  # noqa: E402
+from benchmarks.common import fail as fail_line  # noqa: E402
 from harness.errors import SpecError  # noqa: E402
 from harness.spec.load import load_spec  # noqa: E402
 from harness.study.constraints import STATIC, DrawGate, judge, study_limits  # noqa: E402
 from harness.study.sweep import run_sweep  # noqa: E402
 
+PROMISES = {"trial_epochs_to_band": "trial-epochs", "compute_ratio": "%", "trials_to_band": "trials",
+            "cpu_to_band": "s", "draw_measuring": "s"}
+CONSTRAINED_EXAMPLE = "search_spaces/examples/kd_within_latency.yaml"
+SMOKE_SETS = ["search.num_samples=2", "budget.epochs=2", "asha.grace_period=1"]
 BAND = 0.005  # half an accuracy point
 TPE = "TPE + ASHA"
 RANDOM = "random, full budget"
@@ -91,8 +100,7 @@ def arm_specs(path: str, seeds: list[int], storage: str, overrides: list[str]) -
 
 def fail(message: str) -> NoReturn:
     """Bad input: one line naming the cause, exit status 2 (as the harness's CLI does)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    fail_line(message)
 
 
 def earlier_random_arm(folders: list[str], spec, seeds: list[int]) -> pd.DataFrame:
@@ -149,21 +157,33 @@ def main() -> None:
                         help="override a spec entry in both arms, as `python -m harness sweep --set` does")
     parser.add_argument("--random-from", nargs="+", default=[], metavar="STUDY_DIR",
                         help="read the random arm from these earlier runs instead of running it")
-    args = parser.parse_args()
+    args = common_options(parser).parse_args()
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         fail(f"--seeds: expected integers separated by commas, got {args.seeds!r}")
+    run = Run(__file__, PROMISES, args)
+    if args.smoke:  # both comparisons, the smallest that finishes trials
+        for spec in (args.spec, CONSTRAINED_EXAMPLE):
+            compare(run, spec, [0], None, [*args.set, *SMOKE_SETS], [])
+    else:
+        compare(run, args.spec, seeds, args.storage, args.set, args.random_from)
+    run.finish()
+
+
+def compare(run: Run, path: str, seeds: list[int], storage: str | None, sets: list[str],
+            random_from: list[str]) -> None:
+    """Run the spec's two arms (or read the random one) and report them."""
     with contextlib.ExitStack() as stack:
-        storage = args.storage or stack.enter_context(tempfile.TemporaryDirectory())
+        storage = storage or stack.enter_context(tempfile.TemporaryDirectory())
         try:
-            specs = arm_specs(args.spec, seeds, storage, args.set)
+            specs = arm_specs(path, seeds, storage, sets)
         except SpecError as exc:
             fail(str(exc))
         runs = {}
-        if args.random_from:
-            runs[RANDOM] = earlier_random_arm(args.random_from, specs[RANDOM], seeds)
-            print(f"{RANDOM}: {len(runs[RANDOM])} trial-epochs read from {', '.join(args.random_from)}", flush=True)
+        if random_from:
+            runs[RANDOM] = earlier_random_arm(random_from, specs[RANDOM], seeds)
+            print(f"{RANDOM}: {len(runs[RANDOM])} trial-epochs read from {', '.join(random_from)}", flush=True)
         folders, gate_s = {}, 0.0
         for arm, spec in specs.items():
             if arm in runs:
@@ -176,9 +196,9 @@ def main() -> None:
             print(f"{arm}: {spec.study}, {len(runs[arm])} trial-epochs in {time.perf_counter() - start:.0f} s",
                   flush=True)
         if CONSTRAINED in specs:
-            report_constrained(runs, folders, specs, seeds, gate_s)
+            report_constrained(run, runs, folders, specs, seeds, gate_s)
         else:
-            report(runs, specs, seeds)
+            report(run, runs, specs, seeds)
 
 
 class _GateClock:
@@ -213,52 +233,59 @@ def within_limits(folder: Path, spec) -> pd.Series:
                       is True for row in done.to_dict("records")}, dtype=bool)
 
 
-def report_constrained(runs: dict[str, pd.DataFrame], folders: dict[str, Path], specs: dict[str, object],
-                       seeds: list[int], gate_s: float) -> None:
+def report_constrained(run: Run, runs: dict[str, pd.DataFrame], folders: dict[str, Path],
+                       specs: dict[str, object], seeds: list[int], gate_s: float) -> None:
+    """Per seed and arm: trials, trial-epochs and CPU seconds to the first find in the band."""
     spec = specs[CONSTRAINED]
     budget, n = spec.budget.epochs, spec.search.num_samples
     labels = "; ".join(limit.label for limit in study_limits(spec))
     print(f"\n{spec.method} on {spec.dataset.name}, within {labels}: {n} trials per seed, budget {budget} epochs; "
           f"band = best val_acc within the limits either arm finds - {100 * BAND:.1f} points")
     print(f"{'seed':>4} {'best':>7} " + " ".join(f"{arm + ' (trials, trial-epochs, CPU s)':>44}" for arm in runs))
+    feasible = {arm: within_limits(folders[arm], spec) for arm in runs}
     spent: dict[str, list[tuple[int, int, float]]] = {arm: [] for arm in runs}
+    rows = []
     for seed in seeds:
         found = {}
         for arm, epochs in runs.items():
-            feasible = within_limits(folders[arm], spec)
             reports = epochs[epochs["seed"] == seed].reset_index(drop=True)
-            ends = reports["epoch"].eq(budget) & reports["trial_id"].map(feasible).fillna(False).astype(bool)
+            ends = reports["epoch"].eq(budget) & reports["trial_id"].map(feasible[arm]).fillna(False).astype(bool)
             found[arm] = reports.assign(found=reports["val_acc"].where(ends), cpu=reports["epoch_s"].cumsum(),
                                         trials=(~reports["trial_id"].duplicated()).cumsum())
-        best = max(f["found"].max() for f in found.values())
-        if not best == best:  # NaN: no trial of either arm finished within the limits
-            print(f"{seed:>4} {'-':>7} no trial of either arm finished within the limits: seed left out of the means")
-            continue
+        best = max(f["found"].max() for f in found.values())  # NaN: no find in either arm, none reaches it
         cells = []
         for arm, f in found.items():
             hit = f[f["found"] >= best - BAND]
-            row = hit.iloc[0] if len(hit) else f.iloc[-1]
-            spent[arm].append((int(row["trials"]), int(row.name) + 1, float(row["cpu"])))
-            cells.append(f"{'' if len(hit) else '>'}{int(row['trials'])}, {int(row.name) + 1}, {row['cpu']:.1f}")
+            at = hit.iloc[0] if len(hit) else f.iloc[-1]
+            figures = (int(at["trials"]), int(at.name) + 1, float(at["cpu"]))
+            spent[arm].append(figures)
+            for name, value in zip(("trials_to_band", "trial_epochs_to_band", "cpu_to_band"), figures, strict=True):
+                run.figure(name, value, seed=seed, arm=arm, reached=bool(len(hit)))
+            mark = "" if len(hit) else ">"
+            cells.append(f"{mark}{figures[0]}, {mark}{figures[1]}, {mark}{figures[2]:.1f} s")
         print(f"{seed:>4} {best:>7.4f} " + " ".join(f"{c:>44}" for c in cells))
+        rows.append([seed, "-" if best != best else f"{100 * best:.2f}%", *cells])
     for arm, folder in folders.items():
         trials = pd.read_parquet(folder / "trials.parquet")
         trained = trials[~trials["status"].eq("infeasible")]
-        print(f"{arm}: {int(within_limits(folder, spec).sum())} of {len(trained)} trained trials finished within the "
-              f"limits; {len(trials) - len(trained)} draws over them never trained")
-    means = {arm: [statistics.mean(v[i] for v in runs_) for i in range(3)] for arm, runs_ in spent.items() if runs_}
+        print(f"{arm}: {int(feasible[arm].sum())} of {len(trained)} trained trials finished within the limits; "
+              f"{len(trials) - len(trained)} draws over them never trained")
+    means = {arm: [statistics.mean(v[i] for v in spent_) for i in range(3)] for arm, spent_ in spent.items()}
+    run.figure("draw_measuring", gate_s / len(seeds), arm=CONSTRAINED, per="seed")
     for arm, (trials, epochs, cpu) in means.items():
-        extra = f" + {gate_s:.1f} s measuring draws (all of them)" if arm == CONSTRAINED else ""
+        extra = f" + {gate_s / len(seeds):.1f} s per seed measuring draws" if arm == CONSTRAINED else ""
         print(f"mean to the band, {arm}: {trials:.1f} trials, {epochs:.1f} trial-epochs, {cpu:.1f} CPU s{extra}")
-    if not spent[CONSTRAINED]:
-        return
-    constrained_cpu = means[CONSTRAINED][2] + gate_s / len(seeds)
-    print(f"the constrained search needs {100 * constrained_cpu / means[FILTERED][2]:.0f}% of the CPU time and "
-          f"{100 * means[CONSTRAINED][1] / means[FILTERED][1]:.0f}% of the trial-epochs of the search filtered "
-          f"afterwards")
+    rows.append(["mean", "", *(f"{t:.1f}, {e:.1f}, {c:.1f} s" for t, e, c in means.values())])
+    run.table("constrained", ["seed", "best val_acc within the limits", *runs], rows)
+    cpu = 100 * (means[CONSTRAINED][2] + gate_s / len(seeds)) / means[FILTERED][2]
+    epochs = 100 * means[CONSTRAINED][1] / means[FILTERED][1]
+    run.figure("compute_ratio", cpu, measure="CPU time, draws' measuring included", of=FILTERED)
+    run.figure("compute_ratio", epochs, measure="trial-epochs", of=FILTERED)
+    print(f"the constrained search needs {cpu:.0f}% of the CPU time and {epochs:.0f}% of the trial-epochs of the "
+          f"search filtered afterwards")
 
 
-def report(runs: dict[str, pd.DataFrame], specs: dict[str, object], seeds: list[int]) -> None:
+def report(run: Run, runs: dict[str, pd.DataFrame], specs: dict[str, object], seeds: list[int]) -> None:
     """Per seed, each arm's trial-epochs to the band; then the means and their ratio."""
     runs = {arm: runs[arm] for arm in specs}  # TPE + ASHA first, whichever ran first
     spec = next(iter(specs.values()))
@@ -267,6 +294,7 @@ def report(runs: dict[str, pd.DataFrame], specs: dict[str, object], seeds: list[
           f"band = best val_acc either arm finds - {100 * BAND:.1f} points")
     print(f"{'seed':>4} {'best val_acc':>12} " + " ".join(f"{arm + ' (trial-epochs)':>34}" for arm in runs))
     spent: dict[str, list[int]] = {arm: [] for arm in runs}
+    cells_by_arm: dict[str, list[str]] = {arm: [] for arm in runs}
     for seed in seeds:
         found = {arm: finds(e[e["seed"] == seed], budget) for arm, e in runs.items()}
         best = max(f["found"].max() for f in found.values())
@@ -274,12 +302,18 @@ def report(runs: dict[str, pd.DataFrame], specs: dict[str, object], seeds: list[
         for arm, f in found.items():
             compute, reached = compute_to_band(f, best - BAND)
             spent[arm].append(compute)
+            run.figure("trial_epochs_to_band", compute, seed=seed, arm=arm, reached=reached)
             total = int(f["compute"].iloc[-1])
             cells.append(f"{('' if reached else '>') + str(compute)} of {total}")
+            cells_by_arm[arm].append(cells[-1])
         print(f"{seed:>4} {best:>12.4f} " + " ".join(f"{c:>34}" for c in cells))
     means = {arm: statistics.mean(v) for arm, v in spent.items()}
     print("mean trial-epochs to the band: " + ", ".join(f"{arm} {m:.1f}" for arm, m in means.items()))
-    print(f"{TPE} needs {100 * means[TPE] / means[RANDOM]:.0f}% of the compute of random search with full budgets")
+    ratio = 100 * means[TPE] / means[RANDOM]
+    run.figure("compute_ratio", ratio, measure="trial-epochs", of=RANDOM)
+    run.table("tpe_vs_random", ["seed", *map(str, seeds), "mean"],
+              [[arm, *cells, f"{means[arm]:.1f}"] for arm, cells in cells_by_arm.items()])
+    print(f"{TPE} needs {ratio:.0f}% of the compute of random search with full budgets")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
    has no network latency: on a real bucket add a round trip per uploaded file (two per
    flush) and one per deleted part after a merge.
 
-    uv run python benchmarks/storage_cost.py [--trials 200] [--reports 20] [--flushes 400]
+    uv run python benchmarks/storage_cost.py [--trials 200] [--reports 20] [--flushes 400] [--smoke] [--json FILE]
 """
 from __future__ import annotations
 
@@ -25,11 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import Run, common_options  # noqa: E402
 from harness.store.journal import open_storage  # noqa: E402
 from harness.store.location import Uploader, open_location  # noqa: E402
 from harness.store.tables import PartTable  # noqa: E402
 from harness.study.search import make_searcher  # noqa: E402
-from tests.conftest import small_spec  # noqa: E402
+from tests.support.specs import small_spec  # noqa: E402
+
+PROMISES = {"searcher_event": "ms", "journal_over_memory": "x", "journal_per_trial": "ms", "flush_median": "ms",
+            "flush_p99": "ms", "flush_max": "ms", "all_written": "s"}
 
 
 def searcher_seconds(trials: int, reports: int, folder: Path | None) -> float:
@@ -77,7 +81,10 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=20)
     parser.add_argument("--flushes", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = common_options(parser).parse_args()
+    if args.smoke:
+        args.trials, args.reports, args.flushes, args.repeats = 5, 2, 10, 1
+    run = Run(__file__, PROMISES, args)
 
     print(f"1. searcher work, {args.trials} trials x {args.reports} reports, random sampler "
           f"(so that the storage is what differs), {args.repeats} interleaved repeats")
@@ -90,6 +97,10 @@ def main() -> None:
     m, j = statistics.median(memory), statistics.median(journal)
     print(f"   in memory: {1e3 * m / events:.3f} ms per event; journal file: {1e3 * j / events:.3f} ms per event "
           f"({j / m:.2f}x); per trial {1e3 * (j - m) / args.trials:.1f} ms more")
+    run.figure("searcher_event", 1e3 * m / events, storage="memory")
+    run.figure("searcher_event", 1e3 * j / events, storage="journal")
+    run.figure("journal_over_memory", j / m)
+    run.figure("journal_per_trial", 1e3 * (j - m) / args.trials)
 
     from tests.s3_server import S3Server
 
@@ -108,10 +119,18 @@ def main() -> None:
         server.stop()
     print(f"2. what the writer waits per results flush ({args.flushes} flushes 10 ms apart; parts merged in "
           f"tiers of 16 as they go); S3 is moto on 127.0.0.1")
+    rows = []
     for name, (times, total) in runs.items():
         times = sorted(times)
-        print(f"   {name:>22}: median {statistics.median(times):.1f} ms, p99 {times[int(0.99 * len(times))]:.1f} ms, "
-              f"max {times[-1]:.1f} ms; all written and uploaded after {total:.1f} s")
+        median, p99, most = statistics.median(times), times[int(0.99 * len(times))], times[-1]
+        print(f"   {name:>22}: median {median:.1f} ms, p99 {p99:.1f} ms, max {most:.1f} ms; all written and "
+              f"uploaded after {total:.1f} s")
+        for figure, value in (("flush_median", median), ("flush_p99", p99), ("flush_max", most),
+                              ("all_written", total)):
+            run.figure(figure, value, where=name)
+        rows.append([name, f"{median:.1f} ms", f"{p99:.1f} ms", f"{most:.1f} ms", f"{total:.1f} s"])
+    run.table("flushes", ["where", "median", "p99", "max", "all written and uploaded after"], rows)
+    run.finish()
 
 
 if __name__ == "__main__":

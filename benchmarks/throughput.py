@@ -17,6 +17,8 @@ timed epochs, after one warm-up epoch per pipeline.
 
     uv run python benchmarks/throughput.py                 # every case
     uv run python benchmarks/throughput.py --options       # + channels-last and torch.compile rows
+
+``--smoke``: every case and option at 2% of its images, one timed epoch; ``--json FILE``.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import methods  # noqa: E402
+from benchmarks.common import Run as Bench  # noqa: E402
+from benchmarks.common import common_options  # noqa: E402
 from harness.data.batches import DeviceSplit  # noqa: E402
 from harness.data.datasets import DATASETS  # noqa: E402
 from harness.measure.cost import device_name  # noqa: E402
@@ -154,6 +158,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+PROMISES = {"speed": "images/s", "speedup": "x"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -165,7 +172,11 @@ def main() -> None:
                         help="DataLoader worker processes for the baseline's second row")
     parser.add_argument("--options", action="store_true", help="also time channels-last and torch.compile")
     parser.add_argument("--cases", default="", help=f"comma-separated case numbers (1-{len(CASES)}); default all")
-    args = parser.parse_args()
+    args = common_options(parser).parse_args()
+    if args.smoke:
+        args.scale, args.repeats, args.options, args.batch_size = 0.02, 1, True, 32
+    bench = Bench(__file__, PROMISES, args)
+    rows = []
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
@@ -201,7 +212,12 @@ def main() -> None:
                           else "")
                 extra = f" [warm-up {run.warmup_s:.0f} s]" if "compile" in label else ""
                 print(f"  {label:<34} {run.speed:9.0f} img/s  {versus}{extra}", flush=True)
+                bench.figure("speed", run.speed, case=case.label, pipeline=label)
+                rows.append([case.label, label, f"{run.speed:,.0f}", versus.strip()])
+            bench.figure("speedup", ours / loader, case=case.label, over="the faster DataLoader")
             runs.clear()
+    bench.table("throughput", ["case", "pipeline", "images/s", "against"], rows)
+    bench.finish()
 
 
 def _first(split, n: int):

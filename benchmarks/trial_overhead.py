@@ -17,7 +17,7 @@ until the last one ends. Overhead per trial = (Tune's trials one at a time -
 the plain loop) / N. Ray's own start is timed apart. ASHA's grace period is the
 full budget here, so no trial is stopped and every run does the same work.
 
-    uv run python benchmarks/trial_overhead.py [--trials 12] [--epochs 5] [--repeats 3]
+    uv run python benchmarks/trial_overhead.py [--trials 12] [--epochs 5] [--repeats 3] [--smoke] [--json FILE]
 """
 from __future__ import annotations
 
@@ -40,10 +40,14 @@ from harness.study.cluster import configure_ray  # noqa: E402
 
 configure_ray(None)  # a local Ray, set up as `python -m harness sweep` does, before ray is imported
 
+from benchmarks.common import Run, common_options  # noqa: E402
 from harness.data.datasets import load_splits  # noqa: E402
 from harness.spec.load import parse_spec  # noqa: E402
 from harness.study.sweep import run_sweep  # noqa: E402
 from harness.study.trial import run_trial  # noqa: E402
+
+PROMISES = {"ray_start": "s", "plain_loop": "s", "study": "s", "startup": "s", "trials": "s",
+            "overhead_per_trial": "s", "speedup": "x"}
 
 
 def study_spec(trials: int, epochs: int, cpu: float, concurrent: int, storage: str):
@@ -85,7 +89,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="reports per trial")
     parser.add_argument("--repeats", type=int, default=3,
                         help="interleaved rounds of the three runs; medians are printed")
-    args = parser.parse_args()
+    args = common_options(parser).parse_args()
+    if args.smoke:
+        args.trials, args.epochs, args.repeats = 2, 1, 1
+    run = Run(__file__, PROMISES, args)
     cores = os.cpu_count() or 1
     import ray
     import torch
@@ -132,6 +139,21 @@ def main() -> None:
           f"{median('serial', 'startup'):.1f} s")
     print(f"speed-up of {cores} trials at a time over one at a time: {serial / parallel:.2f}x for the trials; "
           f"{median('serial', 'study') / median('parallel', 'study'):.2f}x for the whole study with its start-up")
+    run.figure("ray_start", ray_start)
+    run.figure("plain_loop", plain, trials=n)
+    rows = [["plain loop, one at a time", "", "", f"{plain:.2f} s ({spread('plain', 'trials')})"]]
+    for mode, label in (("serial", "Tune, one at a time (all cores each)"),
+                        ("parallel", f"Tune, {cores} at a time (1 core each)")):
+        for part in ("study", "startup", "trials"):
+            run.figure(part, median(mode, part), mode=mode, trials=n)
+        rows.append([label, *(f"{median(mode, part):.2f} s ({spread(mode, part)})"
+                              for part in ("study", "startup", "trials"))])
+    run.figure("overhead_per_trial", (serial - plain) / n)
+    run.figure("speedup", serial / parallel, part="trials")
+    run.figure("speedup", median("serial", "study") / median("parallel", "study"), part="study")
+    run.table("runs", ["run", "whole study", "start-up", "trials"], rows)
+    run.finish()
+
 
 if __name__ == "__main__":
     main()
