@@ -102,20 +102,20 @@ def main() -> None:
     student = prune("c2s2", knobs, teacher, data, args.epochs + 1, 0)
     acc = evaluate(student, data.test)["acc"]
     convs = [m.out_channels for m in student.modules() if isinstance(m, torch.nn.Conv2d)]
-    ratios = {k: f(student) / f(teacher) for k, f in (("params", count_params), ("size", serialized_size),
+    costs = {k: f(student) / f(teacher) for k, f in (("params", count_params), ("size", serialized_size),
                                                        ("MACs", lambda m: count_macs(m, SHAPE, CPU)))}
     speedups = {64: [], 1: []}
     for _ in range(rounds):  # alternate, so drift in machine load hits both alike
         for batch, x in ((64, x64), (1, x1)):
             speedups[batch].append(latency_ms(teacher, x, repeats=30) / latency_ms(student, x, repeats=30))
-    print(f"channels {convs} (unpruned [6, 16, 120]); " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    print(f"channels {convs} (unpruned [6, 16, 120]); " + ", ".join(f"{k} {v:.2f}x" for k, v in costs.items()))
     print(f"test acc {acc:.4f} vs unpruned {base_acc:.4f} ({100 * (acc - base_acc):+.2f} points)")
     for batch, ratios in speedups.items():
         print(f"latency speed-up at batch {batch}: median {statistics.median(ratios):.2f}x "
               f"(range {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} alternating rounds)")
     print(f"[{time.perf_counter() - start:.0f}s]")
     run.figure("c2s2_test_acc", 100 * acc, target=args.target)
-    for cost, ratio in ratios.items():
+    for cost, ratio in costs.items():
         run.figure("c2s2_cost_ratio", ratio, cost=cost)
     for batch, values in speedups.items():
         run.figure("c2s2_speedup", statistics.median(values), batch=batch)

@@ -249,7 +249,7 @@ def report_constrained(run: Run, runs: dict[str, pd.DataFrame], folders: dict[st
         found = {}
         for arm, epochs in runs.items():
             reports = epochs[epochs["seed"] == seed].reset_index(drop=True)
-            ends = reports["epoch"].eq(budget) & reports["trial_id"].map(feasible[arm]).fillna(False).astype(bool)
+            ends = reports["epoch"].eq(budget) & reports["trial_id"].map(feasible[arm]).eq(True)
             found[arm] = reports.assign(found=reports["val_acc"].where(ends), cpu=reports["epoch_s"].cumsum(),
                                         trials=(~reports["trial_id"].duplicated()).cumsum())
         best = max(f["found"].max() for f in found.values())  # NaN: no find in either arm, none reaches it

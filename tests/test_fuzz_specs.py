@@ -46,7 +46,7 @@ def field_cases(cls=StudySpec, prefix="") -> list[tuple[str, object]]:
         cases += [(path, value) for value in wrong_values(hints[f.name])]
         inner = hints[f.name]
         inner = next((a for a in typing.get_args(inner) if dataclasses.is_dataclass(a)), inner)
-        if dataclasses.is_dataclass(inner) and f.name != "objectives":
+        if dataclasses.is_dataclass(inner) and typing.get_origin(hints[f.name]) is not list:  # objectives, limits
             cases += field_cases(inner, f"{path}.")
             cases.append((f"{path}.{f.name}x", 1))  # an unknown key one level down
     return cases
@@ -64,7 +64,10 @@ SET_CASES = ["search.space.lr={loguniform: [0.1", "budget.epochs=\t3", "budget.e
              "search.space.lr={categorical: []}", "search.space.tau={uniform: [1]}", "seeds=[-1]",
              "seeds=[0, 0]", "dataset.split_seed=-1", "search.max_concurrent=-3", "search.num_samples=1000000000",
              "student.width=0", "teacher.width=-1", "search.objectives=[{metric: test_acc, mode: max}]",
-             "method=kdd", "search.space.temperature=2", "measure.repeats=0"]
+             "method=kdd", "search.space.temperature=2", "measure.repeats=0",
+             "search.constraints=[{metric: latency, max: fast}]", "search.constraints=[{metric: params}]",
+             "search.constraints=[{metric: macs, max: 1, speed: 2}]", "student.width={uniform: [0.5]}",
+             "student.width={uniform: [1.0, 0.5]}"]
 TEXT_CASES = {"unparsable": "study: [unclosed\n", "tabs": "study:\tx\n", "a list": "- study\n- method\n",
               "a scalar": "42\n", "duplicate key": yaml.safe_dump(BASE) + "method: scratch\n",
               "not text": "\udcff\n", "alias bomb": alias_bomb()}

@@ -162,7 +162,8 @@ class StudySearch(OptunaSearch):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        # A searcher saved before search.constraints existed has no gate: it searches as it did.
+        self.__dict__.update({"gate": None, "record": None, "_estimates": {}, "infeasible_draws": 0, **state})
         if self._ot_study is not None or self._study_name == "optuna":  # in memory, pickled whole
             return
         self._storage = journal.reopen(self._study_name)
