@@ -275,7 +275,10 @@ def report_constrained(run: Run, runs: dict[str, pd.DataFrame], folders: dict[st
     for arm, (trials, epochs, cpu) in means.items():
         extra = f" + {gate_s / len(seeds):.1f} s per seed measuring draws" if arm == CONSTRAINED else ""
         print(f"mean to the band, {arm}: {trials:.1f} trials, {epochs:.1f} trial-epochs, {cpu:.1f} CPU s{extra}")
-    rows.append(["mean", "", *(f"{t:.1f}, {e:.1f}, {c:.1f} s" for t, e, c in means.values())])
+    short = {arm: "" if all(f["reached"] for f in run.figures if f.get("arm") == arm
+                            and f["name"] == "trials_to_band" and f.get("seed") in seeds) else ">" for arm in means}
+    rows.append(["mean", "", *(f"{short[arm]}{t:.1f}, {short[arm]}{e:.1f}, {short[arm]}{c:.1f} s"
+                               for arm, (t, e, c) in means.items())])
     run.table("constrained", ["seed", "best val_acc within the limits", *runs], rows)
     cpu = 100 * (means[CONSTRAINED][2] + gate_s / len(seeds)) / means[FILTERED][2]
     epochs = 100 * means[CONSTRAINED][1] / means[FILTERED][1]
