@@ -131,6 +131,11 @@ def protocol(study: Study) -> str:
     teacher_text = (f"teacher {teacher.get('model')} ({teacher.get('source', 'given')}, test {teacher['test_acc']:.2%})"
                     if teacher.get("test_acc") is not None else "no teacher")
     objectives = ", ".join(f"{o['metric']} ({o['mode']})" for o in study.objectives)
+    limits = study.trials["limits"].dropna() if "limits" in study.trials else pd.Series(dtype=object)
+    if len(limits):  # search.constraints: selection among the trials within them
+        untrained = int(study.trials["status"].eq("infeasible").sum())
+        objectives += (f" within {limits.iloc[0]} (the selected trial is the best within them; {untrained} "
+                       f"draw(s) over them never trained)")
     return (f"{study.name}: method {spec.get('method')} on {data.get('name')} "
             f"(train {data.get('train', 'withheld')}, validation {data.get('val')}, test {data.get('test')}; "
             f"validation carved from the training data, test read once per completed trial), "

@@ -126,6 +126,13 @@ def test_selection_and_the_leaderboard_keep_to_the_studys_limits(limited):
     assert board.loc["limited", "limits"] == "params <= 0.4x teacher"
     assert board.loc["limited", "acc_within_limits"] == pytest.approx(chosen["test_acc"])
     assert "| params <= 0.4x teacher |" in (limited / "leaderboard.md").read_text()
+    # The study's report says it was searched within its limits, and how many draws never trained.
+    page = limited / "limited-report.html"
+    assert main(["report", str(limited / "limited"), "-o", str(page), "--no-images"]) == 0
+    untrained = int(trials["status"].eq("infeasible").sum())
+    assert f"within params &lt;= 0.4x teacher (the selected trial is the best within them; {untrained} draw(s)" \
+        in page.read_text() or f"within params <= 0.4x teacher (the selected trial is the best within them; " \
+        f"{untrained} draw(s)" in page.read_text()
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ TARGETS = {"deploy.targets": "{eager_b64: {runtime: torch, batch: 64}, ort_b1: {
      "search.objectives[1].target: no deployment target 'ort' in deploy.targets (did you mean 'ort_b1'?)"),
     ({"deploy.targets.t": "{batch: [1, 64]}",
       "search.objectives": "[{metric: val_acc, mode: max}, {metric: latency, target: t, mode: min}]"},
-     "search.objectives[1].batch: target 't' measures batches [1, 64]; say which one the objective is"),
+     "search.objectives[1].batch: target 't' measures batches [1, 64]; say which one the objective is on"),
     ({**TARGETS, "search.objectives": "[{metric: val_acc, mode: max}, {metric: size_bytes, target: ort_b1, "
                                       "mode: min}]"},
      "search.objectives[1].metric: an objective with a target is its latency (metric: latency), got 'size_bytes'"),

@@ -13,7 +13,7 @@ from harness.errors import SpecError
 from harness.measure.runtimes import missing
 from harness.networks.build import factory, is_zoo
 from harness.spec.code import use_code
-from harness.spec.limits import WIDTH, check_constraints, check_width_knob
+from harness.spec.limits import WIDTH, check_constraints, check_width_knob, target_batch
 from harness.spec.method_checks import check_method
 from harness.spec.schema import (
     DEFAULT_TARGET,
@@ -261,18 +261,7 @@ def _check_deploy(spec: StudySpec) -> None:
 
 def _resolve_target(objective: Objective, targets: dict[str, TargetSpec], where: str) -> None:
     """An objective naming a target: its metric becomes that target's latency column."""
-    if objective.target not in targets:
-        raise SpecError(f"{where}.target: no deployment target '{objective.target}' in deploy.targets"
-                        f"{did_you_mean(objective.target, list(targets))}")
-    target = targets[objective.target]
-    if objective.batch is None:
-        if len(target.batch) > 1:
-            raise SpecError(f"{where}.batch: target '{objective.target}' measures batches {show(target.batch)}; "
-                            f"say which one the objective is")
-        objective.batch = target.batch[0]
-    if objective.batch not in target.batch:
-        raise SpecError(f"{where}.batch: target '{objective.target}' measures batches {show(target.batch)}, "
-                        f"not {objective.batch}")
+    objective.batch = target_batch(objective.target, objective.batch, targets, where, "objective")
     column = target_metric(objective.target, objective.batch)
     if objective.metric not in ("latency", "latency_ms", column):
         raise SpecError(f"{where}.metric: an objective with a target is its latency (metric: latency), "

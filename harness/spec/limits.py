@@ -79,18 +79,24 @@ def _check_latency(limit: ConstraintSpec, spec: StudySpec, targets: dict[str, An
             raise SpecError(f"{where}.batch: the trials measure latency at batch 1 and measure.batch_size "
                             f"({spec.measure.batch_size}), not {limit.batch}; or name a deployment target")
         return
-    if limit.target not in targets:
-        raise SpecError(f"{where}.target: no deployment target '{limit.target}' in deploy.targets"
-                        f"{did_you_mean(limit.target, list(targets))}")
-    target = targets[limit.target]
-    if target.precision != "fp32":
+    if targets.get(limit.target) is not None and targets[limit.target].precision != "fp32":
         raise SpecError(f"{where}.target: '{limit.target}' is an int8 target, measured after the search; "
                         f"limits hold the trials' float32 networks")
-    if limit.batch is None:
-        if len(target.batch) > 1:
-            raise SpecError(f"{where}.batch: target '{limit.target}' measures batches {show(target.batch)}; "
-                            f"say which one the limit is on")
-        limit.batch = target.batch[0]
-    if limit.batch not in target.batch:
-        raise SpecError(f"{where}.batch: target '{limit.target}' measures batches {show(target.batch)}, "
-                        f"not {limit.batch}")
+    limit.batch = target_batch(limit.target, limit.batch, targets, where, "limit")
+
+
+def target_batch(name: str, batch: int | None, targets: dict[str, Any], where: str, what: str) -> int:
+    """The batch size of a deployment target an objective or a limit names: the one given, which the
+    target must measure, or the target's only one."""
+    if name not in targets:
+        raise SpecError(f"{where}.target: no deployment target '{name}' in deploy.targets"
+                        f"{did_you_mean(name, list(targets))}")
+    measured = targets[name].batch
+    if batch is None:
+        if len(measured) > 1:
+            raise SpecError(f"{where}.batch: target '{name}' measures batches {show(measured)}; "
+                            f"say which one the {what} is on")
+        return measured[0]
+    if batch not in measured:
+        raise SpecError(f"{where}.batch: target '{name}' measures batches {show(measured)}, not {batch}")
+    return batch

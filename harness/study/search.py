@@ -72,7 +72,6 @@ class StudySearch(OptunaSearch):
         # ``record`` (the ResultsWriter, pickled by name) keeps a row of each.
         self.gate, self.record = gate, record
         self._estimates: dict[str, dict[str, Any]] = {}  # by running trial: the gate's excess figures
-        self.infeasible_draws = 0
 
     def suggest(self, trial_id: str) -> dict | str | None:
         """A draw within the limits: one over them is told to Optuna as infeasible, recorded, and
@@ -94,7 +93,6 @@ class StudySearch(OptunaSearch):
 
     def _tell_infeasible(self, ot_trial: optuna.Trial, config: dict[str, Any], verdict: Verdict) -> None:
         set_constraints(ot_trial, verdict.judged)
-        self.infeasible_draws += 1
         if isinstance(self.metric, list):  # NSGA-II ranks complete trials: the worst values, over the limits
             worst = [verdict.figures.get(m, math.inf) if mode == "min" else -math.inf
                      for m, mode in zip(self.metric, self.mode, strict=True)]
@@ -163,7 +161,7 @@ class StudySearch(OptunaSearch):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A searcher saved before search.constraints existed has no gate: it searches as it did.
-        self.__dict__.update({"gate": None, "record": None, "_estimates": {}, "infeasible_draws": 0, **state})
+        self.__dict__.update({"gate": None, "record": None, "_estimates": {}, **state})
         if self._ot_study is not None or self._study_name == "optuna":  # in memory, pickled whole
             return
         self._storage = journal.reopen(self._study_name)
