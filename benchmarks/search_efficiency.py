@@ -66,7 +66,7 @@ from benchmarks.common import Run, common_options  # noqa: E402
 from benchmarks.common import fail as fail_line  # noqa: E402
 from harness.errors import SpecError  # noqa: E402
 from harness.spec.load import load_spec  # noqa: E402
-from harness.study.constraints import STATIC, DrawGate, judge, study_limits  # noqa: E402
+from harness.study.constraints import DrawGate, judge_row, study_limits  # noqa: E402
 from harness.study.sweep import run_sweep  # noqa: E402
 
 PROMISES = {"trial_epochs_to_band": "trial-epochs", "compute_ratio": "%", "trials_to_band": "trials",
@@ -229,8 +229,8 @@ def within_limits(folder: Path, spec) -> pd.Series:
     trials = pd.read_parquet(folder / "trials.parquet")
     limits = study_limits(spec)
     done = trials[trials["status"].eq("completed")]
-    return pd.Series({row["trial_id"]: judge(limits, row, {k: row.get(f"teacher_{k}") for k in STATIC})["feasible"]
-                      is True for row in done.to_dict("records")}, dtype=bool)
+    return pd.Series({row["trial_id"]: judge_row(limits, row)["feasible"] is True for row in done.to_dict("records")},
+                     dtype=bool)
 
 
 def report_constrained(run: Run, runs: dict[str, pd.DataFrame], folders: dict[str, Path],

@@ -77,6 +77,11 @@ def judge(limits: list[Limit], figures: Mapping[str, Any], teacher: Mapping[str,
     return {**{k: (math.nan if v is None else v) for k, v in excess.items()}, "feasible": feasible}
 
 
+def judge_row(limits: list[Limit], row: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`judge` on a trial's row, which carries the teacher's static costs as ``teacher_params``..."""
+    return judge(limits, row, {k: row.get(f"teacher_{k}") for k in STATIC})
+
+
 def handed_limits(limits: list[Limit], start: Mapping[str, Any], teacher: Mapping[str, Any]) -> dict[str, float]:
     """Static limits as fractions of the trial's starting network: ``Method.within``'s argument."""
     ratios = {}

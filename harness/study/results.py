@@ -25,7 +25,7 @@ from harness.errors import HarnessError
 from harness.spec.schema import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 from harness.store.location import NOT_MIRRORED, Location, StorageError, Uploader
 from harness.store.tables import PartTable, deletion, read_table
-from harness.study.constraints import EXCESS, Verdict, judge, study_limits
+from harness.study.constraints import EXCESS, STATIC, Verdict, judge_row, study_limits
 from harness.study.search import stopped_early
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "network", "latency_batch", "device", "measure_s")
@@ -303,7 +303,7 @@ class ResultsWriter(LiveCallback):
         (``draw_*``) and how far it is over each limit."""
         row = self._keyed_row(trial_key(self.seed, f"infeasible_{number:05d}"), config)
         figures = verdict.figures
-        row.update(epochs_done=0, ended_at=utc_now(), **{k: figures.get(k) for k in ("params", "size_bytes", "macs")},
+        row.update(epochs_done=0, ended_at=utc_now(), **{k: figures.get(k) for k in STATIC},
                    **{f"draw_{k}": v for k, v in figures.items() if k.startswith(("latency", "teacher_latency"))},
                    **verdict.judged)
         self._set_status(row, INFEASIBLE)
@@ -321,7 +321,7 @@ class ResultsWriter(LiveCallback):
             return
         for key, row in self.trials.items():
             if row["status"] == "completed":
-                row.update(judge(limits, row, {k: row.get(f"teacher_{k}") for k in ("params", "size_bytes", "macs")}))
+                row.update(judge_row(limits, row))
                 self._changed[key] = None
 
     def record_remeasurement(self, figures: dict[str, dict[str, Any]]) -> list[str]:
