@@ -66,7 +66,7 @@ from benchmarks.common import Run, common_options  # noqa: E402
 from benchmarks.common import fail as fail_line  # noqa: E402
 from harness.errors import SpecError  # noqa: E402
 from harness.spec.load import load_spec  # noqa: E402
-from harness.study.constraints import DrawGate, judge_row, study_limits  # noqa: E402
+from harness.study.constraints import DrawGate, judge_row, limits_text, study_limits  # noqa: E402
 from harness.study.sweep import run_sweep  # noqa: E402
 
 PROMISES = {"trial_epochs_to_band": "trial-epochs", "compute_ratio": "%", "trials_to_band": "trials",
@@ -238,7 +238,7 @@ def report_constrained(run: Run, runs: dict[str, pd.DataFrame], folders: dict[st
     """Per seed and arm: trials, trial-epochs and CPU seconds to the first find in the band."""
     spec = specs[CONSTRAINED]
     budget, n = spec.budget.epochs, spec.search.num_samples
-    labels = "; ".join(limit.label for limit in study_limits(spec))
+    labels = limits_text(spec)
     print(f"\n{spec.method} on {spec.dataset.name}, within {labels}: {n} trials per seed, budget {budget} epochs; "
           f"band = best val_acc within the limits either arm finds - {100 * BAND:.1f} points")
     print(f"{'seed':>4} {'best':>7} " + " ".join(f"{arm + ' (trials, trial-epochs, CPU s)':>44}" for arm in runs))

@@ -68,6 +68,17 @@ def study_limits(spec: StudySpec) -> list[Limit]:
             for c in spec.search.constraints]
 
 
+def limits_text(spec: StudySpec) -> str | None:
+    """The study's limits in words (``latency (batch 64) <= 0.5x teacher; params <= 20,000``), None without."""
+    return "; ".join(limit.label for limit in study_limits(spec)) or None
+
+
+def how_judged(spec: StudySpec) -> str:
+    """When the limits are judged: before training, or (a pruning method) once pruned."""
+    return ("draws over them never train" if decided_before_training(spec)
+            else "judged once pruned; the method aims at the static ones")
+
+
 def judge(limits: list[Limit], figures: Mapping[str, Any], teacher: Mapping[str, Any]) -> dict[str, Any]:
     """``excess@COLUMN`` per limit and ``feasible``: True within every limit, False over any,
     None while a figure is not measured yet (a latency before the trial's last report)."""

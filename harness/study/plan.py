@@ -73,20 +73,17 @@ def _limits(spec: StudySpec, data: DatasetSplits | None) -> list[str]:
     if not spec.search.constraints:
         return []
     from harness.networks.build import build_network
-    from harness.study.constraints import DrawGate, check_reachable, decided_before_training, study_limits
+    from harness.study.constraints import DrawGate, check_reachable, how_judged, limits_text
 
-    labels = "; ".join(c.label for c in study_limits(spec))
+    labels = limits_text(spec)
     if data is None or spec.student.from_study or (spec.teacher and spec.teacher.from_study):
         return [f"limits    {labels}: checked against the networks when the sweep starts"]
     teacher = (build_network(spec.teacher, data.num_classes, data.input_shape, "teacher").eval()
                if spec.teacher is not None else None)
     gate = DrawGate(spec, data.num_classes, data.input_shape, data.mean, data.std, teacher)
     check_reachable(gate, spec)
-    config, verdict = gate.smallest()
-    how = ("draws over them are told to Optuna and never train" if decided_before_training(spec)
-           else "the method aims at the static ones; judged once pruned")
-    return [f"limits    {labels}: {how}; the smallest network drawn is within them"
-            if verdict.feasible else f"limits    {labels}: {how}"]
+    within = "; the smallest network drawn is within them" if gate.smallest()[1].feasible else ""
+    return [f"limits    {labels}: {how_judged(spec)}{within}"]
 
 
 def _data(spec: StudySpec, lines: list[str]) -> DatasetSplits | None:

@@ -25,7 +25,7 @@ from harness.errors import HarnessError
 from harness.spec.schema import EPOCH_METRICS, FINAL_METRICS, TEST_METRICS, StudySpec
 from harness.store.location import NOT_MIRRORED, Location, StorageError, Uploader
 from harness.store.tables import PartTable, deletion, read_table
-from harness.study.constraints import EXCESS, STATIC, Verdict, judge_row, study_limits
+from harness.study.constraints import EXCESS, STATIC, Verdict, judge_row, limits_text, study_limits
 from harness.study.search import stopped_early
 
 FINAL_COLUMNS = ("test_acc", "test_loss", *FINAL_METRICS, "network", "latency_batch", "device", "measure_s")
@@ -136,7 +136,7 @@ class ResultsWriter(LiveCallback):
         self.teacher = teacher or {}
         self.lineage = lineage or {}  # a chained study's columns (harness.study.lineage.lineage_columns)
         self.seed = spec.seeds[0]
-        self._limits = "; ".join(limit.label for limit in study_limits(spec)) or None  # search.constraints
+        self._limits = limits_text(spec)  # search.constraints, in words
         self.gave_up: set[int] = set()  # seeds whose search ended without a draw within the limits
         self.trials: dict[str, dict[str, Any]] = {}
         self.tables = {"trials": PartTable(folder, "trials"),

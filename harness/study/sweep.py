@@ -47,7 +47,7 @@ from harness.store.lock import StudyLock, held_by, lock_holder, probe_storage, t
 from harness.store.tables import PARTS
 from harness.study.checkpoints import FinishedTrialCheckpoints, prune_checkpoints
 from harness.study.cluster import check_trial_fits, connect
-from harness.study.constraints import DrawGate, check_reachable, decided_before_training
+from harness.study.constraints import DrawGate, check_reachable, how_judged, limits_text
 from harness.study.first_report import check_first_report
 from harness.study.lineage import lineage, lineage_columns, load_parent
 from harness.study.old_paths import old_module_paths
@@ -393,9 +393,7 @@ def draw_gate(spec: StudySpec, data: DatasetSplits, teacher: Teacher | None, par
     gate = DrawGate(spec, data.num_classes, data.input_shape, data.mean, data.std, network,
                     parent.state if parent is not None else None)
     check_reachable(gate, spec)
-    how = ("draws over them never train" if decided_before_training(spec)
-           else "judged once pruned; the method aims at the static ones")
-    say(f"limits: {'; '.join(limit.label for limit in gate.limits)} ({how})")
+    say(f"limits: {limits_text(spec)} ({how_judged(spec)})")
     return gate
 
 
