@@ -43,6 +43,7 @@ from harness.spec.load import apply_override, load_spec, parse_spec  # noqa: E40
 from harness.study.teachers import obtain_teacher  # noqa: E402
 from harness.study.trial import run_trial  # noqa: E402
 
+MARKS = [1, 2, 4, 6, 8, 10, 12, 14]  # minutes at which the curve is read
 PROMISES = {"teacher_test_acc": "%", "val_acc": "%", "test_acc": "%", "test_acc_mean": "%"}
 
 SPEC = "search_spaces/paper/dafl_lenet5_mnist.yaml"
@@ -91,6 +92,8 @@ def main() -> None:
     from harness.study.sweep import trial_splits
 
     finals: dict[str, list[float]] = {}
+    minutes: dict[str, list[float]] = {}
+    curves: list[list[str]] = []
     for method in args.methods:
         for seed in args.seeds:
             run_spec = method_spec(method, knobs)
@@ -110,15 +113,18 @@ def main() -> None:
 
             run_trial({}, run_spec, seed, splits, teacher.state, report,
                       samples_dir=Path(args.storage) / "benchmarks" / "dafl_mnist" / f"{method}-s{seed}")
-            marks = [1, 2, 4, 6, 8, 10, 12, 14, 15]
-            points = [max((c for c in curve if c[0] <= 60 * mark), default=None) for mark in marks]
-            for mark, point in zip(marks, points, strict=True):
+            points = [max((c for c in curve if c[0] <= 60 * mark), default=None) if 60 * mark <= curve[-1][0]
+                      else None for mark in MARKS]  # a mark after the end is left blank
+            for mark, point in zip(MARKS, points, strict=True):
                 if point is not None:
                     run.figure("val_acc", 100 * point[2], method=method, seed=seed, minutes=mark,
                                iterations=point[1])
             print(f"{method} seed {seed} curve (minutes: iterations, val_acc): " + "; ".join(
-                f"{mark}: {p[1]}, {p[2]:.4f}" for mark, p in zip(marks, points, strict=True) if p is not None),
+                f"{mark}: {p[1]}, {p[2]:.4f}" for mark, p in zip(MARKS, points, strict=True) if p is not None),
                 flush=True)
+            curves.append([f"`{method}` seed {seed}", *(f"{p[1]:,}: {100 * p[2]:.2f}" if p else "" for p in points),
+                           f"{curve[-1][0] / 60:.1f} min, {curve[-1][1]:,}: {100 * curve[-1][2]:.2f}"])
+            minutes.setdefault(method, []).append(curve[-1][0] / 60)
     rows = []
     for method, accs in finals.items():
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
@@ -127,8 +133,10 @@ def main() -> None:
         for seed, acc in zip(args.seeds, accs, strict=True):
             run.figure("test_acc", 100 * acc, method=method, seed=seed)
         run.figure("test_acc_mean", 100 * statistics.mean(accs), method=method, seeds=len(accs))
-        rows.append([method, f"{100 * statistics.mean(accs):.2f}", f"{100 * spread:.2f}", len(accs)])
-    run.table("final", ["method", "test accuracy %", "std", "seeds"], rows)
+        rows.append([f"`{method}`", f"{100 * statistics.mean(accs):.2f}% ± {100 * spread:.2f} ({len(accs)} seeds)",
+                     f"{statistics.mean(minutes[method]):.1f} min", f"{args.reports * args.iterations:,}"])
+    run.table("final", ["method", "test accuracy", "wall time per seed", "iterations"], rows)
+    run.table("curve", ["validation accuracy (iterations: %)", *(f"{m} min" for m in MARKS), "end"], curves)
     run.finish()
 
 

@@ -107,6 +107,15 @@ def main() -> None:
           f"{every / once:.1f}x")
     run.figure("cost_by_fingerprint", once, trials=args.trials)
     run.figure("cost_per_trial", every, trials=args.trials)
+    run.table("two_windows", ["what", "figure"], [
+        ["the student's medians in two windows, gap (median over pairs; max)",
+         f"**{statistics.median(gaps):.1%}** (max {max(gaps):.1%})"],
+        ["one study's network called faster than the other's, by medians", f"{point_calls} of {args.pairs}"],
+        ["the same, by intervals (apart)", f"{interval_calls} of {args.pairs}"],
+        ["the same, one window by fingerprint", f"0 of {args.pairs}"],
+        [f"{len(networks)} networks in one window", f"{seconds:.1f} s"],
+        [f"{args.trials} trials of one architecture and their teacher: by fingerprint / each trial with its teacher",
+         f"{once:.1f} s / {every:.1f} s: **{every / once:.1f}x** less"]])
     run.finish()
 
 

@@ -64,6 +64,9 @@ def main() -> None:
         run.figure("leaderboard_reads", board.read, unchanged=board.cached)
         size = run.figure("report_file", (storage / "report.html").stat().st_size / 1e6, trials=total)
         print(f"report file: {size:.1f} MB (plotly.js embedded once)")
+    rows = [[f["step"], f"{f['value']:.2f} s"] for f in run.figures if f["name"] == "step"]
+    rows.append([f"the report file ({total:,} trials)", f"{size:.1f} MB"])
+    run.table("steps", ["step", "time"], rows)
     run.finish()
 
 

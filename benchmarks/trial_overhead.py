@@ -152,6 +152,11 @@ def main() -> None:
     run.figure("speedup", serial / parallel, part="trials")
     run.figure("speedup", median("serial", "study") / median("parallel", "study"), part="study")
     run.table("runs", ["run", "whole study", "start-up", "trials"], rows)
+    run.table("summary", ["what", "figure"], [
+        [f"overhead per trial (Tune one at a time less the plain loop, over {n})", f"**{(serial - plain) / n:.2f} s**"],
+        [f"{cores} trials at a time against one at a time: the trials / the whole study",
+         f"**{serial / parallel:.2f}x** / {median('serial', 'study') / median('parallel', 'study'):.2f}x"],
+        ["Ray's own start, once per study", f"{ray_start:.1f} s"]])
     run.finish()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,13 @@ def test_the_smoke_mode_runs_and_prints_every_promised_figure(name, tmp_path):
         assert (figure, unit) in recorded, figure
         assert any(line.strip().startswith(figure) and line.rstrip().endswith(unit)
                    for line in printed.splitlines()), figure
+    assert readme_tables(Path(name).stem) <= set(info["tables"]), "a table the README shows is no longer written"
+
+
+def readme_tables(script: str) -> set[str]:
+    """The tables benchmarks/README.md takes from results files that ``script`` wrote."""
+    names = set()
+    for run, table in re.findall(r"<!-- table: ([\w.-]+)/([\w.-]+) -->", (BENCHMARKS / "README.md").read_text()):
+        if json.loads((BENCHMARKS / "results" / f"{run}.json").read_text())["script"] == script:
+            names.add(table)
+    return names
