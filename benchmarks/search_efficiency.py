@@ -71,6 +71,7 @@ from harness.study.sweep import run_sweep  # noqa: E402
 
 PROMISES = {"trial_epochs_to_band": "trial-epochs", "compute_ratio": "%", "trials_to_band": "trials",
             "cpu_to_band": "s", "draw_measuring": "s"}
+WITHIN_LIMITS_ONLY = ("trials_to_band", "cpu_to_band", "draw_measuring")  # figures of a spec with limits
 CONSTRAINED_EXAMPLE = "search_spaces/examples/kd_within_latency.yaml"
 SMOKE_SETS = ["search.num_samples=2", "budget.epochs=2", "asha.grace_period=1"]
 BAND = 0.005  # half an accuracy point
@@ -166,14 +167,14 @@ def main() -> None:
     if args.smoke:  # both comparisons, the smallest that finishes trials
         for spec in (args.spec, CONSTRAINED_EXAMPLE):
             compare(run, spec, [0], None, [*args.set, *SMOKE_SETS], [])
-    else:
-        compare(run, args.spec, seeds, args.storage, args.set, args.random_from)
+    elif not compare(run, args.spec, seeds, args.storage, args.set, args.random_from):
+        run.promises = {k: v for k, v in run.promises.items() if k not in WITHIN_LIMITS_ONLY}
     run.finish()
 
 
 def compare(run: Run, path: str, seeds: list[int], storage: str | None, sets: list[str],
-            random_from: list[str]) -> None:
-    """Run the spec's two arms (or read the random one) and report them."""
+            random_from: list[str]) -> bool:
+    """Run the spec's two arms (or read the random one) and report them; True for a spec with limits."""
     with contextlib.ExitStack() as stack:
         storage = storage or stack.enter_context(tempfile.TemporaryDirectory())
         try:
@@ -197,8 +198,9 @@ def compare(run: Run, path: str, seeds: list[int], storage: str | None, sets: li
                   flush=True)
         if CONSTRAINED in specs:
             report_constrained(run, runs, folders, specs, seeds, gate_s)
-        else:
-            report(run, runs, specs, seeds)
+            return True
+        report(run, runs, specs, seeds)
+        return False
 
 
 class _GateClock:
