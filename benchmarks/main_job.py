@@ -68,15 +68,17 @@ def main() -> None:
         run.figure("selected_test_acc", 100 * best["test_acc"])
         report = ["uv", "run", "harness", "report", "studies/kd-digits"]
         report_s = run.figure("wall", timed(report, clone, env), command="harness report studies/kd-digits")
-        files = run.figure("report_files", sum(1 for p in (clone / "studies" / "kd-digits").rglob("*")
-                                               if p.suffix in (".html", ".png", ".svg")))
+        if not (clone / "report.html").is_file():
+            fail("`harness report` wrote no report.html in the folder it ran in", 1)
+        figures = clone / "report_figures"  # written beside the report, in the folder it ran in
+        files = run.figure("report_files", len(list(figures.iterdir())) if figures.is_dir() else 0)
     done = f"{len(study.trials)} trials ({counts.get('completed', 0)} completed, {counts.get('stopped', 0)} stopped)"
     run.table("commands", ["command", "wall time", "what it did"], [
         ["`uv run harness sweep search_spaces/kd.yaml`", f"{seconds:.0f} s",
          f"built the clone's `.venv` from uv's cache, trained the digits teacher ({teacher:.2f}% test), searched "
          f"{done}, selected a trial at {100 * best['val_acc']:.2f}% validation, {100 * best['test_acc']:.2f}% test"],
         ["`uv run harness report studies/kd-digits`", f"{report_s:.0f} s",
-         f"report.html and its figures ({files} files)"],
+         f"report.html and its static figures ({files} files in report_figures/)"],
     ])
     run.finish()
 
