@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from benchmarks.tables import BLOCK
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -59,7 +60,7 @@ def test_the_smoke_mode_runs_and_prints_every_promised_figure(name, tmp_path):
 def readme_tables(script: str) -> set[str]:
     """The tables benchmarks/README.md takes from results files that ``script`` wrote."""
     names = set()
-    for run, table in re.findall(r"<!-- table: ([\w.-]+)/([\w.-]+) -->", (BENCHMARKS / "README.md").read_text()):
-        if json.loads((BENCHMARKS / "results" / f"{run}.json").read_text())["script"] == script:
-            names.add(table)
+    for block in BLOCK.finditer((BENCHMARKS / "README.md").read_text()):
+        if json.loads((BENCHMARKS / "results" / f"{block['run']}.json").read_text())["script"] == script:
+            names.add(block["name"])
     return names
