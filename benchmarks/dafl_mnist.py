@@ -119,6 +119,8 @@ def main() -> None:
                 if point is not None:
                     run.figure("val_acc", 100 * point[2], method=method, seed=seed, minutes=mark,
                                iterations=point[1])
+            run.figure("val_acc", 100 * curve[-1][2], method=method, seed=seed, minutes=round(curve[-1][0] / 60, 1),
+                       iterations=curve[-1][1], at="the end")
             print(f"{method} seed {seed} curve (minutes: iterations, val_acc): " + "; ".join(
                 f"{mark}: {p[1]}, {p[2]:.4f}" for mark, p in zip(MARKS, points, strict=True) if p is not None),
                 flush=True)
