@@ -6,7 +6,7 @@ figures against the `kd` study's, and the selected students' parameters and batc
 latency as a ratio to their teacher's measured in the same window (their medians over
 seeds; one figure per network, as the leaderboard gives: run `harness leaderboard` on
 the storage first, so that every study is measured in one window). `--per-seed` prints benchmarks/README.md's table
-instead, with each seed's figure.
+instead, with each seed's figure; ``--json`` writes both (tables ``results`` and ``per_seed``).
 
     uv run python benchmarks/results_table.py /tmp/mnist_studies [--link benchmarks/README.md#anchor] [--per-seed]
         [--smoke] [--json FILE]
@@ -82,16 +82,17 @@ def main() -> None:
         fail("give the storage folder holding the studies (or --smoke)")
     run = Run(__file__, PROMISES, args)
     studies = per_study(args.storage)
-    rows = table(studies, None if args.per_seed else args.link)
-    print("\n".join(rows))
+    print("\n".join(table(studies, None if args.per_seed else args.link)))
     for study, row in studies.iterrows():
         run.figure("test_acc_mean", 100 * row["mean"], study=study, seeds=row["seeds"])
         run.figure("test_acc_std", 100 * row["std"], study=study)
         run.figure("p_vs_kd", row["p"], study=study)
         run.figure("params", row["params"], study=study)
         run.figure("latency_x_teacher", row["ratio"], study=study)
-    run.table("per_seed" if args.per_seed else "results", [c.strip() for c in rows[0].strip("|").split("|")],
-              [[c.strip() for c in r.strip("|").split(" | ")] for r in rows[2:]])
+    for name, link in (("results", args.link), ("per_seed", None)):  # both, whichever is printed
+        rows = table(studies, link)
+        run.table(name, [c.strip() for c in rows[0].strip("|").split("|")],
+                  [[c.strip() for c in r.strip("|").split(" | ")] for r in rows[2:]])
     run.finish()
 
 
