@@ -82,15 +82,15 @@ def main() -> None:
         fail("give the storage folder holding the studies (or --smoke)")
     run = Run(__file__, PROMISES, args)
     studies = per_study(args.storage)
-    print("\n".join(table(studies, None if args.per_seed else args.link)))
+    tables = {"results": table(studies, args.link), "per_seed": table(studies, None)}  # --json writes both
+    print("\n".join(tables["per_seed" if args.per_seed else "results"]))
     for study, row in studies.iterrows():
         run.figure("test_acc_mean", 100 * row["mean"], study=study, seeds=row["seeds"])
         run.figure("test_acc_std", 100 * row["std"], study=study)
         run.figure("p_vs_kd", row["p"], study=study)
         run.figure("params", row["params"], study=study)
         run.figure("latency_x_teacher", row["ratio"], study=study)
-    for name, link in (("results", args.link), ("per_seed", None)):  # both, whichever is printed
-        rows = table(studies, link)
+    for name, rows in tables.items():
         run.table(name, [c.strip() for c in rows[0].strip("|").split("|")],
                   [[c.strip() for c in r.strip("|").split(" | ")] for r in rows[2:]])
     run.finish()
