@@ -6,7 +6,8 @@ figures against the `kd` study's, and the selected students' parameters and batc
 latency as a ratio to their teacher's measured in the same window (their medians over
 seeds; one figure per network, as the leaderboard gives: run `harness leaderboard` on
 the storage first, so that every study is measured in one window). `--per-seed` prints benchmarks/README.md's table
-instead, with each seed's figure; ``--json`` writes both (tables ``results`` and ``per_seed``).
+instead, with each seed's figure. ``--json`` writes both tables (``results``, ``per_seed``) and a third,
+``studies``: each study's trials by status and its time from start (its teacher ready) to end.
 
     uv run python benchmarks/results_table.py /tmp/mnist_studies [--link benchmarks/README.md#anchor] [--per-seed]
         [--smoke] [--json FILE]
@@ -28,11 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import methods  # noqa: E402
 from benchmarks.common import Run, common_options, fail  # noqa: E402
 from reports.leaderboard import collect  # noqa: E402
+from reports.load import find_studies, load_study  # noqa: E402
 from reports.summary import one_latency_per_network, selected_trials, welch_p  # noqa: E402
 
 PROMISES = {"test_acc_mean": "%", "test_acc_std": "%", "p_vs_kd": "", "params": "", "latency_x_teacher": "x"}
 
 FAMILIES = ("baseline", "distillation", "pruning", "data-free")  # the table's order
+STATUSES = ("completed", "stopped")  # first in a study's trial counts; others (failed, ...) after
 
 
 def per_study(storage: Path) -> pd.DataFrame:
@@ -66,6 +69,22 @@ def table(studies: pd.DataFrame, link: str | None) -> list[str]:
     return rows
 
 
+def runs(storage: Path, order: list[str]) -> list[str]:
+    """Per study, in ``order``: its trials by status and its time from start to end."""
+    rows = ["| study | trials | search, start to end |", "|---|---|---|"]
+    found = {study.name: study for study in map(load_study, find_studies(storage))}
+    for name in order:
+        study = found[name]
+        counts = study.trials["status"].value_counts()
+        counts = counts.reindex(sorted(counts.index, key=lambda s: (STATUSES.index(s) if s in STATUSES else 9, s)))
+        statuses = ", ".join(f"{n} {status}" for status, n in counts.items())
+        span = pd.Timestamp(study.info["ended_at"]) - pd.Timestamp(study.info["started_at"]) \
+            if study.info.get("ended_at") and study.info.get("started_at") else None
+        rows.append(f"| `{name}` | {counts.sum()}: {statuses} | "
+                    f"{'-' if span is None else f'{span.total_seconds() / 60:.1f} min'} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("storage", type=Path, nargs="?", help="the folder holding the study folders")
@@ -82,7 +101,8 @@ def main() -> None:
         fail("give the storage folder holding the studies (or --smoke)")
     run = Run(__file__, PROMISES, args)
     studies = per_study(args.storage)
-    tables = {"results": table(studies, args.link), "per_seed": table(studies, None)}  # --json writes both
+    tables = {"results": table(studies, args.link), "per_seed": table(studies, None),  # --json writes all
+              "studies": runs(args.storage, list(studies.index))}
     print("\n".join(tables["per_seed" if args.per_seed else "results"]))
     for study, row in studies.iterrows():
         run.figure("test_acc_mean", 100 * row["mean"], study=study, seeds=row["seeds"])

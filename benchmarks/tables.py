@@ -1,4 +1,5 @@
-"""benchmarks/README.md's generated tables, from runs' figures saved as JSON in benchmarks/results/.
+"""The generated tables of benchmarks/README.md and README.md, from runs' figures saved as JSON in
+benchmarks/results/.
 
 A table sits between ``<!-- table: RUN/NAME -->`` and ``<!-- /table -->``: RUN is a file
 ``benchmarks/results/RUN.json`` written by a script's ``--json``, NAME one of its tables.
@@ -7,7 +8,7 @@ run it came from (command, machine, date, versions); the prose around it is the 
 
     uv run python benchmarks/tables.py [--check]
 
-``--check`` changes nothing and exits 1 when the README differs from what it would write
+``--check`` changes nothing and exits 1 when a page differs from what it would write
 (tests/test_benchmarks.py runs it).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import describe, fail  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-README = HERE / "README.md"
+PAGES = (HERE.parent / "README.md", HERE / "README.md")  # the front door's results table, then the figures
 RESULTS = HERE / "results"
 BLOCK = re.compile(r"(<!-- table: (?P<run>[\w.-]+)/(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
@@ -31,7 +32,7 @@ BLOCK = re.compile(r"(<!-- table: (?P<run>[\w.-]+)/(?P<name>[\w.-]+) -->\n)(?P<b
 def render(run: str, name: str) -> str:
     path = RESULTS / f"{run}.json"
     if not path.is_file():
-        fail(f"{README.name}: a table names {path.relative_to(HERE.parent)}, which does not exist")
+        fail(f"a table names {path.relative_to(HERE.parent)}, which does not exist")
     info = json.loads(path.read_text())
     if name not in info.get("tables", {}):
         fail(f"{path.name}: no table '{name}' (it has: {', '.join(info.get('tables', {})) or 'none'})")
@@ -51,20 +52,25 @@ def regenerate(text: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README is not what it would write")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page is not what it would write")
     args = parser.parse_args()
-    text = README.read_text()
-    new = regenerate(text)
-    count = len(BLOCK.findall(text))
-    if args.check:
+    count, stale = 0, []
+    for page in PAGES:
+        text = page.read_text()
+        new = regenerate(text)
+        count += len(BLOCK.findall(text))
         if new != text:
-            print(f"{README.relative_to(HERE.parent)}: its tables differ from benchmarks/results/; run "
-                  f"`python benchmarks/tables.py`", file=sys.stderr)
+            stale.append(str(page.relative_to(HERE.parent)))
+            if not args.check:
+                page.write_text(new)
+    if args.check:
+        if stale:
+            print(f"{', '.join(stale)}: tables differ from benchmarks/results/; run `python benchmarks/tables.py`",
+                  file=sys.stderr)
             return 1
         print(f"{count} tables match their results files")
         return 0
-    README.write_text(new)
-    print(f"{count} tables written from benchmarks/results/")
+    print(f"{count} tables written from benchmarks/results/ ({', '.join(stale) or 'nothing'} changed)")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Every benchmark script keeps running: its smoke mode exits 0 and prints every figure it
-promises (names and units), in words and in its ``--json`` file; and benchmarks/README.md's
-generated tables are those of the results files beside them."""
+promises (names and units), in words and in its ``--json`` file; and the READMEs' generated
+tables are those of the results files in benchmarks/results/."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.tables import BLOCK
+from benchmarks.tables import BLOCK, PAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -58,9 +58,9 @@ def test_the_smoke_mode_runs_and_prints_every_promised_figure(name, tmp_path):
 
 
 def readme_tables(script: str) -> set[str]:
-    """The tables benchmarks/README.md takes from results files that ``script`` wrote."""
+    """The tables the READMEs take from results files that ``script`` wrote."""
     names = set()
-    for block in BLOCK.finditer((BENCHMARKS / "README.md").read_text()):
+    for block in (block for page in PAGES for block in BLOCK.finditer(page.read_text())):
         if json.loads((BENCHMARKS / "results" / f"{block['run']}.json").read_text())["script"] == script:
             names.add(block["name"])
     return names
