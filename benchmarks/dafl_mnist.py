@@ -44,7 +44,8 @@ from harness.study.teachers import obtain_teacher  # noqa: E402
 from harness.study.trial import run_trial  # noqa: E402
 
 MARKS = [1, 2, 4, 6, 8, 10, 12, 14]  # minutes at which the curve is read
-PROMISES = {"teacher_test_acc": "%", "val_acc": "%", "test_acc": "%", "test_acc_mean": "%"}
+PROMISES = {"teacher_test_acc": "%", "val_acc": "%", "test_acc": "%", "test_acc_mean": "%", "image_spread": ""}
+COLLAPSED = 0.01  # DAFL's image_spread below this: one image for every noise vector (a fresh generator: ~0.9)
 
 SPEC = "search_spaces/paper/dafl_lenet5_mnist.yaml"
 
@@ -93,6 +94,7 @@ def main() -> None:
 
     finals: dict[str, list[float]] = {}
     minutes: dict[str, list[float]] = {}
+    collapses: dict[str, list[str]] = {method: [] for method in args.methods}  # per seed, for the generators
     curves: list[list[str]] = []
     for method in args.methods:
         for seed in args.seeds:
@@ -101,9 +103,12 @@ def main() -> None:
             assert len(splits.train) == 0  # the trial holds no training image
             started = time.perf_counter()
             curve: list[tuple[float, int, float]] = []
+            spreads: list[tuple[int, float]] = []  # DAFL's generator: (iterations, image_spread)
 
-            def report(m: dict, curve=curve, started=started, method=method, seed=seed) -> None:
+            def report(m: dict, curve=curve, spreads=spreads, started=started, method=method, seed=seed) -> None:
                 curve.append((time.perf_counter() - started, m["iterations"], m["val_acc"]))
+                if "image_spread" in m:
+                    spreads.append((m["iterations"], m["image_spread"]))
                 if m["epoch"] % 10 == 0 or "test_acc" in m:
                     print(f"  {method} seed {seed}: {curve[-1][0] / 60:5.1f} min, {m['iterations']:5d} iterations, "
                           f"val {m['val_acc']:.4f}" + (f", test {m['test_acc']:.4f}" if "test_acc" in m else ""),
@@ -127,6 +132,11 @@ def main() -> None:
             curves.append([f"`{method}` seed {seed}", *(f"{p[1]:,}: {100 * p[2]:.2f}" if p else "" for p in points),
                            f"{curve[-1][0] / 60:.1f} min, {curve[-1][1]:,}: {100 * curve[-1][2]:.2f}"])
             minutes.setdefault(method, []).append(curve[-1][0] / 60)
+            if spreads:
+                collapsed = next((i for i, spread in spreads if spread < COLLAPSED), None)
+                run.figure("image_spread", spreads[-1][1], method=method, seed=seed, at="the end",
+                           collapsed_at="never" if collapsed is None else f"{collapsed} iterations")
+                collapses[method].append("no" if collapsed is None else f"at {collapsed:,} iterations")
     rows = []
     for method, accs in finals.items():
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
@@ -136,8 +146,10 @@ def main() -> None:
             run.figure("test_acc", 100 * acc, method=method, seed=seed)
         run.figure("test_acc_mean", 100 * statistics.mean(accs), method=method, seeds=len(accs))
         rows.append([f"`{method}`", f"{100 * statistics.mean(accs):.2f}% ± {100 * spread:.2f} ({len(accs)} seeds)",
-                     f"{statistics.mean(minutes[method]):.1f} min", f"{args.reports * args.iterations:,}"])
-    run.table("final", ["method", "test accuracy", "wall time per seed", "iterations"], rows)
+                     f"{statistics.mean(minutes[method]):.1f} min", f"{args.reports * args.iterations:,}",
+                     ", ".join(collapses[method]) or "-"])
+    run.table("final", ["method", "test accuracy", "wall time per seed", "iterations",
+                        "generator collapsed (`image_spread` < 0.01)"], rows)
     run.table("curve", ["validation accuracy (iterations: %)", *(f"{m} min" for m in MARKS), "end"], curves)
     run.finish()
 

@@ -15,7 +15,9 @@ The generator is the authors' DCGAN-style one (linear to a quarter-size map,
 two upsample+conv stages, tanh, then a BatchNorm without affine that puts the
 images in the normalised input space the teacher expects), with ``eps=0.8`` in
 its inner BatchNorms exactly as written there. ``generator_width`` scales its
-128/64 channels so CPU studies can use a slim one.
+128/64 channels so CPU studies can use a slim one. Each report also logs ``image_spread``,
+the generated images' standard deviation across the batch (per pixel, averaged): a
+generator that has collapsed to one image shows it falling to 0.
 """
 from __future__ import annotations
 
@@ -99,4 +101,7 @@ class DAFL(DataFreeDistillation):
         terms = generator_losses(logits, features)
         own = (p.one_hot * terms["one_hot_loss"] + p.alpha * terms["activation_loss"]
                + p.beta * terms["entropy_loss"])
+        # Logged, not optimised: near 0 once the generator has collapsed to one image for every
+        # noise vector, after which the student sees one input and stops learning.
+        terms["image_spread"] = images.detach().std(0).mean()
         return Draw(images, logits, own, terms)

@@ -126,11 +126,22 @@ def test_dafl_steps_generator_and_student_and_leaves_the_teacher(digits):
     gen_before = [p.clone() for p in method.generator.parameters()]
     student_before = [p.clone() for p in ctx.student.parameters()]
     metrics = method.train_step(0)
-    assert metrics["iterations"] == 3 and {"kd_loss", "one_hot_loss", "activation_loss", "entropy_loss"} <= set(metrics)
+    assert metrics["iterations"] == 3 and {"kd_loss", "one_hot_loss", "activation_loss", "entropy_loss",
+                                           "image_spread"} <= set(metrics)
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in frozen.items())
     assert any(not torch.equal(a, b) for a, b in zip(gen_before, method.generator.parameters(), strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(student_before, ctx.student.parameters(), strict=True))
     assert method.samples().shape == (16, 1, 28, 28)
+
+
+def test_a_collapsed_generator_shows_as_an_image_spread_near_zero():
+    method = DAFL(_context(freeze(create_model("lenet5", 10))),
+                  DAFL.make_params({"iterations_per_report": 1, "batch_size": 16, "generator_width": 0.25}))
+    assert method.draw(16).terms["image_spread"].item() > 0.3  # distinct images for distinct noise
+    last = method.generator.block2[3]  # the conv before tanh: zeroed, every image is the same flat one
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    assert method.draw(16).terms["image_spread"].item() < 1e-6
 
 
 def test_with_zero_coefficients_the_generator_does_not_move():
@@ -247,7 +258,7 @@ def test_a_dafl_study_records_iterations_and_image_grids(ray_session, tmp_path):
     epochs = pd.read_parquet(folder / "epochs.parquet")
     assert list(trials.status) == ["completed", "completed"]
     assert sorted(epochs.iterations) == [3, 3, 6, 6]
-    terms = ["kd_loss", "one_hot_loss", "activation_loss", "entropy_loss"]  # the method's own loss terms
+    terms = ["kd_loss", "one_hot_loss", "activation_loss", "entropy_loss", "image_spread"]  # the method's own
     assert epochs[terms].notna().all().all() and "test_loss" not in epochs.columns
     for row in trials.itertuples():
         grid = folder / "samples" / row.trial_id / "report002.png"
