@@ -11,7 +11,8 @@ continued from a checkpoint (``resumes``) and those ``lost`` (started after the 
 snapshot: the search ran others in their place). A check that fails ends the script with
 exit status 1 naming it.
 
-    uv run python benchmarks/kill_resume.py [--trials 1200] [--kill-at 0.6] [--seed 0] [--smoke] [--json FILE]
+    uv run python benchmarks/kill_resume.py [--trials 1200] [--kill-at 0.6] [--storage DIR] [--seed 0] [--smoke]
+        [--json FILE]
 
 ``--smoke``: 12 trials, killed after 4.
 """
@@ -82,14 +83,18 @@ def kill_after(driver: subprocess.Popen, folder: Path, count: int) -> float:
     return time.monotonic() - started
 
 
-def check(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """The finished study's rows, reports, and how many rows break a rule (0 for a sound study)."""
+def check(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The finished study's rows, reports, and each rule a row breaks (none for a sound study)."""
     trials, epochs = pd.read_parquet(folder / "trials.parquet"), pd.read_parquet(folder / "epochs.parquet")
-    broken = int(trials["trial_id"].duplicated().sum()) + int(epochs.duplicated(["trial_id", "epoch"]).sum())
+    broken = [f"trial {t}: two rows" for t in trials.loc[trials["trial_id"].duplicated(), "trial_id"]]
+    twice = epochs[epochs.duplicated(["trial_id", "epoch"])]
+    broken += [f"trial {r.trial_id}: report {r.epoch} twice" for r in twice.itertuples()]
     reports = epochs.groupby("trial_id")["epoch"].apply(sorted)
     for _, row in trials[trials["status"].isin(FINISHED)].iterrows():
-        if reports.get(row["trial_id"], []) != list(range(1, int(row["epochs_done"]) + 1)):
-            broken += 1
+        got = reports.get(row["trial_id"], [])
+        if got != list(range(1, int(row["epochs_done"]) + 1)):
+            broken.append(f"trial {row['trial_id']} ({row['status']}, epochs_done {row['epochs_done']}): "
+                          f"reports {got}")
     return trials, epochs, broken
 
 
@@ -97,13 +102,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1200)
     parser.add_argument("--kill-at", type=float, default=0.6, help="the share of trials finished at the kill")
+    parser.add_argument("--storage", help="keep the study here (default: a temporary folder, removed)")
     args = common_options(parser, seed=True).parse_args()
     if not 0 < args.kill_at < 1:
         fail("--kill-at: a share between 0 and 1")
     trials_n, kill_at = (12, 4) if args.smoke else (args.trials, round(args.trials * args.kill_at))
     run = Run(__file__, PROMISES, args)
     with tempfile.TemporaryDirectory(prefix="kill-resume-") as tmp:
-        storage, spec = Path(tmp) / "studies", write_spec(Path(tmp), trials_n, args.seed)
+        storage = Path(args.storage) if args.storage else Path(tmp) / "studies"
+        storage.mkdir(parents=True, exist_ok=True)
+        spec = write_spec(storage, trials_n, args.seed)
         folder = storage / "kill-resume"
         before = kill_after(sweep(spec, storage), folder, kill_at)
         at_kill, reports_at_kill = read_table(folder, "trials"), read_table(folder, "epochs")
@@ -119,7 +127,7 @@ def main() -> None:
     counts = trials["status"].value_counts()
     continued = int((trials["resumes"].fillna(0) > 0).sum())
     print(f"--resume: {resume_s:.0f} s; {len(trials)} rows ({', '.join(f'{n} {s}' for s, n in counts.items())}), "
-          f"{continued} continued from a checkpoint, {len(epochs)} reports, {broken} rows breaking a rule")
+          f"{continued} continued from a checkpoint, {len(epochs)} reports, {len(broken)} rows breaking a rule")
     run.figure("rows", len(at_kill), when="at the kill")
     run.figure("reports", len(reports_at_kill), when="at the kill")
     run.figure("wall", before, part="until the kill")
@@ -129,16 +137,18 @@ def main() -> None:
     for status in ("completed", "stopped", "lost"):
         run.figure("trials", int(counts.get(status, 0)), status=status)
     run.figure("trials", continued, status="continued from a checkpoint")
-    run.figure("duplicates", broken)
+    run.figure("duplicates", len(broken))
     run.table("runs", ["trials", "killed after", "on disk at the kill", "--resume", "after it",
                        "continued from a checkpoint", "rows or reports twice, or reports missing"],
               [[f"{trials_n:,}", f"{int(at_kill['status'].isin(FINISHED).sum()):,} finished ({before:.0f} s)",
                 f"{len(at_kill):,} rows, {len(reports_at_kill):,} reports", f"{resume_s:.0f} s",
                 f"{len(trials):,} rows ({int(counts.get('completed', 0))} completed, "
                 f"{int(counts.get('stopped', 0))} stopped, {int(counts.get('lost', 0))} lost), {len(epochs):,} reports",
-                continued, broken]])
+                continued, len(broken)]])
     if broken:
-        fail(f"{broken} rows of the resumed study break a rule (a trial or report twice, or reports missing)", 1)
+        print("\n".join(broken[:20]), file=sys.stderr)
+        where = f"the study is in {args.storage}" if args.storage else "--storage DIR keeps the study to look at"
+        fail(f"{len(broken)} rows of the resumed study break a rule (listed above); {where}", 1)
     run.finish()
 
 

@@ -102,15 +102,20 @@ def test_a_results_write_that_fails_keeps_the_files_and_stops_the_study_in_one_l
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_reports_of_an_earlier_run_past_where_the_resumed_trial_ended_are_dropped(tmp_path):
-    """The driver died after a trial's report 4 reached the files but before Tune's snapshot
-    recorded its checkpoint: resumed from report 2, the trial is stopped at 3."""
+@pytest.mark.parametrize("last", [4, 5], ids=["running", "finished"])
+def test_reports_of_an_earlier_run_past_where_the_resumed_trial_ended_are_dropped(tmp_path, last):
+    """The driver died after a trial's report ``last`` reached the files (at 5, its budget, the
+    trial's row says it finished) but before Tune's snapshot recorded its checkpoint: resumed
+    from report 2, the trial is stopped at 3."""
     spec = small_spec(**{"budget.epochs": "5"})
     first = ResultsWriter(spec, tmp_path, None)
     trial = SimpleNamespace(trial_id="t1", config={"lr": 0.01}, last_result={})
     first.on_trial_start(0, [], trial)
-    for epoch in (1, 2, 3, 4):
+    for epoch in range(1, last + 1):
         _report(first, trial, epoch)
+    if last == 5:
+        trial.last_result = {"training_iteration": 5, "epoch": 5}
+        first.on_trial_complete(0, [], trial)
     first.flush()
 
     second = ResultsWriter(spec, tmp_path, None)

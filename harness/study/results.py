@@ -168,9 +168,9 @@ class ResultsWriter(LiveCallback):
         for row in trials:
             self._consider_best(row)
         reports = read_table(self.folder, "epochs")
-        if not reports.empty:
-            unfinished = reports[reports["trial_id"].isin(self._carried)]
-            self._last_epoch = {k: int(v) for k, v in unfinished.groupby("trial_id")["epoch"].max().items()}
+        if not reports.empty:  # every trial's: one the files say finished may be continued from an
+            # older checkpoint too (the driver died after its end, before Tune's next snapshot)
+            self._last_epoch = {k: int(v) for k, v in reports.groupby("trial_id")["epoch"].max().items()}
 
     def seed_rows(self, seed: int) -> list[dict[str, Any]]:
         return [row for row in self.trials.values() if row["seed"] == seed]
