@@ -47,8 +47,9 @@ TRIAL_PREFIXES = ("latency_ms@", "latency_node@", "teacher_latency_ms@", EXCESS)
 UNFINISHED = ("pending", "running", "interrupted")
 INFEASIBLE = "infeasible"  # a draw over search.constraints before training: never ran (harness.study.constraints)
 FINISHED = ("completed", "stopped", "error")
-# Reported by some methods only: data-free methods count generator iterations and save image grids.
-OPTIONAL_EPOCH_COLUMNS = ("iterations", "samples")
+# Reported by some methods only: data-free methods count generator iterations and save image grids;
+# DAFL's generator gives its images' spread (0 once it has collapsed to one image).
+OPTIONAL_EPOCH_COLUMNS = ("iterations", "samples", "image_spread")
 
 
 def method_columns(result: dict[str, Any]) -> dict[str, Any]:
