@@ -89,6 +89,10 @@ def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
     assert "RETRY" in out
 
 
+# Its twin in the default run is tests/test_object_storage.py's bucket study, whose driver is
+# killed and resumed the same way; this local-folder one (about 90 s) runs with -m slow, beside
+# benchmarks/kill_resume.py's smoke run, to keep the default run under 12 minutes on 2 cores.
+@pytest.mark.slow
 def test_a_killed_driver_resumes_where_it_stopped(cluster, tmp_path, capsys):
     cluster.add_node()
     storage = tmp_path / "studies"
