@@ -63,9 +63,8 @@ def windows(output: str) -> list[tuple[str, int, int]]:
     return found
 
 
-def ratios(folder: Path) -> pd.DataFrame:
+def ratios(folder: Path, trials: pd.DataFrame) -> pd.DataFrame:
     """Per distinct student network (completed trials): params and latency / teacher's on each target."""
-    trials = pd.read_parquet(folder / "trials.parquet")
     trials = trials[trials["status"].eq("completed") & trials["latency_ms"].notna()]
     latencies = pd.read_parquet(folder / "latencies.parquet")
     out = trials.assign(default=trials["latency_ms"] / trials["teacher_latency_ms"])[
@@ -87,7 +86,7 @@ def main() -> None:
         print(f"sweep of {trials} trials: {seconds:.0f} s (the teacher's training included)")
         folder = Path(storage) / "deploy-targets-digits"
         measured = pd.read_parquet(folder / "trials.parquet")
-        students = ratios(folder)
+        students = ratios(folder, measured)
     run.figure("study_time", seconds, trials=trials)
     window_rows = []
     for target, networks, window_s in windows(output):
