@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -49,6 +50,19 @@ def fail(message: str, status: int = 2) -> NoReturn:
 def side_failed(side: str, cause: str) -> NoReturn:
     """A comparison whose baseline or subject failed: its figures would mean nothing."""
     fail(f"the {side} side failed: {cause}; no figure is printed for a comparison with a failed side", 1)
+
+
+def harness(*args: str, what: str) -> tuple[float, str]:
+    """``python -m harness ARGS`` in the project, as a user runs it: its seconds and its output.
+
+    A failing command ends the benchmark (exit 1) with its last lines and ``what`` failed.
+    """
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"{done.stdout[-2000:]}{done.stderr[-2000:]}", file=sys.stderr)
+        fail(f"{what} failed (exit {done.returncode}); its last lines are above", 1)
+    return time.monotonic() - started, done.stdout
 
 
 def machine() -> dict[str, Any]:

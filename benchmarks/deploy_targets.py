@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +27,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import Run, common_options, fail  # noqa: E402
+from benchmarks.common import Run, common_options, fail, harness  # noqa: E402
 
 SPEC = "search_spaces/examples/deploy_targets.yaml"
 PROMISES = {"study_time": "s", "window": "s", "window_networks": "", "trial_measure": "s", "latency_x_teacher": "x"}
@@ -41,16 +39,11 @@ TARGET_WINDOW = re.compile(r"target (?P<name>\S+) \(.*?\): (?P<networks>\d+) dis
 
 
 def sweep(storage: Path, trials: int, epochs: int | None, seed: int) -> tuple[float, str]:
-    command = [sys.executable, "-m", "harness", "sweep", SPEC, "--storage", str(storage), "--progress", "quiet",
-               "--num-samples", str(trials), "--set", f"seeds=[{seed}]"]
+    options = ["--storage", str(storage), "--progress", "quiet", "--num-samples", str(trials),
+               "--set", f"seeds=[{seed}]"]
     if epochs:
-        command += ["--set", f"budget.epochs={epochs}", "--set", "asha.grace_period=1"]
-    started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"{done.stdout[-2000:]}{done.stderr[-2000:]}", file=sys.stderr)
-        fail(f"the sweep failed (exit {done.returncode}); its last lines are above", 1)
-    return time.monotonic() - started, done.stdout
+        options += ["--set", f"budget.epochs={epochs}", "--set", "asha.grace_period=1"]
+    return harness("sweep", SPEC, *options, what="the sweep")
 
 
 def windows(output: str) -> list[tuple[str, int, int]]:

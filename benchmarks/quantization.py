@@ -19,10 +19,8 @@ in the same window, and file size; and the teacher's own figures there.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +28,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import Run, common_options, fail  # noqa: E402
+from benchmarks.common import Run, common_options, harness  # noqa: E402
 
 PROMISES = {"test_acc_mean": "%", "latency": "ms", "latency_x_teacher": "x", "size": "kB", "study_time": "s"}
 TARGETS = ("{ort_fp32: {runtime: onnxruntime, batch: 1}, ort_int8: {runtime: onnxruntime, batch: 1, precision: int8}, "
@@ -49,16 +47,10 @@ STUDIES = [
 
 def sweep(study: str, spec: str, overrides: dict[str, str], storage: Path, seeds: str, trials: int) -> float:
     settings = {"study": study, "deploy.targets": TARGETS, "seeds": f"[{seeds}]", **overrides}
-    command = [sys.executable, "-m", "harness", "sweep", spec, "--storage", str(storage), "--progress", "quiet",
-               "--num-samples", str(trials)]
+    options = ["--storage", str(storage), "--progress", "quiet", "--num-samples", str(trials)]
     for key, value in settings.items():
-        command += ["--set", f"{key}={value.replace('{storage}', str(storage))}"]
-    started = time.monotonic()
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if run.returncode != 0:
-        print(f"{run.stdout[-2000:]}{run.stderr[-2000:]}", file=sys.stderr)
-        fail(f"{study}: the sweep failed (exit {run.returncode}); its last lines are above", 1)
-    return time.monotonic() - started
+        options += ["--set", f"{key}={value.replace('{storage}', str(storage))}"]
+    return harness("sweep", spec, *options, what=f"{study}: the sweep")[0]
 
 
 def figures(storage: Path) -> list[dict]:
@@ -113,13 +105,7 @@ def main() -> None:
         seconds[study] = bench.figure("study_time", sweep(study, spec, overrides, storage, args.seeds, args.trials),
                                       study=study)
         print(f"{study}: {seconds[study]:.0f} s", flush=True)
-    started = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "harness", "leaderboard", str(storage)], cwd=ROOT,
-                         capture_output=True, text=True)
-    if run.returncode != 0:
-        print(f"{run.stdout[-2000:]}{run.stderr[-2000:]}", file=sys.stderr)
-        fail(f"the leaderboard failed (exit {run.returncode}); its last lines are above", 1)
-    bench.figure("study_time", time.monotonic() - started, study="leaderboard")
+    bench.figure("study_time", harness("leaderboard", str(storage), what="the leaderboard")[0], study="leaderboard")
     show(bench, figures(storage))
     print(f"studies in {storage}")
     bench.finish()
