@@ -145,7 +145,9 @@ def main() -> None:
         for seed, acc in zip(args.seeds, accs, strict=True):
             run.figure("test_acc", 100 * acc, method=method, seed=seed)
         run.figure("test_acc_mean", 100 * statistics.mean(accs), method=method, seeds=len(accs))
-        rows.append([f"`{method}`", f"{100 * statistics.mean(accs):.2f}% ± {100 * spread:.2f} ({len(accs)} seeds)",
+        accuracy = (f"{100 * accs[0]:.2f}% (seed {args.seeds[0]})" if len(accs) == 1 else
+                    f"{100 * statistics.mean(accs):.2f}% ± {100 * spread:.2f} ({len(accs)} seeds)")
+        rows.append([f"`{method}`", accuracy,
                      f"{statistics.mean(minutes[method]):.1f} min", f"{args.reports * args.iterations:,}",
                      ", ".join(collapses[method]) or "-"])
     run.table("final", ["method", "test accuracy", "wall time per seed", "iterations",
