@@ -156,6 +156,22 @@ def test_latency_ranks_tie_where_intervals_overlap():
     assert latency_vs_leader(same_pair).tolist() == ["", "same", "faster"]
 
 
+def test_studies_a_leaderboard_cannot_measure_again_are_named_once_per_cause(tmp_path, monkeypatch):
+    from harness.store.location import open_location
+    from harness.study.windows import measure_in_one_window
+    from tests.fake_studies import write_study
+
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "no-data"))  # MNIST is nowhere: no study can be measured
+    for name, window in (("kd-a", "w1"), ("kd-b", "w2")):
+        path = write_study(tmp_path / "studies", name, "kd", 2, dataset="mnist") / "trials.parquet"
+        pd.read_parquet(path).assign(latency_window=window).to_parquet(path, index=False)
+    lines = []
+    measure_in_one_window(open_location(tmp_path / "studies"), None, None, say=lines.append)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("mnist (cpu): kd-a, kd-b not measured again (ranked on their own windows' figures): ")
+    assert "HARNESS_DATA" in lines[0]
+
+
 def test_a_leaderboard_plans_one_window_per_data_set_and_device_kind(tmp_path):
     from harness.store.location import open_location
     from harness.study.windows import plan_groups

@@ -89,27 +89,31 @@ def measure_in_one_window(root: Location, rounds: int | None, address: str | Non
     from harness.study.remeasure import load_finished_studies
 
     for group in plan_groups(root):
+        causes: dict[str, list[str]] = {}  # why -> the studies it kept out: one line per cause
         if group.one_window:
             say(f"{group.name}: latencies already measured in one window (per deployment target)")
         elif group.measurable:
             studies = []
             for rel in group.measurable:
                 try:
-                    studies += load_finished_studies([root.uri_of(rel)])
+                    studies += [(rel, study) for study in load_finished_studies([root.uri_of(rel)])]
                 except HarnessError as error:
-                    group.left.append(str(error))
+                    causes.setdefault(str(error), []).append(rel)
             with ExitStack() as locks:
-                for students, writer in list(studies):
+                for rel, (students, writer) in list(studies):
                     try:
                         locks.enter_context(StudyLock(writer.location or writer.folder, "leaderboard"))
                     except HarnessError as error:
-                        studies.remove((students, writer))
-                        group.left.append(str(error))
+                        studies.remove((rel, (students, writer)))
+                        causes.setdefault(str(error), []).append(rel)
                 if studies:
+                    studies = [study for _, study in studies]
                     connect(address, sorted({f for students, _ in studies for f in students.spec.code}))
                     _measure(group, studies, rounds, say)
         for why in group.left:
             say(f"{group.name}: not measured again: {why}")
+        for why, names in causes.items():
+            say(f"{group.name}: {', '.join(names)} not measured again (ranked on their own windows' figures): {why}")
 
 
 def _measure(group: Group, studies: list, rounds: int | None, say: Callable[[str], None]) -> None:
