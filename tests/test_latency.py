@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -163,13 +164,17 @@ def test_studies_a_leaderboard_cannot_measure_again_are_named_once_per_cause(tmp
 
     monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "no-data"))  # MNIST is nowhere: no study can be measured
     for name, window in (("kd-a", "w1"), ("kd-b", "w2")):
-        path = write_study(tmp_path / "studies", name, "kd", 2, dataset="mnist") / "trials.parquet"
+        folder = write_study(tmp_path / "studies", name, "kd", 2, dataset="mnist")
+        info = json.loads((folder / "study.json").read_text())
+        info["spec"]["dataset"]["download"] = False  # nor fetched, where the machine could
+        (folder / "study.json").write_text(json.dumps(info))
+        path = folder / "trials.parquet"
         pd.read_parquet(path).assign(latency_window=window).to_parquet(path, index=False)
     lines = []
     measure_in_one_window(open_location(tmp_path / "studies"), None, None, say=lines.append)
     assert len(lines) == 1, lines
     assert lines[0].startswith("mnist (cpu): kd-a, kd-b not measured again (ranked on their own windows' figures): ")
-    assert "HARNESS_DATA" in lines[0]
+    assert "dataset.download is false" in lines[0] and "HARNESS_DATA" in lines[0]
 
 
 def test_a_leaderboard_plans_one_window_per_data_set_and_device_kind(tmp_path):
