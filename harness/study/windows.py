@@ -93,21 +93,21 @@ def measure_in_one_window(root: Location, rounds: int | None, address: str | Non
         if group.one_window:
             say(f"{group.name}: latencies already measured in one window (per deployment target)")
         elif group.measurable:
-            studies = []
+            loaded = []  # (name, study) of each study that could be read
             for rel in group.measurable:
                 try:
-                    studies += [(rel, study) for study in load_finished_studies([root.uri_of(rel)])]
+                    loaded += [(rel, study) for study in load_finished_studies([root.uri_of(rel)])]
                 except HarnessError as error:
                     causes.setdefault(str(error), []).append(rel)
             with ExitStack() as locks:
-                for rel, (students, writer) in list(studies):
+                studies = []  # those this leaderboard holds the lock of
+                for rel, (students, writer) in loaded:
                     try:
                         locks.enter_context(StudyLock(writer.location or writer.folder, "leaderboard"))
+                        studies.append((students, writer))
                     except HarnessError as error:
-                        studies.remove((rel, (students, writer)))
                         causes.setdefault(str(error), []).append(rel)
                 if studies:
-                    studies = [study for _, study in studies]
                     connect(address, sorted({f for students, _ in studies for f in students.spec.code}))
                     _measure(group, studies, rounds, say)
         for why in group.left:
