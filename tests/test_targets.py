@@ -186,7 +186,9 @@ def test_an_exported_onnx_card_gives_the_leaderboards_onnx_runtime_figure(two_ta
     assert (study["median"], study["low"], study["high"]) == (row.latency_ms, row.latency_low_ms, row.latency_high_ms)
     here = ort["batch"]["1"]
     assert here["low"] <= here["median"] <= here["high"]
-    assert 0.75 < here["median"] / row.latency_ms < 1.33  # the same graph, batch and threads (agrees: overlap)
+    # The same graph, batch and threads: within 2x. Two windows of a ~0.03 ms network differ by up to
+    # 1.6x on a 2-core VM; the wrong batch (64) or thread count would be many times off.
+    assert 0.5 < here["median"] / row.latency_ms < 2.0
     assert isinstance(ort["agrees"]["1"], bool)
     default = card["targets"]["default"]
     assert (default["runtime"], default["threads"], list(default["batch"])) == ("torch", 1, ["64"])
