@@ -132,7 +132,8 @@ def rank(trials: pd.DataFrame, budgets: tuple[float, ...] = (0.5, 1.0)) -> tuple
     for column in FRONTS:
         on = trials[trials[column]].groupby("study").size()
         table[f"{column}_trials"] = table["study"].map(on).fillna(0).astype(int)
-    table["selected_on_front"] = table["study"].map(chosen.groupby("study")["pareto"].any()).fillna(False).astype(bool)
+    on_front = set(chosen.loc[chosen["pareto"].astype(bool), "study"])
+    table["selected_on_front"] = table["study"].isin(on_front)
     table = table.sort_values([*RANK_SCOPE, "test_acc_mean", "study"], ascending=[True, True, False, True],
                               na_position="last").reset_index(drop=True)
     table["rank"] = accuracy_rank(table)

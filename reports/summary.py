@@ -129,7 +129,8 @@ def seed_spread(trials: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean, std and count over seeds of the selected trials' test accuracy (and their cost)."""
     chosen = selected_trials(trials)
     if chosen.empty:
-        return pd.DataFrame(columns=[*by, "test_acc_mean", "test_acc_std", "seeds"])
+        # No study selected a trial (none completed, or none within its limits): every column, empty.
+        return pd.DataFrame(columns=[*by, "test_acc_mean", "test_acc_std", "seeds", LATENCY, SIZE, "per_seed"])
     bounds = {c: (c, "median") for c in (LATENCY_LOW, LATENCY_HIGH) if c in chosen}
     return chosen.groupby(by, dropna=False).agg(
         test_acc_mean=("test_acc", "mean"),

@@ -136,7 +136,8 @@ def test_selection_and_the_leaderboard_keep_to_the_studys_limits(limited):
 
 
 @pytest.mark.slow
-def test_the_shipped_latency_limited_study_selects_within_its_limit(ray_session, teacher_cache, tmp_path, monkeypatch):
+def test_the_shipped_latency_limited_study_selects_within_its_limit(ray_session, teacher_cache, tmp_path, monkeypatch,
+                                                                   capsys):
     """search_spaces/examples/kd_within_latency.yaml as shipped: width searched, latency at most half
     the teacher's; every selected trial within it, the draws over it untrained, the leaderboard's
     figure under the limit the study's own selection."""
@@ -151,14 +152,24 @@ def test_the_shipped_latency_limited_study_selects_within_its_limit(ray_session,
     over = trials[trials["status"].eq("infeasible")]
     assert len(over) and not epochs["trial_id"].isin(over["trial_id"]).any()
     assert (over["draw_latency_ms"] > 0.5 * over["draw_teacher_latency_ms"]).all()
+    # ASHA lets the first trial at each rung on, so one trial at least completes its budget. Its
+    # verdict is its latency measured again at the study's end: TPE learns that wider is better,
+    # so the trials it completes sit near the limit, and that measurement can land either side.
     completed = trials[trials["status"].eq("completed")]
+    assert len(completed) and completed["feasible"].isin([True, False]).all()
     within = completed[completed["feasible"].eq(True)]
-    assert len(within) and (within["latency_ms"] <= 0.5 * within["teacher_latency_ms"]).all()
-    chosen = within.sort_values(["val_acc", "trial_id"], ascending=[False, True]).iloc[0]
+    assert (within["latency_ms"] <= 0.5 * within["teacher_latency_ms"]).all()
+    outside = completed[completed["feasible"].eq(False)]
+    assert (outside["latency_ms"] > 0.5 * outside["teacher_latency_ms"]).all()
     assert main(["leaderboard", "studies", "--no-remeasure"]) == 0
     board = pd.read_parquet(tmp_path / "studies" / "leaderboard.parquet").set_index("study")
     assert board.loc["kd-within-latency", "limits"] == "latency (batch 64) <= 0.5x teacher"
-    assert board.loc["kd-within-latency", "acc_within_limits"] == pytest.approx(chosen["test_acc"])
+    if within.empty:  # a trial over the limit is never selected, however accurate
+        assert pd.isna(board.loc["kd-within-latency", "acc_within_limits"])
+        assert "none within the limits, so none is selected" in capsys.readouterr().out
+    else:
+        chosen = within.sort_values(["val_acc", "trial_id"], ascending=[False, True]).iloc[0]
+        assert board.loc["kd-within-latency", "acc_within_limits"] == pytest.approx(chosen["test_acc"])
 
 
 def test_a_search_that_draws_only_over_its_limits_tells_optuna_each_and_ends(monkeypatch):

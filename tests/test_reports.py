@@ -141,6 +141,19 @@ def test_leaderboard_reads_only_new_or_changed_studies(storage):
     assert "kdgan-digits" in set(pd.read_parquet(storage / "leaderboard.parquet").study)
 
 
+def test_a_leaderboard_of_studies_that_selected_no_trial_lists_them_without_figures(tmp_path):
+    """A study whose completed trials all measured over its limits selects none (nor does one
+    whose trials all stopped): the leaderboard lists it with its counts, its figures missing."""
+    write_study(tmp_path, "over", "kd", 4)
+    write_study(tmp_path, "stopped", "kd", 3, statuses=("stopped",))
+    over = tmp_path / "over" / "trials.parquet"
+    pd.read_parquet(over).assign(feasible=False, limits="latency (batch 64) <= 0.5x teacher").to_parquet(over)
+    board, _ = build_leaderboard(tmp_path)
+    table = board.table.set_index("study")
+    assert table.loc["over", "completed"] == 4 and table.loc["stopped", "stopped"] == 3
+    assert table[["test_acc_mean", "latency_ms", "size_bytes", "acc_within_limits"]].isna().all().all()
+
+
 def test_budgets_keep_only_trials_within_a_fraction_of_the_teacher(storage):
     board, _ = build_leaderboard(storage, budgets=(0.5,))
     trials = board.trials

@@ -402,6 +402,8 @@ def test_the_done_line_names_the_trial_the_report_selects():
     assert selected_line(rows) == ("selected (best on validation): s0-a val_acc 0.9000, test_acc 0.7000; "
                                            "s1-a val_acc 0.5000, test_acc 0.6000")
     assert selected_line(rows[2:3]) == "no trial completed its budget, so none is selected"
+    over = [{**rows[1], "feasible": False}, rows[2]]  # completed, then measured over its study's limits
+    assert selected_line(over) == "1 trial(s) completed their budget, none within the limits, so none is selected"
     many = [{**rows[0], "seed": s, "test_acc": 0.5 + s / 10} for s in range(4)]
     assert selected_line(many) == \
         "selected (best on validation) per seed: test_acc 0.6500 ± 0.1291 over 4 seeds"

@@ -259,6 +259,9 @@ def selected_line(rows: Any) -> str:
                                                       "feasible"])
     chosen = selected_trials(table.assign(study=""))
     if chosen.empty:
+        over = int((table["status"].eq("completed") & table["feasible"].eq(False)).sum())
+        if over:  # measured again at the study's end, a network drawn near a limit may land over it
+            return f"{over} trial(s) completed their budget, none within the limits, so none is selected"
         return "no trial completed its budget, so none is selected"
     if len(chosen) <= 3:
         return "selected (best on validation): " + "; ".join(
