@@ -165,6 +165,7 @@ def test_a_sweep_of_a_network_that_cannot_run_stops_in_one_line_with_exit_2(tmp_
     assert "training teacher" not in captured.out and not list((tmp_path / "studies").rglob("*.parquet"))
 
 
+@pytest.mark.slow  # two studies in their own processes and Rays: a whole user scenario
 def test_a_user_network_from_shipped_code_is_distilled_and_pruned_smaller(tmp_path, user_code):
     """The sweep runs in its own process and Ray: the workers import the user's package only
     because it travels with the job (it is on no path of theirs)."""

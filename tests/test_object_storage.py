@@ -126,6 +126,9 @@ def _sweep(cluster: LocalCluster, s3: S3Server, spec: Path, home: Path, *extra: 
         cwd=home, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+# A whole cluster scenario (two minutes on 2 cores): in the slow set, as tests/test_cluster_faults.py's
+# are, to keep the default run under 12 minutes.
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_a_study_in_a_bucket_survives_a_lost_worker_and_a_killed_driver(s3_env, tmp_path, capsys):
     s3 = s3_env
